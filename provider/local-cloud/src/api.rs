@@ -1,0 +1,111 @@
+//! What a handler returns: Google's two error shapes (Storage's legacy one and the AIP one KMS
+//! uses), and JSON responses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Which error shape a service uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Storage,
+    Aip,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    /// Storage `errors[].reason`.
+    pub reason: &'static str,
+}
+
+impl ApiError {
+    pub fn new(status: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), reason }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid", message)
+    }
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(
+            401,
+            "required",
+            "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        )
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "forbidden", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "notFound", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(409, "conflict", message)
+    }
+    pub fn precondition(message: impl Into<String>) -> ApiError {
+        ApiError::new(412, "conditionNotMet", message)
+    }
+    pub fn failed_precondition(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "failedPrecondition", message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "backendError", message)
+    }
+
+    fn aip_status(&self) -> &'static str {
+        match (self.status, self.reason) {
+            (400, "failedPrecondition") => "FAILED_PRECONDITION",
+            (400, _) => "INVALID_ARGUMENT",
+            (401, _) => "UNAUTHENTICATED",
+            (403, _) => "PERMISSION_DENIED",
+            (404, _) => "NOT_FOUND",
+            (409, "aborted") => "ABORTED",
+            (409, _) => "ALREADY_EXISTS",
+            (412, _) => "FAILED_PRECONDITION",
+            (429, _) => "RESOURCE_EXHAUSTED",
+            _ => "INTERNAL",
+        }
+    }
+
+    pub fn body(&self, shape: Shape) -> Value {
+        match shape {
+            Shape::Storage => json!({"error": {
+                "code": self.status,
+                "message": self.message,
+                "errors": [{"domain": "global", "reason": self.reason, "message": self.message}],
+            }}),
+            Shape::Aip => json!({"error": {"code": self.status, "message": self.message, "status": self.aip_status()}}),
+        }
+    }
+
+    pub fn into_response(self, shape: Shape) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.body(shape))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn json_response(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+/// RFC 3339 UTC with milliseconds, as Google writes timestamps.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
+}
+
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

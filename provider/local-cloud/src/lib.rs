@@ -1,0 +1,144 @@
+//! A Google Cloud-compatible local cloud, embedded in the dcr provider: the Cloud Storage JSON API
+//! and Cloud KMS v1 subsets dcr uses, served on 127.0.0.1 with Google's paths, error shapes,
+//! naming rules, preconditions and real IAM (bearer tokens → principals → role bindings).
+//!
+//! State is a SQLite database (WAL) plus object files in a state directory, so several provider
+//! processes — several Terraform runs — can share it at the same time. It is product code: the
+//! provider talks to it through exactly the clients it uses for Google Cloud.
+
+mod api;
+mod error;
+mod iam;
+mod kms;
+mod server;
+mod storage;
+mod store;
+mod tokens;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::LocalCloudError;
+
+pub struct LocalCloudConfig {
+    pub state_dir: PathBuf,
+    pub project: String,
+    /// The principal the person running Terraform acts as; owner of `project`.
+    pub admin_principal: String,
+    /// When set, one JSON line per request is appended to this file.
+    pub request_log: Option<PathBuf>,
+}
+
+/// A running local cloud; dropping it (or [`LocalCloud::shutdown`]) stops the server.
+pub struct LocalCloud {
+    endpoint: String,
+    admin_token: String,
+    store: store::Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// `user:LOGIN@dcr.local`, the principal the person running Terraform acts as.
+pub fn default_admin_principal() -> String {
+    let login = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+    format!("user:{}@dcr.local", login.unwrap_or_else(|| "admin".into()))
+}
+
+/// A stable project number derived from the project id (Google assigns numbers; we derive one).
+fn project_number(project: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, project.as_bytes());
+    let n = u64::from_be_bytes(d.as_ref()[..8].try_into().expect("8 bytes")) % 900_000_000_000 + 100_000_000_000;
+    n.to_string()
+}
+
+impl LocalCloud {
+    pub async fn start(cfg: LocalCloudConfig) -> Result<LocalCloud, LocalCloudError> {
+        if !iam::valid_principal(&cfg.admin_principal) {
+            return Err(LocalCloudError::Principal(cfg.admin_principal));
+        }
+        let dir = cfg.state_dir.clone();
+        let (project, admin_principal) = (cfg.project.clone(), cfg.admin_principal.clone());
+        let (store, admin_token) = tokio::task::spawn_blocking(move || -> Result<_, LocalCloudError> {
+            let store = store::Store::open(&dir)?;
+            let conn = store.connect()?;
+            // The admin owns the project; a second admin (another login) is added, not swapped in.
+            let cfg = LocalCloudConfig { state_dir: dir.clone(), project, admin_principal, request_log: None };
+            let existing: Option<String> = conn
+                .query_row("SELECT policy FROM projects WHERE id = ?1", [&cfg.project], |r| r.get(0))
+                .ok();
+            let mut policy: serde_json::Value =
+                existing.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::json!({"version": 1, "bindings": []}));
+            let owners = policy["bindings"].as_array().and_then(|b| b.iter().find(|b| b["role"] == "roles/owner")).is_some();
+            if !owners {
+                policy["bindings"].as_array_mut().expect("bindings").push(serde_json::json!({"role": "roles/owner", "members": []}));
+            }
+            for b in policy["bindings"].as_array_mut().expect("bindings") {
+                if b["role"] == "roles/owner" {
+                    let ms = b["members"].as_array_mut().expect("members");
+                    if !ms.iter().any(|m| m == &serde_json::json!(cfg.admin_principal)) {
+                        ms.push(serde_json::json!(cfg.admin_principal));
+                    }
+                }
+            }
+            conn.execute(
+                "INSERT INTO projects (id, number, policy) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET policy = excluded.policy",
+                rusqlite::params![cfg.project, project_number(&cfg.project), policy.to_string()],
+            )
+            .map_err(|e| store.db_err(e))?;
+            let token = tokens::mint(&store, &cfg.admin_principal, 12 * 3600)?;
+            Ok((store, token))
+        })
+        .await
+        .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e)))??;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(LocalCloudError::Listen)?;
+        let addr = listener.local_addr().map_err(LocalCloudError::Listen)?;
+        let app = Arc::new(server::App { store: store.clone(), request_log: cfg.request_log });
+        let router = axum::Router::new().fallback(server::handle).with_state(app);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(LocalCloud { endpoint: format!("http://{addr}"), admin_token, store, stop: Some(tx), task: Some(task) })
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.admin_token.clone()
+    }
+
+    /// A token for another principal (tests; later, tokens STS issues).
+    pub fn mint_token(&self, principal: &str, ttl: Duration) -> Result<String, LocalCloudError> {
+        if !iam::valid_principal(principal) {
+            return Err(LocalCloudError::Principal(principal.to_string()));
+        }
+        tokens::mint(&self.store, principal, ttl.as_secs() as i64)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+impl Drop for LocalCloud {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

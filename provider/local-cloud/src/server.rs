@@ -1,0 +1,159 @@
+//! The HTTP front: one port, services routed by path prefix, bearer-token authentication, and the
+//! optional request log the conformance test reads.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Request};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, Shape};
+use crate::store::Store;
+use crate::tokens;
+
+pub struct App {
+    pub store: Store,
+    pub request_log: Option<PathBuf>,
+}
+
+/// One parsed request, before its body is read.
+pub struct Req {
+    pub method: Method,
+    /// The path as sent, still percent-encoded.
+    pub raw_path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub principal: String,
+}
+
+impl Req {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    pub fn query_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.query(name)
+            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("Invalid value for {name}: {v}"))))
+            .transpose()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Splits a raw path into percent-decoded segments.
+pub fn segments(raw: &str) -> Vec<String> {
+    raw.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+const MAX_JSON_BODY: usize = 8 << 20;
+
+pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let query = parse_query(parts.uri.query());
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (service, shape) = if raw_path.starts_with("/upload/storage/v1/") {
+        ("storage-upload", Shape::Storage)
+    } else if raw_path.starts_with("/storage/v1/") {
+        ("storage", Shape::Storage)
+    } else if raw_path.starts_with("/cloudkms/v1/") {
+        ("cloudkms", Shape::Aip)
+    } else {
+        ("unknown", Shape::Aip)
+    };
+    let mut logged_body = Value::Null;
+
+    let result: Result<Response, ApiError> = async {
+        let token = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(ApiError::unauthenticated)?
+            .to_string();
+        let principal = tokens::principal_for(&app.store, &token).await?.ok_or_else(ApiError::unauthenticated)?;
+        let r = Req {
+            method: parts.method.clone(),
+            raw_path: raw_path.clone(),
+            query,
+            headers: parts.headers.clone(),
+            principal,
+        };
+        match service {
+            "storage-upload" => crate::storage::upload(&app, &r, body).await,
+            "storage" if r.query("alt") == Some("media") => crate::storage::download(&app, &r).await,
+            "storage" | "cloudkms" => {
+                let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+                    .await
+                    .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
+                let json: Option<Value> = if bytes.is_empty() {
+                    None
+                } else {
+                    Some(
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| ApiError::bad_request(format!("Invalid JSON payload received. {e}")))?,
+                    )
+                };
+                logged_body = json.clone().unwrap_or(Value::Null);
+                if service == "storage" {
+                    crate::storage::handle(&app, &r, json).await
+                } else {
+                    crate::kms::handle(&app, &r, json).await
+                }
+            }
+            _ => Err(ApiError::not_found(format!("No service serves {raw_path}"))),
+        }
+    }
+    .await;
+
+    let response = result.unwrap_or_else(|e| e.into_response(shape));
+    if let Some(log) = &app.request_log {
+        let line = json!({
+            "service": service,
+            "method": parts.method.as_str(),
+            "path": raw_path,
+            "query": query_map(parts.uri.query()),
+            "content_type": content_type,
+            "body": if content_type.starts_with("application/json") { logged_body } else { Value::Null },
+            "status": response.status().as_u16(),
+        });
+        append_line(log, &line);
+    }
+    response
+}
+
+fn query_map(q: Option<&str>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in parse_query(q) {
+        m.entry(k).or_insert_with(|| Value::Array(Vec::new())).as_array_mut().expect("array").push(Value::String(v));
+    }
+    Value::Object(m)
+}
+
+/// Appends one line with a single write on an O_APPEND file, so processes sharing the log do not
+/// interleave within a line.
+fn append_line(path: &PathBuf, line: &Value) {
+    let mut text = line.to_string();
+    text.push('\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn encode_segment(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}

@@ -1,0 +1,312 @@
+//! A dataset's declared schema: its columns, each with a type and a domain. The domain is what the
+//! data owner declares, never inferred from the data, so stand-ins built from it leak nothing.
+
+use serde::Serialize;
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Value};
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ColumnKind {
+    Integer { min: i64, max: i64 },
+    Float { min: f64, max: f64 },
+    Category { values: Vec<String> },
+    String { max_length: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: ColumnKind,
+    pub nullable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DatasetSchema {
+    pub columns: Vec<Column>,
+}
+
+pub const COLUMN_TYPES: [&str; 4] = ["integer", "float", "category", "string"];
+
+fn path(i: usize, attr: &str) -> AttributePath {
+    AttributePath::root("schema").attr("column").index(i).attr(attr)
+}
+
+impl DatasetSchema {
+    /// Parses and checks the `schema` block. `Ok(None)` when some value is not known yet (it
+    /// depends on another resource); every problem found is reported, each at its attribute.
+    pub fn from_config(block: &Value) -> Result<Option<DatasetSchema>, Diagnostics> {
+        let mut d = Diagnostics::new();
+        if block.is_null() {
+            d.push(Diagnostic::attribute_error(
+                AttributePath::root("schema"),
+                "a schema block is required",
+                "Declare every column of the source with a type and a domain, e.g.\n  schema {\n    column {\n      \
+                 name = \"age\"\n      type = \"integer\"\n      min  = 0\n      max  = 120\n    }\n  }",
+            ));
+            return Err(d);
+        }
+        if !block.is_wholly_known() {
+            return Ok(None);
+        }
+        let cols = block.get("column").elements();
+        if cols.is_empty() {
+            d.push(Diagnostic::attribute_error(
+                AttributePath::root("schema").attr("column"),
+                "at least one column is required",
+                "Add a column block for every column of the source, in order.",
+            ));
+        }
+        let mut columns = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (i, c) in cols.iter().enumerate() {
+            let name = c.get("name").as_str().unwrap_or_default().to_string();
+            if name.is_empty() || name.len() > 128 || name.contains(['\n', '\r', ',', '"']) {
+                d.push(Diagnostic::attribute_error(
+                    path(i, "name"),
+                    format!("{name:?} is not a usable column name"),
+                    "Column names are 1 to 128 characters with no comma, quote or line break.",
+                ));
+            }
+            if let Some(j) = names.iter().position(|p| *p == name) {
+                d.push(Diagnostic::attribute_error(
+                    path(i, "name"),
+                    format!("duplicate column name {name:?}"),
+                    format!("Column {i} has the same name as column {j}; every column needs its own name."),
+                ));
+            }
+            names.push(name.clone());
+            let ty = c.get("type").as_str().unwrap_or_default();
+            let min = c.get("min");
+            let max = c.get("max");
+            let values: Vec<String> =
+                c.get("values").elements().iter().filter_map(|v| v.as_str().map(String::from)).collect();
+            let max_length = c.get("max_length");
+            let mut misplaced = |attr: &str, v: bool| {
+                if v {
+                    d.push(Diagnostic::attribute_error(
+                        path(i, attr),
+                        format!("`{attr}` does not apply to a {ty} column"),
+                        "min/max apply to integer and float columns, values to category columns, max_length to \
+                         string columns.",
+                    ));
+                }
+            };
+            let kind = match ty {
+                "integer" | "float" => {
+                    misplaced("values", !c.get("values").is_null());
+                    misplaced("max_length", !max_length.is_null());
+                    let bound = |v: &Value, attr: &str, d: &mut Diagnostics| -> Option<f64> {
+                        let f = v.as_f64();
+                        if f.is_none() {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, attr),
+                                format!("{ty} column {name:?} needs `{attr}`"),
+                                "Integer and float columns declare their domain with min and max.",
+                            ));
+                        }
+                        if ty == "integer" && f.is_some_and(|f| f.fract() != 0.0) {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, attr),
+                                format!("{attr} of integer column {name:?} must be a whole number"),
+                                "",
+                            ));
+                        }
+                        f
+                    };
+                    let lo = bound(min, "min", &mut d);
+                    let hi = bound(max, "max", &mut d);
+                    match (lo, hi) {
+                        (Some(lo), Some(hi)) if lo > hi => {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, "min"),
+                                format!("min ({lo}) is greater than max ({hi}) for column {name:?}"),
+                                "The domain [min, max] must not be empty.",
+                            ));
+                            None
+                        }
+                        (Some(lo), Some(hi)) if ty == "integer" => {
+                            Some(ColumnKind::Integer { min: lo as i64, max: hi as i64 })
+                        }
+                        (Some(lo), Some(hi)) => Some(ColumnKind::Float { min: lo, max: hi }),
+                        _ => None,
+                    }
+                }
+                "category" => {
+                    misplaced("min", !min.is_null());
+                    misplaced("max", !max.is_null());
+                    misplaced("max_length", !max_length.is_null());
+                    let mut seen = std::collections::BTreeSet::new();
+                    if values.is_empty() {
+                        d.push(Diagnostic::attribute_error(
+                            path(i, "values"),
+                            format!("category column {name:?} needs a non-empty `values` list"),
+                            "List every value the column may take.",
+                        ));
+                    } else if let Some(dup) = values.iter().find(|v| !seen.insert(v.as_str())) {
+                        d.push(Diagnostic::attribute_error(
+                            path(i, "values"),
+                            format!("duplicate category value {dup:?} in column {name:?}"),
+                            "",
+                        ));
+                    }
+                    Some(ColumnKind::Category { values })
+                }
+                "string" => {
+                    misplaced("min", !min.is_null());
+                    misplaced("max", !max.is_null());
+                    misplaced("values", !c.get("values").is_null());
+                    match max_length.as_i64() {
+                        Some(n) if (1..=1_000_000).contains(&n) => Some(ColumnKind::String { max_length: n as usize }),
+                        _ => {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, "max_length"),
+                                format!("string column {name:?} needs `max_length` between 1 and 1000000"),
+                                "",
+                            ));
+                            None
+                        }
+                    }
+                }
+                other => {
+                    d.push(Diagnostic::attribute_error(
+                        path(i, "type"),
+                        format!("unknown column type {other:?}"),
+                        format!("Allowed types: {}.", COLUMN_TYPES.join(", ")),
+                    ));
+                    None
+                }
+            };
+            if let Some(kind) = kind {
+                columns.push(Column { name, kind, nullable: c.get("nullable").as_bool().unwrap_or(false) });
+            }
+        }
+        if d.has_errors() { Err(d) } else { Ok(Some(DatasetSchema { columns })) }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// Checks one cell against its column's domain; the error says what is wrong with the value
+    /// without repeating it (cells may be confidential and error messages end up in logs).
+    pub fn check_cell(&self, column: usize, cell: &str) -> Result<(), String> {
+        let col = &self.columns[column];
+        if cell.is_empty() {
+            return if col.nullable { Ok(()) } else { Err("is empty, and the column is not nullable".into()) };
+        }
+        match &col.kind {
+            ColumnKind::Integer { min, max } => match cell.trim().parse::<i64>() {
+                Ok(v) if v < *min => Err(format!("is below the minimum {min}")),
+                Ok(v) if v > *max => Err(format!("is above the maximum {max}")),
+                Ok(_) => Ok(()),
+                Err(_) => Err("is not an integer".into()),
+            },
+            ColumnKind::Float { min, max } => match cell.trim().parse::<f64>() {
+                Ok(v) if !v.is_finite() => Err("is not a finite number".into()),
+                Ok(v) if v < *min => Err(format!("is below the minimum {min}")),
+                Ok(v) if v > *max => Err(format!("is above the maximum {max}")),
+                Ok(_) => Ok(()),
+                Err(_) => Err("is not a number".into()),
+            },
+            ColumnKind::Category { values } => {
+                if values.iter().any(|v| v == cell) {
+                    Ok(())
+                } else {
+                    Err(format!("is not one of the {} declared values", values.len()))
+                }
+            }
+            ColumnKind::String { max_length } => {
+                let n = cell.chars().count();
+                if n > *max_length {
+                    Err(format!("is {n} characters long, over max_length {max_length}"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn column(name: &str, ty: &str, extra: &[(&str, Value)]) -> Value {
+        let mut m = std::collections::BTreeMap::from([
+            ("name".to_string(), Value::string(name)),
+            ("type".to_string(), Value::string(ty)),
+            ("min".to_string(), Value::Null),
+            ("max".to_string(), Value::Null),
+            ("values".to_string(), Value::Null),
+            ("max_length".to_string(), Value::Null),
+            ("nullable".to_string(), Value::Null),
+        ]);
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.clone());
+        }
+        Value::Object(m)
+    }
+
+    pub fn schema_block(cols: Vec<Value>) -> Value {
+        Value::object([("column", Value::List(cols))])
+    }
+
+    pub fn sample_schema() -> DatasetSchema {
+        DatasetSchema::from_config(&schema_block(vec![
+            column("age", "integer", &[("min", Value::int(0)), ("max", Value::int(120))]),
+            column("sex", "category", &[("values", Value::List(vec![Value::string("F"), Value::string("M")]))]),
+            column("bmi", "float", &[("min", Value::int(10)), ("max", Value::float(60.5))]),
+            column("note", "string", &[("max_length", Value::int(5)), ("nullable", Value::Bool(true))]),
+        ]))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_all_column_types() {
+        let s = sample_schema();
+        assert_eq!(s.names(), vec!["age", "sex", "bmi", "note"]);
+        assert_eq!(s.columns[0].kind, ColumnKind::Integer { min: 0, max: 120 });
+    }
+
+    #[test]
+    fn reports_every_bad_column_at_its_attribute() {
+        let err = DatasetSchema::from_config(&schema_block(vec![
+            column("a", "integer", &[("min", Value::int(5)), ("max", Value::int(1))]),
+            column("b", "datetime", &[]),
+            column("a", "category", &[("values", Value::List(vec![]))]),
+            column("c", "string", &[]),
+        ]))
+        .unwrap_err();
+        let text: Vec<String> = err.iter().map(|d| d.summary.clone()).collect();
+        assert!(text.iter().any(|s| s.contains("schema.column[0].min") && s.contains("greater than max")), "{text:?}");
+        assert!(
+            text.iter().any(|s| s.contains("schema.column[1].type") && s.contains("unknown column type")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|s| s.contains("schema.column[2].name") && s.contains("duplicate")), "{text:?}");
+        assert!(text.iter().any(|s| s.contains("schema.column[2].values")), "{text:?}");
+        assert!(text.iter().any(|s| s.contains("schema.column[3].max_length")), "{text:?}");
+    }
+
+    #[test]
+    fn unknown_values_defer_the_check() {
+        let b = schema_block(vec![column("a", "integer", &[("min", Value::Unknown), ("max", Value::int(1))])]);
+        assert_eq!(DatasetSchema::from_config(&b).unwrap(), None);
+    }
+
+    #[test]
+    fn cells_are_checked_against_their_domain_without_echoing_them() {
+        let s = sample_schema();
+        assert!(s.check_cell(0, "42").is_ok());
+        assert_eq!(s.check_cell(0, "121").unwrap_err(), "is above the maximum 120");
+        assert!(s.check_cell(0, "4.5").is_err());
+        assert!(s.check_cell(1, "X").unwrap_err().contains("declared values"));
+        assert!(s.check_cell(2, "60.5").is_ok());
+        assert!(s.check_cell(2, "NaN").is_err());
+        assert!(s.check_cell(3, "").is_ok());
+        assert!(s.check_cell(0, "").is_err());
+        assert!(!s.check_cell(3, "toolong").unwrap_err().contains("toolong"));
+    }
+}

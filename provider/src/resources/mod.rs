@@ -1,0 +1,3 @@
+//! Terraform resources, one per file.
+
+pub mod dataset;

@@ -1,0 +1,31 @@
+# Sourced by examples/quickstart/run.sh and tests/run.sh: builds the provider and publishes it in a
+# local filesystem mirror that a Terraform CLI config points at, so `terraform init` finds
+# registry.terraform.io/dcr/dcr without any network. Exports DCR_TOOLS_DIR, DCR_PROVIDER_BIN and
+# TF_CLI_CONFIG_FILE.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DCR_TOOLS_DIR="${DCR_TOOLS_DIR:-$HOME/.cache/dcr/tools}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: dcr needs a Rust toolchain (1.91 or newer) on PATH" >&2
+  exit 1
+fi
+cargo build --manifest-path "$root/Cargo.toml" -p terraform-provider-dcr
+export DCR_PROVIDER_BIN="$root/target/debug/terraform-provider-dcr"
+
+mirror="$DCR_TOOLS_DIR/provider-mirror"
+dest="$mirror/registry.terraform.io/dcr/dcr/0.1.0/linux_amd64"
+mkdir -p "$dest"
+cp "$DCR_PROVIDER_BIN" "$dest/terraform-provider-dcr_v0.1.0"
+cat > "$DCR_TOOLS_DIR/dcr.tfrc" <<TFRC
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.terraform.io/dcr/dcr"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/dcr/dcr"]
+  }
+}
+TFRC
+export TF_CLI_CONFIG_FILE="$DCR_TOOLS_DIR/dcr.tfrc"
+export CHECKPOINT_DISABLE=1

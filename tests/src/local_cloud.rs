@@ -1,0 +1,125 @@
+//! A local cloud running on its own (`terraform-provider-dcr local-cloud`) over a state directory a
+//! test's Terraform runs used, so the test can look at what they left behind through the same
+//! REST APIs, as the admin or as any other principal.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+pub struct LocalCloudProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub endpoint: String,
+    pub admin_token: String,
+    tokens: serde_json::Map<String, Value>,
+    http: Client,
+}
+
+impl LocalCloudProcess {
+    /// Starts a local cloud on `state_dir`, minting tokens for `principals` too.
+    pub fn start(provider_bin: &Path, state_dir: &Path, principals: &[&str]) -> LocalCloudProcess {
+        let mut cmd = Command::new(provider_bin);
+        cmd.arg("local-cloud").arg("--state-dir").arg(state_dir);
+        for p in principals {
+            cmd.arg("--token-for").arg(p);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} local-cloud: {e}", provider_bin.display()));
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("local cloud banner");
+        let banner: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad banner {line:?}: {e}"));
+        LocalCloudProcess {
+            child,
+            stdin,
+            endpoint: banner["endpoint"].as_str().expect("endpoint").to_string(),
+            admin_token: banner["admin_token"].as_str().expect("admin_token").to_string(),
+            tokens: banner["tokens"].as_object().cloned().unwrap_or_default(),
+            http: Client::new(),
+        }
+    }
+
+    pub fn token_for(&self, principal: &str) -> String {
+        self.tokens.get(principal).and_then(|t| t.as_str()).unwrap_or_else(|| panic!("no token for {principal}")).into()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().expect("request")
+    }
+
+    pub fn delete(&self, token: &str, path: &str) -> Response {
+        self.http.delete(self.url(path)).bearer_auth(token).send().expect("request")
+    }
+
+    pub fn post_json(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(body).send().expect("request")
+    }
+
+    /// Names of the buckets of `project` (as the admin).
+    pub fn buckets(&self, project: &str) -> Vec<String> {
+        let r = self.get(&self.admin_token, &format!("/storage/v1/b?project={project}"));
+        assert!(r.status().is_success(), "list buckets: {}", r.status());
+        let v: Value = r.json().expect("json");
+        v["items"]
+            .as_array()
+            .map(|a| a.iter().map(|b| b["name"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The bytes of an object (as `token`), or the HTTP status when refused.
+    pub fn download(&self, token: &str, bucket: &str, object: &str) -> Result<Vec<u8>, u16> {
+        let r = self.get(token, &format!("/storage/v1/b/{bucket}/o/{}?alt=media", encode(object)));
+        if !r.status().is_success() {
+            return Err(r.status().as_u16());
+        }
+        Ok(r.bytes().expect("body").to_vec())
+    }
+
+    /// KMS decrypt (as `token`): the plaintext, or the HTTP status when refused.
+    pub fn kms_decrypt(&self, token: &str, key: &str, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, u16> {
+        let body = json!({"ciphertext": B64.encode(ciphertext), "additionalAuthenticatedData": B64.encode(aad)});
+        let r = self.post_json(token, &format!("/cloudkms/v1/{key}:decrypt"), &body);
+        if !r.status().is_success() {
+            return Err(r.status().as_u16());
+        }
+        let v: Value = r.json().expect("json");
+        Ok(B64.decode(v["plaintext"].as_str().unwrap_or("")).expect("base64"))
+    }
+}
+
+/// Percent-encodes an object name for a URL path segment.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Drop for LocalCloudProcess {
+    fn drop(&mut self) {
+        // Closing stdin tells it to stop; make sure it does.
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.flush();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
