@@ -7,12 +7,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
 "$root/tests/install-tools.sh"
 # shellcheck source=provider-env.sh
 source "$root/tests/provider-env.sh"
-
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== docs are generated from the schemas"

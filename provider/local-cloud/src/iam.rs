@@ -177,6 +177,14 @@ pub fn validate_policy(policy: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The bindings of a policy to store: those with no members are dropped, as Google does.
+pub fn stored_bindings(policy: &Value) -> Vec<Value> {
+    policy["bindings"]
+        .as_array()
+        .map(|b| b.iter().filter(|b| b["members"].as_array().is_some_and(|m| !m.is_empty())).cloned().collect())
+        .unwrap_or_default()
+}
+
 /// The etag for policy revision `n`.
 pub fn etag(n: i64) -> String {
     base64::engine::general_purpose::STANDARD.encode(n.to_be_bytes())

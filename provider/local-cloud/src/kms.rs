@@ -662,13 +662,7 @@ fn set_policy(
             "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
         ));
     }
-    let bindings: Vec<Value> = policy["bindings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()))
-        .collect();
+    let bindings = crate::iam::stored_bindings(&policy);
     let mut stored = json!({"version": policy["version"].as_i64().unwrap_or(1)});
     if !bindings.is_empty() {
         stored["bindings"] = Value::Array(bindings);

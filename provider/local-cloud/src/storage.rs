@@ -592,13 +592,7 @@ async fn set_bucket_policy(app: &App, r: &Req, bucket: &str, body: Value) -> Api
             if conditional && res.pointer("/iamConfiguration/uniformBucketLevelAccess/enabled") != Some(&json!(true)) {
                 return Err(ApiError::bad_request("IAM conditions require uniform bucket-level access to be enabled."));
             }
-            let bindings: Vec<Value> = body["bindings"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()))
-                .collect();
+            let bindings = crate::iam::stored_bindings(&body);
             let stored = json!({"version": body["version"].as_i64().unwrap_or(1), "bindings": bindings});
             let next = current + 1;
             tx.execute(

@@ -105,7 +105,10 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     api.post(&format!("/storage/v1/b?project={PROJECT}"), json!({"name": "uploads"})).await;
     let init = api
         .http
-        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=big.bin&ifGenerationMatch=0", api.base))
+        .post(format!(
+            "{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=big.bin&ifGenerationMatch=0",
+            api.base
+        ))
         .bearer_auth(&api.token)
         .json(&json!({"name": "big.bin", "contentType": "application/octet-stream", "metadata": {"k": "v"}}))
         .send()
@@ -187,7 +190,10 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     let gen_ = obj["generation"].as_str().unwrap();
     let r = api
         .http
-        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=media&name=big.bin&ifGenerationMatch={gen_}", api.base))
+        .post(format!(
+            "{}/upload/storage/v1/b/uploads/o?uploadType=media&name=big.bin&ifGenerationMatch={gen_}",
+            api.base
+        ))
         .bearer_auth(&api.token)
         .body("x")
         .send()
