@@ -224,6 +224,8 @@ fn no_plaintext_data_key_or_token_reaches_state_plan_or_logs() {
             assert!(!text.contains(k.as_str()), "the data key found in the {what}");
         }
         assert!(!text.contains(&cloud.admin_token), "an access token found in the {what}");
+        // Every token the local cloud mints (the provider's own included) starts with this prefix.
+        assert!(!text.contains("dcrl."), "a local cloud access token found in the {what}");
         assert!(!text.to_ascii_lowercase().contains("bearer "), "an Authorization header found in the {what}");
     }
     drop(cloud);
