@@ -18,7 +18,7 @@ use crate::transport::{Transport, decode_json, segment};
 
 /// Bytes per resumable-upload request: a multiple of 256 KiB, as the API requires for every chunk
 /// but the last; large enough to amortise a round trip, small enough to keep memory flat.
-pub const UPLOAD_CHUNK: usize = 32 * 256 * 1024;
+pub const UPLOAD_CHUNK: usize = 64 * 256 * 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -159,7 +159,7 @@ impl StorageClient {
             .ok_or_else(|| GcpError::Decode { operation: op.clone(), detail: "no Location header".into() })?
             .to_string();
 
-        let mut reader = ChunkReader { source: Some(Box::new(source)), pending: Vec::new() };
+        let mut reader = ChunkReader::spawn(Box::new(source));
         let mut offset: u64 = 0;
         loop {
             let (chunk, last) = reader.next_chunk(&op).await?;
@@ -276,46 +276,46 @@ fn parse_range_end(v: &str) -> Option<u64> {
     v.strip_prefix("bytes=")?.split('-').nth(1)?.trim().parse().ok()
 }
 
-/// Reads a blocking source in upload-sized chunks on the blocking pool, one chunk ahead, so the
-/// last chunk is known to be last.
+/// Reads a blocking source in upload-sized chunks on the blocking pool, one chunk ahead of the
+/// upload (so reading, encrypting and hashing overlap with the network), and one byte ahead within
+/// the chunk, so the last chunk is known to be last. At most three chunks are in memory.
 struct ChunkReader {
-    source: Option<Box<dyn Read + Send>>,
-    pending: Vec<u8>,
+    chunks: tokio::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, bool)>>,
 }
 
 impl ChunkReader {
-    async fn next_chunk(&mut self, op: &str) -> Result<(Vec<u8>, bool), GcpError> {
-        let Some(mut src) = self.source.take() else { return Ok((std::mem::take(&mut self.pending), true)) };
-        let mut buf = std::mem::take(&mut self.pending);
-        let (src, buf, eof) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            // Read one byte past the chunk so we know whether more follows.
-            let want = UPLOAD_CHUNK + 1;
-            let mut eof = false;
-            while buf.len() < want {
-                let start = buf.len();
-                buf.resize(want, 0);
-                let n = src.read(&mut buf[start..])?;
-                buf.truncate(start + n);
-                if n == 0 {
-                    eof = true;
-                    break;
+    fn spawn(mut source: Box<dyn Read + Send>) -> ChunkReader {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            let mut carry: Option<u8> = None;
+            loop {
+                let mut buf = Vec::with_capacity(UPLOAD_CHUNK + 1);
+                buf.extend(carry.take());
+                let want = (UPLOAD_CHUNK + 1 - buf.len()) as u64;
+                let read = (&mut source).take(want).read_to_end(&mut buf);
+                let item = read.map(|_| {
+                    let last = buf.len() <= UPLOAD_CHUNK;
+                    if !last {
+                        carry = buf.pop();
+                    }
+                    (buf, last)
+                });
+                let stop = !matches!(item, Ok((_, false)));
+                // The receiver is gone when the upload failed: stop reading.
+                if tx.blocking_send(item).is_err() || stop {
+                    return;
                 }
             }
-            Ok((src, buf, eof))
-        })
-        .await
-        .map_err(|e| GcpError::Io { operation: op.into(), source: std::io::Error::other(e) })?
-        .map_err(|e| GcpError::Io { operation: op.into(), source: e })?;
-        let mut chunk = buf;
-        if chunk.len() > UPLOAD_CHUNK {
-            self.pending = chunk.split_off(UPLOAD_CHUNK);
+        });
+        ChunkReader { chunks: rx }
+    }
+
+    async fn next_chunk(&mut self, op: &str) -> Result<(Vec<u8>, bool), GcpError> {
+        match self.chunks.recv().await {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(GcpError::Io { operation: op.into(), source: e }),
+            None => Err(GcpError::Io { operation: op.into(), source: std::io::Error::other("source reader stopped") }),
         }
-        // At end of input nothing was read ahead, so this chunk is the last.
-        if !eof {
-            self.source = Some(src);
-        }
-        let last = eof;
-        Ok((chunk, last))
     }
 }
 
@@ -368,7 +368,7 @@ mod tests {
     async fn chunk_reader_marks_only_the_final_chunk_last() {
         for len in [0usize, 1, UPLOAD_CHUNK, UPLOAD_CHUNK + 1, 2 * UPLOAD_CHUNK] {
             let data = vec![7u8; len];
-            let mut r = ChunkReader { source: Some(Box::new(std::io::Cursor::new(data))), pending: Vec::new() };
+            let mut r = ChunkReader::spawn(Box::new(std::io::Cursor::new(data)));
             let mut total = 0;
             loop {
                 let (c, last) = r.next_chunk("t").await.unwrap();

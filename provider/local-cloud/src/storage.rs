@@ -120,33 +120,20 @@ fn check_fields(body: &Value, allowed: &[&str], what: &str) -> ApiResult<()> {
     }
 }
 
-/// CRC32C (Castagnoli), the checksum Cloud Storage reports.
+/// CRC32C (Castagnoli), the checksum Cloud Storage reports, computed incrementally.
 pub struct Crc32c(u32);
 
 impl Crc32c {
     pub fn new() -> Crc32c {
-        Crc32c(!0)
+        Crc32c(0)
     }
     pub fn update(&mut self, data: &[u8]) {
-        static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-        let t = TABLE.get_or_init(|| {
-            let mut t = [0u32; 256];
-            for (i, e) in t.iter_mut().enumerate() {
-                let mut c = i as u32;
-                for _ in 0..8 {
-                    c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
-                }
-                *e = c;
-            }
-            t
-        });
-        for b in data {
-            self.0 = t[((self.0 ^ *b as u32) & 0xff) as usize] ^ (self.0 >> 8);
-        }
+        self.0 = crc32c::crc32c_append(self.0, data);
     }
+    /// Base64 of the big-endian checksum, as the JSON API writes it.
     pub fn finish_b64(&self) -> String {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode((!self.0).to_be_bytes())
+        base64::engine::general_purpose::STANDARD.encode(self.0.to_be_bytes())
     }
 }
 
