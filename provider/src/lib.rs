@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod docs;
 pub mod provider;
 pub mod resources;
+pub mod timeouts;
 pub mod validate;
 
 pub use provider::DcrProvider;

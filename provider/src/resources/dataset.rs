@@ -24,9 +24,11 @@ use crate::clients::Clients;
 use crate::dataset::standin::{MAX_RANDOM_ROWS, random_csv};
 use crate::dataset::{DatasetSchema, HashingReader, check_csv};
 use crate::provider::ProviderState;
-use crate::validate;
+use crate::{timeouts, validate};
 
 pub const TYPE_NAME: &str = "dcr_dataset";
+/// Default limit of each operation (large sources take a while to encrypt and upload).
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 const MODES: [&str; 3] = ["random", "sample", "none"];
 const OBJECT_VIEWER: &str = "roles/storage.objectViewer";
 /// Custom object metadata keys (everything needed to import the dataset; no data).
@@ -168,7 +170,8 @@ pub fn schema() -> Schema {
             .min_items(1)
             .max_items(1),
         )
-        .block(NestedBlock::single("programming_stage", stage)),
+        .block(NestedBlock::single("programming_stage", stage))
+        .block(timeouts::block("30m")),
     )
 }
 
@@ -216,6 +219,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     if let Err(e) = DatasetSchema::from_config(config.get("schema")) {
         d.extend(e);
     }
+    d.extend(timeouts::validate(config));
     let stage = config.get("programming_stage");
     if !stage.is_null() {
         let p = |a: &str| AttributePath::root("programming_stage").attr(a);
@@ -899,12 +903,27 @@ impl Resource for DatasetResource {
     }
 
     async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
+        let what = format!(
+            "{TYPE_NAME} {:?}",
+            req.prior_state.get("name").as_str().or(req.config.get("name").as_str()).unwrap_or("")
+        );
         if req.planned_state.is_null() {
-            let d = self.delete(&req.prior_state).await;
+            let limit = timeouts::limit(&req.prior_state, "delete", DEFAULT_TIMEOUT);
+            let d = timeouts::run("delete", &what, limit, self.delete(&req.prior_state)).await.unwrap_or_else(|d| d);
             let new_state = if d.has_errors() { req.prior_state } else { Value::Null };
             return ApplyResponse { new_state, private: Vec::new(), diagnostics: d };
         }
-        let (state, diagnostics) = self.converge(&req.prior_state, &req.planned_state).await;
+        let op = if req.prior_state.is_null() { "create" } else { "update" };
+        let limit = timeouts::limit(&req.config, op, DEFAULT_TIMEOUT);
+        // On time-out the work so far is unknown to us; the prior state (or the plan's known
+        // values) is what we can vouch for, and the next apply converges from there.
+        let (state, diagnostics) =
+            match timeouts::run(op, &what, limit, self.converge(&req.prior_state, &req.planned_state)).await {
+                Ok(r) => r,
+                Err(d) => {
+                    (if req.prior_state.is_null() { settle(&req.planned_state) } else { req.prior_state.clone() }, d)
+                }
+            };
         // A create that failed before anything was written leaves nothing to track.
         let nothing_created =
             req.prior_state.is_null() && diagnostics.has_errors() && state.get("crypto_key").is_null();
@@ -1069,6 +1088,13 @@ mod tests {
                 "programming_stage.readers",
             ),
             (config(&[("labels", Value::Map(BTreeMap::from([("Bad".into(), Value::string("x"))])))]), "labels"),
+            (
+                config(&[(
+                    "timeouts",
+                    Value::object([("create", Value::string("5d")), ("update", Value::Null), ("delete", Value::Null)]),
+                )]),
+                "timeouts.create",
+            ),
         ];
         for (cfg, attr) in cases {
             let d = validate_config(&cfg);

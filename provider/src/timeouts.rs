@@ -1,0 +1,97 @@
+//! The conventional `timeouts` block (`create`, `update`, `delete`): how long an operation may run
+//! before the provider gives up, leaving state that the next apply resumes from.
+
+use std::time::Duration;
+
+use tfplugin6::schema::{Attribute, Block, NestedBlock};
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
+
+pub const OPERATIONS: [&str; 3] = ["create", "update", "delete"];
+
+pub fn block(default: &str) -> NestedBlock {
+    let mut b = Block::new(&format!(
+        "How long each operation may take, as a number and a unit (`s`, `m`, `h`), e.g. `\"30m\"`. Defaults to `{default}`."
+    ));
+    for op in OPERATIONS {
+        b = b.attr(Attribute::optional(op, Type::String, &format!("Time limit for {op}. Defaults to `{default}`.")));
+    }
+    NestedBlock::single("timeouts", b)
+}
+
+/// Parses `"90s"`, `"30m"`, `"2h"`, `"1h30m"`.
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\"");
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+pub fn validate(config: &Value) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    for op in OPERATIONS {
+        if let Some(s) = config.get("timeouts").get(op).as_str()
+            && let Err(e) = parse(s)
+        {
+            d.push(Diagnostic::attribute_error(AttributePath::root("timeouts").attr(op), e, ""));
+        }
+    }
+    d
+}
+
+/// The limit for `op` from the configuration, or `default`.
+pub fn limit(config: &Value, op: &str, default: Duration) -> Duration {
+    config.get("timeouts").get(op).as_str().and_then(|s| parse(s).ok()).unwrap_or(default)
+}
+
+/// Runs `fut` within `limit`; on expiry, the diagnostic says what timed out and that the next
+/// apply picks up where this one stopped.
+pub async fn run<T>(op: &str, what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T, Diagnostics> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        Diagnostic::error(
+            format!("Timed out: {op} of {what} took longer than {}s", limit.as_secs()),
+            "What finished is recorded in state; run terraform apply again to continue, or raise the limit in \
+             the resource's timeouts block.",
+        )
+        .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse("10").is_err());
+        assert!(parse("5d").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("0s").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_operation_over_its_limit_fails_with_a_clear_diagnostic() {
+        let r =
+            run("create", "dcr_dataset.x", Duration::from_millis(10), tokio::time::sleep(Duration::from_secs(5))).await;
+        assert!(r.unwrap_err().0[0].summary.contains("Timed out: create of dcr_dataset.x"));
+        assert_eq!(run("create", "x", Duration::from_secs(5), async { 7 }).await.unwrap(), 7);
+    }
+}
