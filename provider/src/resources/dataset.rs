@@ -22,7 +22,7 @@ use tfplugin6::{
 
 use crate::clients::Clients;
 use crate::dataset::standin::{MAX_RANDOM_ROWS, random_csv};
-use crate::dataset::{DatasetSchema, HashingReader, check_csv};
+use crate::dataset::{DatasetSchema, HashingReader, check_csv, checkcache};
 use crate::provider::ProviderState;
 use crate::{timeouts, validate};
 
@@ -451,14 +451,18 @@ fn check_file(
     schema: DatasetSchema,
 ) -> Result<crate::dataset::CsvSummary, Diagnostics> {
     let f = File::open(&path).map_err(|e| file_error(attr, &path, e))?;
-    check_csv(std::io::BufReader::with_capacity(1 << 20, f), &schema).map_err(|e| {
-        Diagnostic::attribute_error(
+    if let Some(s) = checkcache::lookup(std::path::Path::new(&path), &schema) {
+        return Ok(s);
+    }
+    let summary = check_csv(std::io::BufReader::with_capacity(1 << 20, f), &schema).map_err(|e| {
+        Diagnostics::from(Diagnostic::attribute_error(
             AttributePath::root(attr),
             format!("{path:?} does not match the schema"),
             format!("{e}. Nothing was uploaded."),
-        )
-        .into()
-    })
+        ))
+    })?;
+    checkcache::store(std::path::Path::new(&path), &schema, &summary);
+    Ok(summary)
 }
 
 async fn check_file_async(
