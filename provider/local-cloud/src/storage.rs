@@ -444,20 +444,6 @@ fn decode_token(t: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("Invalid pageToken."))
 }
 
-fn check_metageneration(r: &Req, current: i64) -> ApiResult<()> {
-    if let Some(m) = r.query_i64("ifMetagenerationMatch")?
-        && m != current
-    {
-        return Err(ApiError::precondition("At least one of the pre-conditions you specified did not hold."));
-    }
-    if let Some(m) = r.query_i64("ifMetagenerationNotMatch")?
-        && m == current
-    {
-        return Err(ApiError::precondition("At least one of the pre-conditions you specified did not hold."));
-    }
-    Ok(())
-}
-
 async fn patch_bucket(app: &App, r: &Req, bucket: &str, body: Value) -> ApiResult<Response> {
     check_fields(&body, BUCKET_FIELDS, "Bucket")?;
     for fixed in ["name", "location", "storageClass"] {
@@ -553,7 +539,6 @@ async fn delete_bucket(app: &App, r: &Req, bucket: &str) -> ApiResult<Response> 
             tx.commit().map_err(sql)
         })
         .await?;
-    let _ = check_metageneration;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -697,6 +697,18 @@ async fn publish_stage1(c: &Clients, state: &Value, upload: bool) -> Result<Opti
     Ok(Some(sha))
 }
 
+/// Hex SHA-256 of an object's bytes, streamed.
+async fn object_sha256(c: &Clients, bucket: &str, object: &str) -> Result<String, GcpError> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    c.storage
+        .download_object(bucket, object, |chunk| {
+            ctx.update(chunk);
+            Ok(())
+        })
+        .await?;
+    Ok(hex::encode(ctx.finish().as_ref()))
+}
+
 async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics> {
     let versions = match c.kms.list_versions(key).await {
         Ok(v) => v,
@@ -793,22 +805,14 @@ impl DatasetResource {
                         let generation = o.generation.unwrap_or_default();
                         if state.get("object_generation").as_str() != Some(generation.as_str()) {
                             // Replaced outside Terraform, or imported: hash what is there.
-                            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-                            c.storage
-                                .download_object(&bucket, &object, |chunk| {
-                                    ctx.update(chunk);
-                                    Ok(())
-                                })
+                            let sha = object_sha256(&c, &bucket, &object)
                                 .await
                                 .map_err(|e| gcp_diag("Cannot read object", e))?;
                             let meta = o.metadata.unwrap_or_default();
                             let ours =
                                 meta.get(META_SOURCE_SHA).map(String::as_str) == state.get("source_sha256").as_str();
                             state.set("object_generation", Value::string(generation));
-                            state.set(
-                                "ciphertext_sha256",
-                                if ours { Value::string(hex::encode(ctx.finish().as_ref())) } else { Value::Null },
-                            );
+                            state.set("ciphertext_sha256", if ours { Value::string(sha) } else { Value::Null });
                         }
                     }
                 }
@@ -1007,17 +1011,8 @@ impl Resource for DatasetResource {
         if has_stage {
             state.set("stage1_bucket", Value::string(format!("{bucket}-stage1")));
             state.set("stage1_uri", Value::string(format!("gs://{bucket}-stage1/{name}.csv")));
-            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-            let s1 = format!("{bucket}-stage1");
-            match c
-                .storage
-                .download_object(&s1, &format!("{name}.csv"), |chunk| {
-                    ctx.update(chunk);
-                    Ok(())
-                })
-                .await
-            {
-                Ok(()) => state.set("stage1_sha256", Value::string(hex::encode(ctx.finish().as_ref()))),
+            match object_sha256(&c, &format!("{bucket}-stage1"), &format!("{name}.csv")).await {
+                Ok(sha) => state.set("stage1_sha256", Value::string(sha)),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(gcp_diag("Cannot read the stand-in", e)),
             }
