@@ -17,6 +17,9 @@ pub enum GcpError {
         "could not obtain Google Cloud credentials: {0}. Run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or set GOOGLE_OAUTH_ACCESS_TOKEN"
     )]
     Credentials(String),
+    /// A long-running operation finished with an error (`code` is a google.rpc.Code).
+    #[error("{operation}: the operation failed: {message} (code {code})")]
+    Operation { operation: String, code: i32, message: String },
     /// Reading local data to send failed.
     #[error("{operation}: {source}")]
     Io { operation: String, source: std::io::Error },
@@ -26,6 +29,7 @@ impl GcpError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             GcpError::Api { status, .. } => Some(*status),
+            GcpError::Operation { code, .. } => rpc_code_status(*code),
             _ => None,
         }
     }
@@ -41,6 +45,21 @@ impl GcpError {
     pub fn is_forbidden(&self) -> bool {
         self.status() == Some(StatusCode::FORBIDDEN)
     }
+}
+
+/// The HTTP status Google's APIs use for a google.rpc.Code, so an operation's error reads like
+/// the same error answered directly.
+fn rpc_code_status(code: i32) -> Option<StatusCode> {
+    Some(match code {
+        3 | 9 | 11 => StatusCode::BAD_REQUEST,
+        5 => StatusCode::NOT_FOUND,
+        6 | 10 => StatusCode::CONFLICT,
+        7 => StatusCode::FORBIDDEN,
+        8 => StatusCode::TOO_MANY_REQUESTS,
+        16 => StatusCode::UNAUTHORIZED,
+        13..=15 => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => return None,
+    })
 }
 
 /// Extracts the message and reason from either of Google's error bodies: the Storage JSON API's

@@ -1,5 +1,5 @@
-//! Typed REST clients for the Google Cloud APIs dcr calls: Cloud Storage (JSON API) and Cloud KMS
-//! today, more as the provider grows.
+//! Typed REST clients for the Google Cloud APIs dcr calls: Cloud Storage (JSON API), Cloud KMS, IAM
+//! workload identity federation, STS, Resource Manager and OIDC discovery.
 //!
 //! The same clients talk to real Google Cloud and to dcr's embedded local cloud; only the base URLs
 //! ([`Endpoints`]) and the credentials ([`auth::TokenSource`]) differ. Every call goes through one
@@ -11,9 +11,14 @@ pub mod auth;
 pub mod error;
 pub mod iam;
 pub mod kms;
+pub mod oidc;
+pub mod operation;
+pub mod resource_manager;
 pub mod retry;
 pub mod storage;
+pub mod sts;
 pub mod transport;
+pub mod workload_identity;
 
 pub use error::GcpError;
 pub use transport::Transport;
@@ -25,6 +30,9 @@ pub struct Endpoints {
     pub storage: String,
     pub storage_upload: String,
     pub kms: String,
+    pub iam: String,
+    pub sts: String,
+    pub resource_manager: String,
 }
 
 impl Endpoints {
@@ -34,6 +42,9 @@ impl Endpoints {
             storage: "https://storage.googleapis.com/storage/v1/".into(),
             storage_upload: "https://storage.googleapis.com/upload/storage/v1/".into(),
             kms: "https://cloudkms.googleapis.com/v1/".into(),
+            iam: "https://iam.googleapis.com/v1/".into(),
+            sts: "https://sts.googleapis.com/v1/".into(),
+            resource_manager: "https://cloudresourcemanager.googleapis.com/v1/".into(),
         }
     }
 
@@ -45,6 +56,9 @@ impl Endpoints {
             storage: format!("{base}/storage/v1/"),
             storage_upload: format!("{base}/upload/storage/v1/"),
             kms: format!("{base}/cloudkms/v1/"),
+            iam: format!("{base}/iam/v1/"),
+            sts: format!("{base}/sts/v1/"),
+            resource_manager: format!("{base}/cloudresourcemanager/v1/"),
         }
     }
 }

@@ -10,6 +10,12 @@ use crate::auth::TokenSource;
 use crate::error::{GcpError, parse_error_body};
 use crate::retry::{Idempotency, RetryPolicy, is_retryable_status};
 
+#[derive(Clone, Copy)]
+enum Credentials {
+    Bearer,
+    None,
+}
+
 pub struct Transport {
     client: Client,
     tokens: Arc<dyn TokenSource>,
@@ -35,10 +41,33 @@ impl Transport {
         idem: Idempotency,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Response, GcpError> {
+        self.send_as(operation, idem, Credentials::Bearer, build).await
+    }
+
+    /// [`send`](Self::send) without credentials: for endpoints that must never see our token
+    /// (STS, which authenticates the subject token itself; a third party's OIDC discovery).
+    pub async fn send_anonymous(
+        &self,
+        operation: &str,
+        idem: Idempotency,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, GcpError> {
+        self.send_as(operation, idem, Credentials::None, build).await
+    }
+
+    async fn send_as(
+        &self,
+        operation: &str,
+        idem: Idempotency,
+        credentials: Credentials,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, GcpError> {
         let mut attempt = 1;
         loop {
-            let token = self.tokens.token().await?;
-            let req = build(&self.client).bearer_auth(token);
+            let req = match credentials {
+                Credentials::Bearer => build(&self.client).bearer_auth(self.tokens.token().await?),
+                Credentials::None => build(&self.client),
+            };
             let can_retry = attempt < self.retry.max_attempts;
             match req.send().await {
                 Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 308 => return Ok(resp),

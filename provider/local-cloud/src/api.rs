@@ -87,6 +87,20 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Refuses a request body that is not an object or names a field the resource does not have, as
+/// Google's JSON front ends do ("Unknown name").
+pub fn check_fields(body: &Value, allowed: &[&str], what: &str) -> ApiResult<()> {
+    let Some(o) = body.as_object() else {
+        return Err(ApiError::bad_request(format!("Invalid JSON payload received: {what} must be an object.")));
+    };
+    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => {
+            Err(ApiError::bad_request(format!("Invalid JSON payload received. Unknown name \"{k}\" in {what}.")))
+        }
+        None => Ok(()),
+    }
+}
+
 pub fn json_response(v: Value) -> Response {
     axum::Json(v).into_response()
 }

@@ -30,6 +30,7 @@ pub fn role_permissions(role: &str) -> Option<&'static [&'static str]> {
             "cloudkms.cryptoKeyVersions.restore",
         ],
         "roles/viewer" => &[
+            "resourcemanager.projects.get",
             "storage.buckets.get",
             "storage.buckets.list",
             "cloudkms.keyRings.get",
@@ -76,6 +77,15 @@ pub fn role_permissions(role: &str) -> Option<&'static [&'static str]> {
         }
         "roles/cloudkms.cryptoKeyEncrypter" => &["cloudkms.cryptoKeyVersions.useToEncrypt"],
         "roles/cloudkms.cryptoKeyDecrypter" => &["cloudkms.cryptoKeyVersions.useToDecrypt"],
+        "roles/iam.workloadIdentityPoolAdmin" => {
+            &["iam.workloadIdentityPools.*", "iam.workloadIdentityPoolProviders.*"]
+        }
+        "roles/iam.workloadIdentityPoolViewer" => &[
+            "iam.workloadIdentityPools.get",
+            "iam.workloadIdentityPools.list",
+            "iam.workloadIdentityPoolProviders.get",
+            "iam.workloadIdentityPoolProviders.list",
+        ],
         "roles/cloudkms.viewer" => &[
             "cloudkms.keyRings.get",
             "cloudkms.keyRings.list",
@@ -94,15 +104,39 @@ fn pattern_matches(pattern: &str, permission: &str) -> bool {
         || pattern.strip_suffix('*').is_some_and(|prefix| permission.starts_with(prefix))
 }
 
-fn member_matches(member: &str, principal: &str) -> bool {
-    member == principal
-        || member == "allUsers"
-        || (member == "allAuthenticatedUsers" && !principal.starts_with("principal://"))
+/// Who a request acts as: one principal, and for federated identities the principal sets it
+/// belongs to (`principalSet://…/POOL/*`, `…/attribute.NAME/VALUE`, `…/group/G`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub principal: String,
+    pub sets: Vec<String>,
 }
 
-/// Whether `policy` grants `permission` to `principal`. Conditional bindings are not evaluated by
+impl Identity {
+    pub fn new(principal: impl Into<String>) -> Identity {
+        Identity { principal: principal.into(), sets: Vec::new() }
+    }
+    fn is_federated(&self) -> bool {
+        self.principal.starts_with("principal://")
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.principal)
+    }
+}
+
+fn member_matches(member: &str, who: &Identity) -> bool {
+    member == who.principal
+        || member == "allUsers"
+        || (member == "allAuthenticatedUsers" && !who.is_federated())
+        || (member.starts_with("principalSet://") && who.sets.iter().any(|s| s == member))
+}
+
+/// Whether `policy` grants `permission` to `who`. Conditional bindings are not evaluated by
 /// this local cloud and never grant anything (deny is the safe reading).
-pub fn allows(policy: &Value, principal: &str, permission: &str) -> bool {
+pub fn allows(policy: &Value, who: &Identity, permission: &str) -> bool {
     policy["bindings"].as_array().is_some_and(|bindings| {
         bindings.iter().any(|b| {
             b.get("condition").is_none()
@@ -112,7 +146,7 @@ pub fn allows(policy: &Value, principal: &str, permission: &str) -> bool {
                     .is_some_and(|perms| perms.iter().any(|p| pattern_matches(p, permission)))
                 && b["members"]
                     .as_array()
-                    .is_some_and(|ms| ms.iter().any(|m| m.as_str().is_some_and(|m| member_matches(m, principal))))
+                    .is_some_and(|ms| ms.iter().any(|m| m.as_str().is_some_and(|m| member_matches(m, who))))
         })
     })
 }
@@ -201,21 +235,40 @@ mod tests {
             {"role": "roles/storage.objectViewer", "members": ["user:ana@example.com"]},
             {"role": "roles/cloudkms.cryptoKeyDecrypter", "members": ["principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*"]}
         ]});
-        assert!(allows(&p, "user:ana@example.com", "storage.objects.get"));
-        assert!(!allows(&p, "user:ana@example.com", "storage.objects.delete"));
-        assert!(!allows(&p, "user:bob@example.com", "storage.objects.get"));
-        assert!(!allows(&p, "user:ana@example.com", "cloudkms.cryptoKeyVersions.useToDecrypt"));
+        let ana = Identity::new("user:ana@example.com");
+        assert!(allows(&p, &ana, "storage.objects.get"));
+        assert!(!allows(&p, &ana, "storage.objects.delete"));
+        assert!(!allows(&p, &Identity::new("user:bob@example.com"), "storage.objects.get"));
+        assert!(!allows(&p, &ana, "cloudkms.cryptoKeyVersions.useToDecrypt"));
         assert!(allows(
             &json!({"bindings": [{"role": "roles/owner", "members": ["user:o@x.io"]}]}),
-            "user:o@x.io",
+            &Identity::new("user:o@x.io"),
             "anything.at.all"
         ));
     }
 
     #[test]
+    fn federated_identities_match_their_principal_sets_only() {
+        let pool = "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*";
+        let p = json!({"bindings": [
+            {"role": "roles/cloudkms.cryptoKeyDecrypter", "members": [pool]},
+            {"role": "roles/storage.objectViewer", "members": ["allAuthenticatedUsers"]}
+        ]});
+        let fed = Identity {
+            principal: "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/vm"
+                .into(),
+            sets: vec![pool.into()],
+        };
+        assert!(allows(&p, &fed, "cloudkms.cryptoKeyVersions.useToDecrypt"));
+        assert!(!allows(&p, &fed, "storage.objects.get"), "allAuthenticatedUsers excludes federated identities");
+        let other = Identity { sets: vec![pool.replace("/p/", "/q/")], ..fed.clone() };
+        assert!(!allows(&p, &other, "cloudkms.cryptoKeyVersions.useToDecrypt"));
+    }
+
+    #[test]
     fn conditional_bindings_never_grant() {
         let p = json!({"version": 3, "bindings": [{"role": "roles/owner", "members": ["user:a@b.co"], "condition": {"expression": "true"}}]});
-        assert!(!allows(&p, "user:a@b.co", "storage.objects.get"));
+        assert!(!allows(&p, &Identity::new("user:a@b.co"), "storage.objects.get"));
     }
 
     #[test]

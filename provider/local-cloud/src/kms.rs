@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, ApiResult, json_response, now_rfc3339};
+use crate::api::{ApiError, ApiResult, check_fields, json_response, now_rfc3339};
 use crate::server::{App, Req, segments};
 use crate::store::sql;
 
@@ -44,13 +44,6 @@ fn parse_b64(field: &str, v: &Value) -> ApiResult<Vec<u8>> {
     }
 }
 
-fn check_body(body: &Value, allowed: &[&str], what: &str) -> ApiResult<()> {
-    if let Some(k) = body.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str()))) {
-        return Err(ApiError::bad_request(format!("Invalid JSON payload received. Unknown name \"{k}\" in {what}.")));
-    }
-    Ok(())
-}
-
 fn denied(permission: &str, resource: &str) -> ApiError {
     ApiError::forbidden(format!("Permission '{permission}' denied on resource '{resource}' (or it may not exist)."))
 }
@@ -59,7 +52,7 @@ fn denied(permission: &str, resource: &str) -> ApiError {
 /// (for keys) the key's policy.
 fn allows(
     c: &Connection,
-    principal: &str,
+    principal: &crate::iam::Identity,
     project: &str,
     key_ring: &str,
     key: Option<&str>,
@@ -101,7 +94,7 @@ fn require(c: &Connection, r: &Ctx, key: Option<&str>, permission: &str, resourc
 }
 
 struct Ctx {
-    principal: String,
+    principal: crate::iam::Identity,
     project: String,
     key_ring: String,
 }
@@ -170,7 +163,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         let ctx = Ctx { principal, project: project.clone(), key_ring: String::new() };
         return match method {
             "POST" => {
-                check_body(&body, &[], "KeyRing")?;
+                check_fields(&body, &[], "KeyRing")?;
                 let id = q("keyRingId").ok_or_else(|| ApiError::bad_request("keyRingId is required."))?;
                 if !valid_id(&id) {
                     return Err(ApiError::bad_request(format!(
@@ -276,7 +269,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     )));
                 }
                 let skip_version = q("skipInitialVersionCreation").as_deref() == Some("true");
-                check_body(
+                check_fields(
                     &body,
                     &[
                         "purpose",
@@ -415,7 +408,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 Ok(json_response(v))
             }
             ("POST", Some("encrypt")) => {
-                check_body(
+                check_fields(
                     &body,
                     &[
                         "plaintext",
@@ -452,7 +445,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 Ok(json_response(v))
             }
             ("POST", Some("decrypt")) => {
-                check_body(
+                check_fields(
                     &body,
                     &[
                         "ciphertext",
@@ -635,9 +628,9 @@ fn set_policy(
     body: Value,
     exists: bool,
 ) -> ApiResult<Value> {
-    check_body(&body, &["policy", "updateMask"], "SetIamPolicyRequest")?;
+    check_fields(&body, &["policy", "updateMask"], "SetIamPolicyRequest")?;
     let policy = body.get("policy").cloned().ok_or_else(|| ApiError::bad_request("policy is required."))?;
-    check_body(&policy, &["version", "bindings", "etag", "auditConfigs"], "Policy")?;
+    check_fields(&policy, &["version", "bindings", "etag", "auditConfigs"], "Policy")?;
     crate::iam::validate_policy(&policy)?;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
     require(

@@ -1,6 +1,8 @@
-//! A Google Cloud-compatible local cloud, embedded in the dcr provider: the Cloud Storage JSON API
-//! and Cloud KMS v1 subsets dcr uses, served on 127.0.0.1 with Google's paths, error shapes,
-//! naming rules, preconditions and real IAM (bearer tokens → principals → role bindings).
+//! A Google Cloud-compatible local cloud, embedded in the dcr provider: the subsets dcr uses of the
+//! Cloud Storage JSON API, Cloud KMS v1, IAM v1 workload identity federation, STS v1 and Resource
+//! Manager v1, served on 127.0.0.1 with Google's paths, error shapes, naming rules, preconditions
+//! and real IAM (bearer tokens → principals and principal sets → role bindings). It also runs a
+//! simulated attestation issuer (OIDC discovery + JWKS) whose tokens say they are simulated.
 //!
 //! State is a SQLite database (WAL) plus object files in a state directory, so several provider
 //! processes — several Terraform runs — can share it at the same time. It is product code: the
@@ -9,17 +11,22 @@
 mod api;
 mod error;
 mod iam;
+mod issuer;
 mod kms;
+mod resource_manager;
 mod server;
 mod storage;
 mod store;
+mod sts;
 mod tokens;
+mod wif;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::LocalCloudError;
+pub use issuer::{SimulatedIssuer, published_jwks_path};
 
 pub struct LocalCloudConfig {
     pub state_dir: PathBuf,
@@ -96,7 +103,13 @@ impl LocalCloud {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(LocalCloudError::Listen)?;
         let addr = listener.local_addr().map_err(LocalCloudError::Listen)?;
-        let app = Arc::new(server::App { store: store.clone(), request_log: cfg.request_log });
+        issuer::publish(&store)?;
+        let http = dcr_gcp::Transport::new(
+            Arc::new(dcr_gcp::auth::StaticToken(String::new())),
+            dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() },
+        )
+        .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
+        let app = Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http) });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -115,6 +128,16 @@ impl LocalCloud {
 
     pub fn admin_token(&self) -> String {
         self.admin_token.clone()
+    }
+
+    /// The simulated attestation issuer of this local cloud's state directory.
+    pub fn issuer(&self) -> SimulatedIssuer {
+        SimulatedIssuer::from_store(self.store.clone())
+    }
+
+    /// The project number the local cloud assigned to `project`.
+    pub fn project_number(project: &str) -> String {
+        project_number(project)
     }
 
     /// A token for another principal (tests; later, tokens STS issues).

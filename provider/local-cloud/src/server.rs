@@ -11,13 +11,15 @@ use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, Shape};
+use crate::api::{ApiError, Shape, json_response};
 use crate::store::Store;
 use crate::tokens;
 
 pub struct App {
     pub store: Store,
     pub request_log: Option<PathBuf>,
+    /// For fetching other OIDC issuers' keys (STS); never carries credentials.
+    pub http: std::sync::Arc<dcr_gcp::Transport>,
 }
 
 /// One parsed request, before its body is read.
@@ -27,7 +29,7 @@ pub struct Req {
     pub raw_path: String,
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
-    pub principal: String,
+    pub principal: crate::iam::Identity,
 }
 
 impl Req {
@@ -69,10 +71,31 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
         ("storage", Shape::Storage)
     } else if raw_path.starts_with("/cloudkms/v1/") {
         ("cloudkms", Shape::Aip)
+    } else if raw_path.starts_with("/iam/v1/") {
+        ("iam", Shape::Aip)
+    } else if raw_path.starts_with("/cloudresourcemanager/v1/") {
+        ("cloudresourcemanager", Shape::Aip)
+    } else if raw_path.starts_with("/sts/v1/") {
+        ("sts", Shape::Aip)
+    } else if raw_path.starts_with(crate::issuer::HTTP_PREFIX) {
+        ("issuer", Shape::Aip)
     } else {
         ("unknown", Shape::Aip)
     };
     let mut logged_body = Value::Null;
+
+    // STS and the issuer's OIDC documents are public: they take no bearer token.
+    match service {
+        "sts" => {
+            let (response, logged) = sts_request(&app, &parts, &raw_path, &content_type, body).await;
+            log_request(&app, service, &parts, &raw_path, &content_type, logged, &response);
+            return response;
+        }
+        // Not a Google API (Google's issuer has no discovery document to check it against), so
+        // not logged for the conformance check.
+        "issuer" => return issuer_request(&app, &parts, &raw_path).await.unwrap_or_else(|e| e.into_response(shape)),
+        _ => {}
+    }
 
     let result: Result<Response, ApiError> = async {
         let token = parts
@@ -82,7 +105,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(ApiError::unauthenticated)?
             .to_string();
-        let principal = tokens::principal_for(&app.store, &token).await?.ok_or_else(ApiError::unauthenticated)?;
+        let principal = tokens::identity_for(&app.store, &token).await?.ok_or_else(ApiError::unauthenticated)?;
         let r = Req {
             method: parts.method.clone(),
             raw_path: raw_path.clone(),
@@ -93,7 +116,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
         match service {
             "storage-upload" => crate::storage::upload(&app, &r, body).await,
             "storage" if r.query("alt") == Some("media") => crate::storage::download(&app, &r).await,
-            "storage" | "cloudkms" => {
+            "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await,
+            "storage" | "cloudkms" | "iam" => {
                 let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
                     .await
                     .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
@@ -106,10 +130,10 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                     )
                 };
                 logged_body = json.clone().unwrap_or(Value::Null);
-                if service == "storage" {
-                    crate::storage::handle(&app, &r, json).await
-                } else {
-                    crate::kms::handle(&app, &r, json).await
+                match service {
+                    "storage" => crate::storage::handle(&app, &r, json).await,
+                    "cloudkms" => crate::kms::handle(&app, &r, json).await,
+                    _ => crate::wif::handle(&app, &r, json).await,
                 }
             }
             _ => Err(ApiError::not_found(format!("No service serves {raw_path}"))),
@@ -118,6 +142,20 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
     .await;
 
     let response = result.unwrap_or_else(|e| e.into_response(shape));
+    let logged_body = if content_type.starts_with("application/json") { logged_body } else { Value::Null };
+    log_request(&app, service, &parts, &raw_path, &content_type, logged_body, &response);
+    response
+}
+
+fn log_request(
+    app: &App,
+    service: &str,
+    parts: &axum::http::request::Parts,
+    raw_path: &str,
+    content_type: &str,
+    body: Value,
+    response: &Response,
+) {
     if let Some(log) = &app.request_log {
         let line = json!({
             "service": service,
@@ -125,12 +163,96 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             "path": raw_path,
             "query": query_map(parts.uri.query()),
             "content_type": content_type,
-            "body": if content_type.starts_with("application/json") { logged_body } else { Value::Null },
+            "body": body,
             "status": response.status().as_u16(),
         });
         append_line(log, &line);
     }
-    response
+}
+
+/// `POST /sts/v1/token`; returns the response and what the request log keeps of the body (the
+/// form with its tokens redacted).
+async fn sts_request(
+    app: &App,
+    parts: &axum::http::request::Parts,
+    raw_path: &str,
+    content_type: &str,
+    body: Body,
+) -> (Response, Value) {
+    if raw_path != "/sts/v1/token" || parts.method != Method::POST {
+        return (
+            ApiError::not_found(format!("No STS method serves {} {raw_path}", parts.method)).into_response(Shape::Aip),
+            Value::Null,
+        );
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_JSON_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                ApiError::bad_request(format!("Cannot read the request body: {e}")).into_response(Shape::Aip),
+                Value::Null,
+            );
+        }
+    };
+    let fields = match crate::sts::parse_request(content_type, &bytes) {
+        Ok(f) => f,
+        Err(e) => return (e.into_response(), Value::Null),
+    };
+    let logged = if content_type.starts_with("application/json") {
+        Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        snake_to_camel(k),
+                        Value::String(if k.ends_with("_token") { "REDACTED".into() } else { v.clone() }),
+                    )
+                })
+                .collect(),
+        )
+    } else {
+        Value::String(crate::sts::redacted_form(&fields))
+    };
+    let response = match crate::sts::exchange(app, fields).await {
+        Ok(v) => json_response(v),
+        Err(e) => e.into_response(),
+    };
+    (response, logged)
+}
+
+fn snake_to_camel(s: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in s.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The simulated issuer's OIDC discovery document and JWKS.
+async fn issuer_request(app: &App, parts: &axum::http::request::Parts, raw_path: &str) -> Result<Response, ApiError> {
+    if parts.method != Method::GET {
+        return Err(ApiError::not_found("Method not supported."));
+    }
+    let rest = &raw_path[crate::issuer::HTTP_PREFIX.len()..];
+    match rest {
+        "/.well-known/openid-configuration" => {
+            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+            Ok(json_response(crate::issuer::discovery(&format!("http://{host}"))))
+        }
+        "/jwks" => {
+            let set = app.store.call(crate::issuer::jwks).await?;
+            Ok(json_response(serde_json::to_value(set).map_err(|e| ApiError::internal(e.to_string()))?))
+        }
+        _ => Err(ApiError::not_found(format!("No issuer document at {raw_path}"))),
+    }
 }
 
 fn query_map(q: Option<&str>) -> Value {

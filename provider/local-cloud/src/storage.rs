@@ -10,7 +10,7 @@ use futures::StreamExt;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, ApiResult, json_response, now_rfc3339};
+use crate::api::{ApiError, ApiResult, check_fields, json_response, now_rfc3339};
 use crate::server::{App, Req, segments};
 use crate::store::sql;
 
@@ -107,19 +107,6 @@ const BUCKET_FIELDS: &[&str] = &[
     "owner",
 ];
 
-fn check_fields(body: &Value, allowed: &[&str], what: &str) -> ApiResult<()> {
-    if let Some(o) = body.as_object() {
-        if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!(
-                "Invalid JSON payload received. Unknown name \"{k}\" in {what}."
-            )));
-        }
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("Invalid JSON payload received: {what} must be an object.")))
-    }
-}
-
 /// CRC32C (Castagnoli), the checksum Cloud Storage reports, computed incrementally.
 pub struct Crc32c(u32);
 
@@ -156,7 +143,12 @@ pub fn project_policy(c: &rusqlite::Connection, project: &str) -> ApiResult<Opti
 }
 
 /// Whether `principal` holds `permission` through the project's or the bucket's policy.
-fn bucket_allows(c: &rusqlite::Connection, principal: &str, bucket: &str, permission: &str) -> ApiResult<bool> {
+fn bucket_allows(
+    c: &rusqlite::Connection,
+    principal: &crate::iam::Identity,
+    bucket: &str,
+    permission: &str,
+) -> ApiResult<bool> {
     let row: Option<(String, String)> = c
         .query_row("SELECT project, policy FROM buckets WHERE name = ?1", [bucket], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -167,13 +159,13 @@ fn bucket_allows(c: &rusqlite::Connection, principal: &str, bucket: &str, permis
     Ok(crate::iam::allows(&proj, principal, permission) || crate::iam::allows(&policy, principal, permission))
 }
 
-fn denied_bucket(principal: &str, permission: &str, bucket: &str) -> ApiError {
+fn denied_bucket(principal: &crate::iam::Identity, permission: &str, bucket: &str) -> ApiError {
     ApiError::forbidden(format!(
         "{principal} does not have {permission} access to the Google Cloud Storage bucket. Permission '{permission}' denied on resource (or it may not exist). (bucket {bucket})"
     ))
 }
 
-fn denied_object(principal: &str, permission: &str, bucket: &str, object: &str) -> ApiError {
+fn denied_object(principal: &crate::iam::Identity, permission: &str, bucket: &str, object: &str) -> ApiError {
     ApiError::forbidden(format!(
         "{principal} does not have {permission} access to the Google Cloud Storage object. Permission '{permission}' denied on resource (or it may not exist). (gs://{bucket}/{object})"
     ))
@@ -181,7 +173,12 @@ fn denied_object(principal: &str, permission: &str, bucket: &str, object: &str) 
 
 /// A bucket must exist, and the caller must hold `permission` on it; a caller without
 /// `storage.buckets.get` learns nothing about whether it exists (403, as Google answers).
-fn require_bucket(c: &rusqlite::Connection, principal: &str, bucket: &str, permission: &str) -> ApiResult<Value> {
+fn require_bucket(
+    c: &rusqlite::Connection,
+    principal: &crate::iam::Identity,
+    bucket: &str,
+    permission: &str,
+) -> ApiResult<Value> {
     let res: Option<String> =
         c.query_row("SELECT resource FROM buckets WHERE name = ?1", [bucket], |r| r.get(0)).optional().map_err(sql)?;
     match res {
@@ -197,7 +194,7 @@ fn require_bucket(c: &rusqlite::Connection, principal: &str, bucket: &str, permi
 
 fn require_object_permission(
     c: &rusqlite::Connection,
-    principal: &str,
+    principal: &crate::iam::Identity,
     bucket: &str,
     object: &str,
     permission: &str,
@@ -836,7 +833,7 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
                         require_object_permission(c, &p, &b, &n, "storage.objects.create")?;
                         c.execute(
                             "INSERT INTO uploads (id, bucket, resource, preconditions, file, received, principal) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
-                            params![idc, b, meta.to_string(), pre, f, p],
+                            params![idc, b, meta.to_string(), pre, f, p.principal],
                         )
                         .map_err(sql)?;
                         Ok(())
@@ -896,7 +893,7 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
         .await?;
     let (ubucket, meta, pre, received, file, principal) =
         row.ok_or_else(|| ApiError::not_found("No such upload session (it may have completed or expired)."))?;
-    if ubucket != bucket || principal != r.principal {
+    if ubucket != bucket || principal != r.principal.principal {
         return Err(ApiError::not_found("No such upload session."));
     }
     let received = received as u64;
@@ -968,7 +965,7 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
 /// atomically with the swap.
 async fn finalize(
     app: &App,
-    principal: &str,
+    principal: &crate::iam::Identity,
     bucket: &str,
     meta: Value,
     pre: Preconditions,
@@ -999,7 +996,7 @@ async fn finalize(
     let file = uuid::Uuid::new_v4().simple().to_string();
     let dest = app.store.object_path(&file);
     std::fs::rename(path, &dest).map_err(|e| ApiError::internal(e.to_string()))?;
-    let (bucket, principal) = (bucket.to_string(), principal.to_string());
+    let (bucket, principal) = (bucket.to_string(), principal.clone());
     let name = meta["name"].as_str().unwrap_or("").to_string();
     let store = app.store.clone();
     let result = app

@@ -15,6 +15,10 @@ const SCHEMA_VERSION: i64 = 1;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, principal TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS federated_tokens (
+  hash TEXT PRIMARY KEY, principal TEXT NOT NULL, sets TEXT NOT NULL, project_number TEXT NOT NULL,
+  pool TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS issuer_keys (kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, number TEXT NOT NULL, policy TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS buckets (
   name TEXT PRIMARY KEY, project TEXT NOT NULL, resource TEXT NOT NULL,
@@ -51,6 +55,7 @@ impl Store {
         let conn = store.connect()?;
         conn.execute_batch("PRAGMA journal_mode = WAL;").map_err(|e| store.db_err(e))?;
         conn.execute_batch(SCHEMA).map_err(|e| store.db_err(e))?;
+        conn.execute_batch(crate::wif::SCHEMA).map_err(|e| store.db_err(e))?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],

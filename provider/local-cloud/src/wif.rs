@@ -1,0 +1,736 @@
+//! IAM v1 workload identity federation: pools and OIDC providers, with Google's id rules, 30-day
+//! soft delete (`state: DELETED`, 409 on re-creating the id, `:undelete`), `updateMask` patches and
+//! long-running operations.
+//!
+//! Every mutation answers with an operation that is not yet done; the result is there on the first
+//! poll. The work itself is finished before the answer, so a client that polls (as it must on
+//! Google Cloud) sees the same sequence, and its polling code runs on every local apply.
+
+use axum::response::Response;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, ApiResult, check_fields, json_response, unix_now};
+use crate::iam::Identity;
+use crate::server::{App, Req, segments};
+use crate::store::sql;
+
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS wif_pools (
+  name TEXT PRIMARY KEY, parent TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
+CREATE TABLE IF NOT EXISTS wif_providers (
+  name TEXT PRIMARY KEY, pool TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
+CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, result TEXT NOT NULL);
+"#;
+
+/// How long a deleted pool or provider can be undeleted, and blocks its id (30 days).
+pub const SOFT_DELETE_SECS: i64 = 30 * 86_400;
+const POOL_FIELDS: &[&str] = &["name", "displayName", "description", "disabled", "mode", "state", "expireTime"];
+const PROVIDER_FIELDS: &[&str] = &[
+    "name",
+    "displayName",
+    "description",
+    "disabled",
+    "attributeMapping",
+    "attributeCondition",
+    "oidc",
+    "aws",
+    "saml",
+    "x509",
+    "state",
+    "expireTime",
+];
+const OIDC_FIELDS: &[&str] = &["issuerUri", "allowedAudiences", "jwksJson", "discoveryUri"];
+const MAX_AUDIENCES: usize = 10;
+const MAX_AUDIENCE_CHARS: usize = 256;
+
+// ---------------------------------------------------------------------------------------------
+// rules (pure)
+
+/// Pool and provider ids: 4 to 32 characters of `[a-z0-9-]`; the prefix `gcp-` is Google's.
+pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
+    if !(4..=32).contains(&id.len()) || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(format!("Invalid {kind} id '{id}': it must be 4 to 32 characters of [a-z0-9-]."));
+    }
+    if id.starts_with("gcp-") {
+        return Err(format!("Invalid {kind} id '{id}': the prefix 'gcp-' is reserved for use by Google."));
+    }
+    Ok(())
+}
+
+fn optional_string(body: &Value, field: &str, max: usize, what: &str) -> ApiResult<Option<String>> {
+    match &body[field] {
+        Value::Null => Ok(None),
+        Value::String(s) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Value::String(_) => Err(ApiError::bad_request(format!("{what}.{field} must be at most {max} characters."))),
+        _ => Err(ApiError::bad_request(format!("Invalid value at '{what}.{field}': expected a string."))),
+    }
+}
+
+fn optional_bool(body: &Value, field: &str, what: &str) -> ApiResult<Option<bool>> {
+    match &body[field] {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        _ => Err(ApiError::bad_request(format!("Invalid value at '{what}.{field}': expected a boolean."))),
+    }
+}
+
+/// The settable fields of a pool, from a create or patch body (`fields`: the ones to take).
+fn pool_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResult<()> {
+    check_fields(body, POOL_FIELDS, "WorkloadIdentityPool")?;
+    for f in fields {
+        match *f {
+            "displayName" => {
+                set_or_remove(into, f, optional_string(body, f, 32, "WorkloadIdentityPool")?.map(Value::from))
+            }
+            "description" => {
+                set_or_remove(into, f, optional_string(body, f, 256, "WorkloadIdentityPool")?.map(Value::from))
+            }
+            "disabled" => {
+                set_or_remove(into, f, optional_bool(body, f, "WorkloadIdentityPool")?.filter(|d| *d).map(Value::from))
+            }
+            "mode" => match body["mode"].as_str() {
+                None | Some("MODE_UNSPECIFIED" | "FEDERATION_ONLY") => {}
+                Some(m) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Pool mode {m} is not supported by the local cloud; use FEDERATION_ONLY."
+                    )));
+                }
+            },
+            other => return Err(ApiError::bad_request(format!("The field '{other}' cannot be updated."))),
+        }
+    }
+    Ok(())
+}
+
+fn set_or_remove(into: &mut Value, field: &str, v: Option<Value>) {
+    match v {
+        Some(v) => into[field] = v,
+        None => {
+            if let Some(o) = into.as_object_mut() {
+                o.remove(field);
+            }
+        }
+    }
+}
+
+fn check_oidc(oidc: &Value) -> ApiResult<()> {
+    check_fields(oidc, OIDC_FIELDS, "Oidc")?;
+    let issuer = oidc["issuerUri"].as_str().unwrap_or("");
+    if !issuer.starts_with("https://") || issuer.len() <= "https://".len() {
+        return Err(ApiError::bad_request("oidc.issuerUri is required and must be an https URL."));
+    }
+    if let Some(a) = oidc.get("allowedAudiences") {
+        let list = a.as_array().ok_or_else(|| ApiError::bad_request("oidc.allowedAudiences must be a list."))?;
+        if list.len() > MAX_AUDIENCES {
+            return Err(ApiError::bad_request(format!(
+                "oidc.allowedAudiences has {} entries; at most {MAX_AUDIENCES} are allowed.",
+                list.len()
+            )));
+        }
+        for aud in list {
+            let s = aud.as_str().ok_or_else(|| ApiError::bad_request("oidc.allowedAudiences holds strings."))?;
+            if s.is_empty() || s.chars().count() > MAX_AUDIENCE_CHARS {
+                return Err(ApiError::bad_request(format!(
+                    "Each of oidc.allowedAudiences must be 1 to {MAX_AUDIENCE_CHARS} characters."
+                )));
+            }
+        }
+    }
+    if let Some(j) = oidc["jwksJson"].as_str() {
+        serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(j)
+            .map_err(|e| ApiError::bad_request(format!("oidc.jwksJson is not a JWK set: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks a whole provider (after a create or a patch): OIDC only, mapping and condition within
+/// Google's limits and valid CEL.
+pub fn check_provider(p: &Value) -> ApiResult<()> {
+    for other in ["aws", "saml", "x509"] {
+        if p.get(other).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "The local cloud supports OIDC workload identity providers only, not {other}."
+            )));
+        }
+    }
+    let oidc = p.get("oidc").ok_or_else(|| ApiError::bad_request("The provider needs an oidc block."))?;
+    check_oidc(oidc)?;
+    let mapping: std::collections::BTreeMap<String, String> = match p.get("attributeMapping") {
+        None | Some(Value::Null) => Default::default(),
+        Some(m) => serde_json::from_value(m.clone())
+            .map_err(|_| ApiError::bad_request("attributeMapping must map strings to strings."))?,
+    };
+    dcr_attestation::cel::check_mapping(&mapping).map_err(ApiError::bad_request)?;
+    if let Some(c) = p.get("attributeCondition").filter(|c| !c.is_null()) {
+        let c = c.as_str().ok_or_else(|| ApiError::bad_request("attributeCondition must be a string."))?;
+        dcr_attestation::cel::check_condition(c).map_err(ApiError::bad_request)?;
+    }
+    Ok(())
+}
+
+fn provider_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResult<()> {
+    check_fields(body, PROVIDER_FIELDS, "WorkloadIdentityPoolProvider")?;
+    let what = "WorkloadIdentityPoolProvider";
+    for f in fields {
+        match *f {
+            "displayName" => set_or_remove(into, f, optional_string(body, f, 32, what)?.map(Value::from)),
+            "description" => set_or_remove(into, f, optional_string(body, f, 256, what)?.map(Value::from)),
+            "disabled" => set_or_remove(into, f, optional_bool(body, f, what)?.filter(|d| *d).map(Value::from)),
+            "attributeCondition" => set_or_remove(
+                into,
+                f,
+                optional_string(body, f, usize::MAX, what)?.filter(|c| !c.is_empty()).map(Value::from),
+            ),
+            "attributeMapping" | "oidc" | "aws" | "saml" | "x509" => {
+                set_or_remove(into, f, body.get(*f).filter(|v| !v.is_null()).cloned())
+            }
+            "oidc.issuerUri" | "oidc.allowedAudiences" | "oidc.jwksJson" => {
+                let sub = &f["oidc.".len()..];
+                if !into["oidc"].is_object() {
+                    into["oidc"] = json!({});
+                }
+                set_or_remove(&mut into["oidc"], sub, body["oidc"].get(sub).filter(|v| !v.is_null()).cloned());
+            }
+            other => return Err(ApiError::bad_request(format!("The field '{other}' cannot be updated."))),
+        }
+    }
+    Ok(())
+}
+
+/// Splits an `updateMask` and checks it names only `allowed` fields.
+fn update_mask<'a>(mask: Option<&'a str>, allowed: &[&str]) -> ApiResult<Vec<&'a str>> {
+    let mask = mask.filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("updateMask is required."))?;
+    let fields: Vec<&str> = mask.split(',').map(str::trim).collect();
+    if let Some(bad) = fields.iter().find(|f| !allowed.contains(f)) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid updateMask: '{bad}' cannot be updated; updatable fields: {}.",
+            allowed.join(", ")
+        )));
+    }
+    Ok(fields)
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Forgets pools and providers whose 30 days of soft deletion are over: their ids are free again.
+fn purge_expired(c: &Connection) -> ApiResult<()> {
+    let now = unix_now();
+    c.execute("DELETE FROM wif_providers WHERE expire IS NOT NULL AND expire < ?1", [now]).map_err(sql)?;
+    c.execute("DELETE FROM wif_providers WHERE pool IN (SELECT name FROM wif_pools WHERE expire < ?1)", [now])
+        .map_err(sql)?;
+    c.execute("DELETE FROM wif_pools WHERE expire IS NOT NULL AND expire < ?1", [now]).map_err(sql)?;
+    Ok(())
+}
+
+fn load(c: &Connection, table: &str, name: &str) -> ApiResult<Option<Value>> {
+    let r: Option<String> = c
+        .query_row(&format!("SELECT resource FROM {table} WHERE name = ?1"), [name], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(r.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+fn save(c: &Connection, table: &str, name: &str, v: &Value) -> ApiResult<()> {
+    let expire = (v["state"] == "DELETED").then(|| unix_now() + SOFT_DELETE_SECS);
+    c.execute(
+        &format!("UPDATE {table} SET resource = ?1, expire = ?2 WHERE name = ?3"),
+        params![v.to_string(), expire, name],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn is_deleted(v: &Value) -> bool {
+    v["state"] == "DELETED"
+}
+
+fn mark_deleted(v: &mut Value) {
+    v["state"] = json!("DELETED");
+    v["expireTime"] = json!(rfc3339(unix_now() + SOFT_DELETE_SECS));
+}
+
+fn mark_active(v: &mut Value) {
+    v["state"] = json!("ACTIVE");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("expireTime");
+    }
+}
+
+/// Records a finished operation on `resource` and returns what the mutation answers: the
+/// operation, not yet marked done.
+fn start_operation(c: &Connection, resource: &str, type_name: &str, result: &Value) -> ApiResult<Value> {
+    let name = format!("{resource}/operations/{}", uuid::Uuid::new_v4().simple());
+    let mut response = result.clone();
+    response["@type"] = json!(format!("type.googleapis.com/google.iam.v1.{type_name}"));
+    let done = json!({"name": name, "done": true, "response": response});
+    c.execute("INSERT INTO operations (name, result) VALUES (?1, ?2)", params![name, done.to_string()]).map_err(sql)?;
+    Ok(json!({"name": name, "done": false}))
+}
+
+/// Whether the pool exists, is active and enabled: federated tokens it issued work only then.
+pub fn pool_usable(c: &Connection, project_number: &str, pool: &str) -> ApiResult<bool> {
+    let name = format!("projects/{project_number}/locations/global/workloadIdentityPools/{pool}");
+    Ok(load(c, "wif_pools", &name)?.is_some_and(|p| !is_deleted(&p) && p["disabled"] != json!(true)))
+}
+
+/// A pool and one of its providers, as STS needs them: `None` unless both exist.
+pub fn pool_and_provider(c: &Connection, provider_name: &str) -> ApiResult<Option<(Value, Value)>> {
+    purge_expired(c)?;
+    let Some(pool_name) = provider_name.split("/providers/").next() else { return Ok(None) };
+    match (load(c, "wif_pools", pool_name)?, load(c, "wif_providers", provider_name)?) {
+        (Some(pool), Some(provider)) => Ok(Some((pool, provider))),
+        _ => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// The project a request path names, by id or number: `(id, number)`.
+fn resolve_project(c: &Connection, p: &str) -> ApiResult<Option<(String, String)>> {
+    c.query_row("SELECT id, number FROM projects WHERE id = ?1 OR number = ?1", [p], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(sql)
+}
+
+fn require(
+    c: &Connection,
+    who: &Identity,
+    project: Option<&(String, String)>,
+    perm: &str,
+    resource: &str,
+) -> ApiResult<()> {
+    let allowed = match project {
+        Some((id, _)) => crate::storage::project_policy(c, id)?.is_some_and(|p| crate::iam::allows(&p, who, perm)),
+        None => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("Permission '{perm}' denied on resource '{resource}' (or it may not exist).")))
+    }
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::not_found(format!("Requested entity was not found: {what} {name}."))
+}
+
+fn split_verb(seg: &str) -> (&str, Option<&str>) {
+    match seg.split_once(':') {
+        Some((a, v)) => (a, Some(v)),
+        None => (seg, None),
+    }
+}
+
+/// What a path under `projects/P/locations/global/` names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Pools,
+    Pool { id: String, verb: Option<String> },
+    Providers { pool: String },
+    Provider { pool: String, id: String, verb: Option<String> },
+    Operation { path: String },
+}
+
+fn parse_target(s: &[&str]) -> Option<Target> {
+    if s.first() != Some(&"workloadIdentityPools") {
+        return None;
+    }
+    let verbless = |seg: &str| split_verb(seg).0.to_string();
+    Some(match s.len() {
+        1 => Target::Pools,
+        2 => {
+            let (id, verb) = split_verb(s[1]);
+            Target::Pool { id: id.into(), verb: verb.map(Into::into) }
+        }
+        3 if s[2] == "providers" => Target::Providers { pool: verbless(s[1]) },
+        4 if s[2] == "providers" => {
+            let (id, verb) = split_verb(s[3]);
+            Target::Provider { pool: s[1].into(), id: id.into(), verb: verb.map(Into::into) }
+        }
+        4 if s[2] == "operations" => Target::Operation { path: s[..4].join("/") },
+        6 if s[2] == "providers" && s[4] == "operations" => Target::Operation { path: s[..6].join("/") },
+        _ => return None,
+    })
+}
+
+pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
+    let segs = segments(&r.raw_path);
+    let s: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect(); // after iam/v1
+    let unserved =
+        || ApiError::not_found(format!("{} {} is not part of the local cloud's IAM API", r.method, r.raw_path));
+    if s.len() < 5 || s[0] != "projects" || s[2] != "locations" {
+        return Err(unserved());
+    }
+    if s[3] != "global" {
+        return Err(ApiError::bad_request(format!(
+            "Location '{}' is not supported: workload identity pools live in location 'global'.",
+            s[3]
+        )));
+    }
+    let target = parse_target(&s[4..]).ok_or_else(unserved)?;
+    let (project_arg, method) = (s[1].to_string(), r.method.as_str().to_string());
+    let (who, body) = (r.principal.clone(), body.unwrap_or(json!({})));
+    let query: Vec<(String, String)> = r.query.clone();
+    let q = move |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let v = app
+        .store
+        .call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
+            purge_expired(&tx)?;
+            let project = resolve_project(&tx, &project_arg)?;
+            let number = project.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| project_arg.clone());
+            let parent = format!("projects/{number}/locations/global");
+            let ctx = Ctx { c: &tx, who: &who, project: project.as_ref() };
+            let out = match (method.as_str(), target) {
+                ("POST", Target::Pools) => create_pool(&ctx, &parent, q("workloadIdentityPoolId"), &body)?,
+                ("GET", Target::Pools) => list(
+                    &ctx,
+                    "wif_pools",
+                    "parent",
+                    &parent,
+                    q("showDeleted"),
+                    "workloadIdentityPools",
+                    "iam.workloadIdentityPools.list",
+                    &parent,
+                )?,
+                ("GET", Target::Pool { id, verb: None }) => get(
+                    &ctx,
+                    "wif_pools",
+                    &format!("{parent}/workloadIdentityPools/{id}"),
+                    "iam.workloadIdentityPools.get",
+                    "WorkloadIdentityPool",
+                )?,
+                ("PATCH", Target::Pool { id, verb: None }) => {
+                    patch_pool(&ctx, &format!("{parent}/workloadIdentityPools/{id}"), q("updateMask"), &body)?
+                }
+                ("DELETE", Target::Pool { id, verb: None }) => delete(
+                    &ctx,
+                    "wif_pools",
+                    &format!("{parent}/workloadIdentityPools/{id}"),
+                    "iam.workloadIdentityPools.delete",
+                    "WorkloadIdentityPool",
+                )?,
+                ("POST", Target::Pool { id, verb: Some(v) }) if v == "undelete" => {
+                    check_fields(&body, &[], "UndeleteWorkloadIdentityPoolRequest")?;
+                    undelete(
+                        &ctx,
+                        "wif_pools",
+                        &format!("{parent}/workloadIdentityPools/{id}"),
+                        "iam.workloadIdentityPools.undelete",
+                        "WorkloadIdentityPool",
+                    )?
+                }
+                ("POST", Target::Providers { pool }) => create_provider(
+                    &ctx,
+                    &format!("{parent}/workloadIdentityPools/{pool}"),
+                    q("workloadIdentityPoolProviderId"),
+                    &body,
+                )?,
+                ("GET", Target::Providers { pool }) => {
+                    let pool = format!("{parent}/workloadIdentityPools/{pool}");
+                    list(
+                        &ctx,
+                        "wif_providers",
+                        "pool",
+                        &pool,
+                        q("showDeleted"),
+                        "workloadIdentityPoolProviders",
+                        "iam.workloadIdentityPoolProviders.list",
+                        &pool,
+                    )?
+                }
+                ("GET", Target::Provider { pool, id, verb: None }) => get(
+                    &ctx,
+                    "wif_providers",
+                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
+                    "iam.workloadIdentityPoolProviders.get",
+                    "WorkloadIdentityPoolProvider",
+                )?,
+                ("PATCH", Target::Provider { pool, id, verb: None }) => patch_provider(
+                    &ctx,
+                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
+                    q("updateMask"),
+                    &body,
+                )?,
+                ("DELETE", Target::Provider { pool, id, verb: None }) => delete(
+                    &ctx,
+                    "wif_providers",
+                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
+                    "iam.workloadIdentityPoolProviders.delete",
+                    "WorkloadIdentityPoolProvider",
+                )?,
+                ("POST", Target::Provider { pool, id, verb: Some(v) }) if v == "undelete" => {
+                    check_fields(&body, &[], "UndeleteWorkloadIdentityPoolProviderRequest")?;
+                    let name = format!("{parent}/workloadIdentityPools/{pool}/providers/{id}");
+                    if load(&tx, "wif_pools", &format!("{parent}/workloadIdentityPools/{pool}"))?
+                        .is_some_and(|p| is_deleted(&p))
+                    {
+                        return Err(ApiError::failed_precondition(format!(
+                            "Cannot undelete {name}: its pool is deleted; undelete the pool first."
+                        )));
+                    }
+                    undelete(
+                        &ctx,
+                        "wif_providers",
+                        &name,
+                        "iam.workloadIdentityPoolProviders.undelete",
+                        "WorkloadIdentityPoolProvider",
+                    )?
+                }
+                ("GET", Target::Operation { path }) => {
+                    let name = format!("{parent}/{path}");
+                    require(&tx, &who, project.as_ref(), "iam.workloadIdentityPools.get", &name)?;
+                    let op: Option<String> = tx
+                        .query_row("SELECT result FROM operations WHERE name = ?1", [&name], |r| r.get(0))
+                        .optional()
+                        .map_err(sql)?;
+                    op.and_then(|o| serde_json::from_str(&o).ok()).ok_or_else(|| not_found("operation", &name))?
+                }
+                _ => return Err(ApiError::not_found("Method not supported.")),
+            };
+            tx.commit().map_err(sql)?;
+            Ok(out)
+        })
+        .await?;
+    Ok(json_response(v))
+}
+
+struct Ctx<'a> {
+    c: &'a Connection,
+    who: &'a Identity,
+    project: Option<&'a (String, String)>,
+}
+
+impl Ctx<'_> {
+    fn require(&self, perm: &str, resource: &str) -> ApiResult<()> {
+        require(self.c, self.who, self.project, perm, resource)
+    }
+}
+
+fn create_pool(ctx: &Ctx, parent: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require("iam.workloadIdentityPools.create", parent)?;
+    let id = id.ok_or_else(|| ApiError::bad_request("workloadIdentityPoolId is required."))?;
+    validate_id("pool", &id).map_err(ApiError::bad_request)?;
+    let name = format!("{parent}/workloadIdentityPools/{id}");
+    let mut pool = json!({"name": name, "state": "ACTIVE"});
+    pool_settings(body, &["displayName", "description", "disabled", "mode"], &mut pool)?;
+    if load(ctx.c, "wif_pools", &name)?.is_some() {
+        // Also while soft-deleted: the id is blocked for 30 days (undelete it instead).
+        return Err(ApiError::conflict("Requested entity already exists"));
+    }
+    ctx.c
+        .execute(
+            "INSERT INTO wif_pools (name, parent, resource) VALUES (?1, ?2, ?3)",
+            params![name, parent, pool.to_string()],
+        )
+        .map_err(sql)?;
+    start_operation(ctx.c, &name, "WorkloadIdentityPool", &pool)
+}
+
+fn patch_pool(ctx: &Ctx, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require("iam.workloadIdentityPools.update", name)?;
+    let fields = update_mask(mask.as_deref(), &["displayName", "description", "disabled"])?;
+    let mut pool = load(ctx.c, "wif_pools", name)?.ok_or_else(|| not_found("pool", name))?;
+    if is_deleted(&pool) {
+        return Err(ApiError::failed_precondition(format!("Cannot update {name}: it is deleted; undelete it first.")));
+    }
+    pool_settings(body, &fields, &mut pool)?;
+    save(ctx.c, "wif_pools", name, &pool)?;
+    start_operation(ctx.c, name, "WorkloadIdentityPool", &pool)
+}
+
+fn create_provider(ctx: &Ctx, pool_name: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require("iam.workloadIdentityPoolProviders.create", pool_name)?;
+    let id = id.ok_or_else(|| ApiError::bad_request("workloadIdentityPoolProviderId is required."))?;
+    validate_id("provider", &id).map_err(ApiError::bad_request)?;
+    let pool = load(ctx.c, "wif_pools", pool_name)?.ok_or_else(|| not_found("pool", pool_name))?;
+    if is_deleted(&pool) {
+        return Err(ApiError::failed_precondition(format!(
+            "Cannot create a provider in {pool_name}: the pool is deleted."
+        )));
+    }
+    let name = format!("{pool_name}/providers/{id}");
+    let mut provider = json!({"name": name, "state": "ACTIVE"});
+    provider_settings(
+        body,
+        &[
+            "displayName",
+            "description",
+            "disabled",
+            "attributeMapping",
+            "attributeCondition",
+            "oidc",
+            "aws",
+            "saml",
+            "x509",
+        ],
+        &mut provider,
+    )?;
+    check_provider(&provider)?;
+    if load(ctx.c, "wif_providers", &name)?.is_some() {
+        return Err(ApiError::conflict("Requested entity already exists"));
+    }
+    ctx.c
+        .execute(
+            "INSERT INTO wif_providers (name, pool, resource) VALUES (?1, ?2, ?3)",
+            params![name, pool_name, provider.to_string()],
+        )
+        .map_err(sql)?;
+    start_operation(ctx.c, &name, "WorkloadIdentityPoolProvider", &provider)
+}
+
+fn patch_provider(ctx: &Ctx, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require("iam.workloadIdentityPoolProviders.update", name)?;
+    let fields = update_mask(
+        mask.as_deref(),
+        &[
+            "displayName",
+            "description",
+            "disabled",
+            "attributeMapping",
+            "attributeCondition",
+            "oidc",
+            "oidc.issuerUri",
+            "oidc.allowedAudiences",
+            "oidc.jwksJson",
+        ],
+    )?;
+    let mut provider = load(ctx.c, "wif_providers", name)?.ok_or_else(|| not_found("provider", name))?;
+    if is_deleted(&provider) {
+        return Err(ApiError::failed_precondition(format!("Cannot update {name}: it is deleted; undelete it first.")));
+    }
+    provider_settings(body, &fields, &mut provider)?;
+    check_provider(&provider)?;
+    save(ctx.c, "wif_providers", name, &provider)?;
+    start_operation(ctx.c, name, "WorkloadIdentityPoolProvider", &provider)
+}
+
+fn get(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
+    ctx.require(perm, name)?;
+    load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn list(
+    ctx: &Ctx,
+    table: &str,
+    column: &str,
+    parent: &str,
+    show_deleted: Option<String>,
+    field: &str,
+    perm: &str,
+    resource: &str,
+) -> ApiResult<Value> {
+    ctx.require(perm, resource)?;
+    let show_deleted = show_deleted.as_deref() == Some("true");
+    let mut st =
+        ctx.c.prepare(&format!("SELECT resource FROM {table} WHERE {column} = ?1 ORDER BY name")).map_err(sql)?;
+    let items: Vec<Value> = st
+        .query_map([parent], |r| r.get::<_, String>(0))
+        .map_err(sql)?
+        .filter_map(Result::ok)
+        .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
+        .filter(|v| show_deleted || !is_deleted(v))
+        .collect();
+    Ok(if items.is_empty() { json!({}) } else { json!({ field: items }) })
+}
+
+fn delete(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
+    ctx.require(perm, name)?;
+    let mut v = load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))?;
+    if is_deleted(&v) {
+        return Err(ApiError::failed_precondition(format!("{name} is already deleted.")));
+    }
+    mark_deleted(&mut v);
+    save(ctx.c, table, name, &v)?;
+    start_operation(ctx.c, name, what, &v)
+}
+
+fn undelete(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
+    ctx.require(perm, name)?;
+    let mut v = load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))?;
+    if !is_deleted(&v) {
+        return Err(ApiError::failed_precondition(format!("Cannot undelete {name}: it is not deleted.")));
+    }
+    mark_active(&mut v);
+    save(ctx.c, table, name, &v)?;
+    start_operation(ctx.c, name, what, &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_googles_rules() {
+        assert!(validate_id("pool", "dcr-patients").is_ok());
+        assert!(validate_id("pool", "abcd").is_ok());
+        assert!(validate_id("pool", "abc").is_err());
+        assert!(validate_id("pool", &"a".repeat(33)).is_err());
+        assert!(validate_id("pool", "Upper-case").is_err());
+        assert!(validate_id("pool", "under_score").is_err());
+        assert!(validate_id("pool", "gcp-mine").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn paths_name_their_targets() {
+        assert_eq!(parse_target(&["workloadIdentityPools"]), Some(Target::Pools));
+        assert_eq!(
+            parse_target(&["workloadIdentityPools", "p1:undelete"]),
+            Some(Target::Pool { id: "p1".into(), verb: Some("undelete".into()) })
+        );
+        assert_eq!(
+            parse_target(&["workloadIdentityPools", "p1", "providers", "tee"]),
+            Some(Target::Provider { pool: "p1".into(), id: "tee".into(), verb: None })
+        );
+        assert_eq!(
+            parse_target(&["workloadIdentityPools", "p1", "providers", "tee", "operations", "x"]),
+            Some(Target::Operation { path: "workloadIdentityPools/p1/providers/tee/operations/x".into() })
+        );
+        assert_eq!(parse_target(&["keyRings"]), None);
+        assert_eq!(parse_target(&["workloadIdentityPools", "p1", "keys"]), None);
+    }
+
+    #[test]
+    fn providers_must_be_oidc_with_a_subject_mapping_and_valid_cel() {
+        let good = json!({"oidc": {"issuerUri": "https://issuer.example", "allowedAudiences": ["https://sts.googleapis.com"]},
+                          "attributeMapping": {"google.subject": "assertion.sub"},
+                          "attributeCondition": "assertion.swname == 'CONFIDENTIAL_SPACE'"});
+        check_provider(&good).unwrap();
+        let mut v = good.clone();
+        v["attributeMapping"] = json!({"attribute.x": "assertion.sub"});
+        assert!(check_provider(&v).unwrap_err().message.contains("google.subject"));
+        let mut v = good.clone();
+        v["attributeCondition"] = json!("assertion.swname ==");
+        assert!(check_provider(&v).unwrap_err().message.contains("CEL"));
+        let mut v = good.clone();
+        v["attributeCondition"] = json!(format!("'{}' == ''", "x".repeat(4100)));
+        assert!(check_provider(&v).unwrap_err().message.contains("4096"));
+        let mut v = good.clone();
+        v["oidc"]["issuerUri"] = json!("http://plain.example");
+        assert!(check_provider(&v).unwrap_err().message.contains("https"));
+        let mut v = good.clone();
+        v["oidc"]["allowedAudiences"] = json!(vec!["a"; 11]);
+        assert!(check_provider(&v).unwrap_err().message.contains("at most 10"));
+        let mut v = good;
+        v["aws"] = json!({"accountId": "1"});
+        assert!(check_provider(&v).is_err());
+    }
+
+    #[test]
+    fn update_masks_name_only_updatable_fields() {
+        assert_eq!(update_mask(Some("displayName,disabled"), &["displayName", "disabled"]).unwrap().len(), 2);
+        assert!(update_mask(None, &["displayName"]).is_err());
+        assert!(update_mask(Some("name"), &["displayName"]).unwrap_err().message.contains("'name'"));
+    }
+}
