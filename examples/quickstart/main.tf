@@ -2,6 +2,8 @@
 # embedded local cloud (no cloud account needed). The file is validated against its schema,
 # encrypted on this machine under a KMS-wrapped data key, and stored in a private bucket; analysts
 # get a random stand-in drawn from the declared schema, which carries no information from the data.
+# A dcr_policy says which workloads may ever read the real data: only attested images whose digest
+# the hospital approved, exchanging their attestation token through workload identity federation.
 #
 # Run it with examples/quickstart/run.sh (it builds the provider and points Terraform at it).
 
@@ -72,6 +74,25 @@ resource "dcr_dataset" "patients" {
   }
 }
 
+# Who may read the real data: nobody yet. Approving a reviewed notebook is adding the digest of its
+# image here; `terraform plan` then shows the new attribute condition for review.
+resource "dcr_policy" "study" {
+  name                  = "diabetes-study"
+  datasets              = [dcr_dataset.patients.id]
+  allowed_image_digests = []
+
+  # The local backend runs workloads in a simulated TEE: not confidential hardware, and open to
+  # whoever owns this machine, so its tokens report a debug status. A local policy accepts that
+  # explicitly; on Google Cloud this line is refused.
+  allow_debug = true
+
+  output {
+    max_bytes          = 65536
+    allowed_extensions = ["csv", "json"]
+    readers            = ["user:analyst@example.com"]
+  }
+}
+
 output "encrypted_object" {
   description = "Where the encrypted source lives."
   value       = dcr_dataset.patients.object_uri
@@ -89,4 +110,14 @@ output "source_sha256" {
 output "stage1_uri" {
   description = "The random stand-in analysts may read."
   value       = dcr_dataset.patients.stage1_uri
+}
+
+output "policy_audience" {
+  description = "Where an attested workload exchanges its token for access to the data."
+  value       = dcr_policy.study.audience
+}
+
+output "attribute_condition" {
+  description = "What every attestation token must satisfy (generated from the policy)."
+  value       = dcr_policy.study.attribute_condition
 }

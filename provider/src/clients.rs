@@ -1,14 +1,20 @@
 //! The configured backend: API clients for the chosen cloud, and the embedded local cloud when
 //! that is the choice. Built once per provider process, in `ConfigureProvider`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use dcr_attestation::claims::{LOCAL_ISSUER, same_issuer};
 use dcr_gcp::auth::{StaticToken, TokenSource};
 use dcr_gcp::kms::KmsClient;
+use dcr_gcp::resource_manager::ResourceManagerClient;
 use dcr_gcp::retry::RetryPolicy;
 use dcr_gcp::storage::StorageClient;
-use dcr_gcp::{Endpoints, Transport};
+use dcr_gcp::sts::StsClient;
+use dcr_gcp::workload_identity::WorkloadIdentityClient;
+use dcr_gcp::{Endpoints, GcpError, Transport};
 use dcr_local_cloud::{LocalCloud, LocalCloudConfig};
+use jsonwebtoken::jwk::JwkSet;
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics};
 
 use crate::config::{Backend, GcpConfig};
@@ -21,7 +27,15 @@ pub struct Clients {
     pub project: String,
     pub storage: StorageClient,
     pub kms: KmsClient,
+    pub iam: WorkloadIdentityClient,
+    pub sts: StsClient,
+    pub resource_manager: ResourceManagerClient,
     pub is_local: bool,
+    /// For requests that carry no credentials (OIDC discovery).
+    transport: Arc<Transport>,
+    project_number: tokio::sync::OnceCell<String>,
+    /// The local cloud's state directory, where its simulated issuer publishes its keys.
+    local_state_dir: Option<PathBuf>,
     /// Keeps the embedded cloud serving for as long as the provider runs.
     _local: Option<LocalCloud>,
 }
@@ -49,6 +63,7 @@ impl Clients {
                 let tokens: Arc<dyn TokenSource> = Arc::new(StaticToken(cloud.admin_token()));
                 let mut c = Self::build(&cfg.project, Endpoints::local(&cloud.endpoint()), tokens, true)?;
                 c._local = Some(cloud);
+                c.local_state_dir = Some(state_dir);
                 Ok(c)
             }
             Backend::Gcp(cfg) => {
@@ -72,22 +87,69 @@ impl Clients {
         Ok(Clients {
             project: project.to_string(),
             storage: StorageClient::new(t.clone(), &ep.storage, &ep.storage_upload),
-            kms: KmsClient::new(t, &ep.kms),
+            kms: KmsClient::new(t.clone(), &ep.kms),
+            iam: WorkloadIdentityClient::new(t.clone(), &ep.iam),
+            sts: StsClient::new(t.clone(), &ep.sts),
+            resource_manager: ResourceManagerClient::new(t.clone(), &ep.resource_manager),
             is_local,
+            transport: t,
+            project_number: tokio::sync::OnceCell::new(),
+            local_state_dir: None,
             _local: None,
         })
     }
+
+    /// The project's number (workload identity names and principals use it), read once.
+    pub async fn project_number(&self) -> Result<String, GcpError> {
+        self.project_number
+            .get_or_try_init(|| async {
+                self.resource_manager.get_project(&self.project).await.map(|p| p.project_number)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The keys that verify tokens of `issuer`: the simulated issuer's published JWKS when the
+    /// local cloud runs here, the issuer's OIDC discovery otherwise.
+    pub async fn issuer_jwks(&self, issuer: &str) -> Result<JwkSet, String> {
+        if same_issuer(issuer, LOCAL_ISSUER) {
+            let dir = self.local_state_dir.as_ref().ok_or_else(|| {
+                "tokens of dcr's simulated issuer can be verified only with the local backend".to_string()
+            })?;
+            return read_published_jwks(dir);
+        }
+        dcr_gcp::oidc::fetch_jwks(&self.transport, &dcr_gcp::oidc::discovery_url(issuer))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The JWKS the local cloud of `state_dir` publishes for its simulated issuer.
+pub fn read_published_jwks(state_dir: &std::path::Path) -> Result<JwkSet, String> {
+    let path = dcr_local_cloud::published_jwks_path(state_dir);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!("cannot read the simulated issuer's keys at {}: {e} (has the local cloud run there?)", path.display())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a JWK set: {e}", path.display()))
 }
 
 fn gcp_endpoints(cfg: &GcpConfig) -> Endpoints {
+    let with_slash = |s: &String| if s.ends_with('/') { s.clone() } else { format!("{s}/") };
     let mut ep = Endpoints::google();
     if let Some(s) = &cfg.storage_endpoint {
-        let s = if s.ends_with('/') { s.clone() } else { format!("{s}/") };
+        let s = with_slash(s);
         ep.storage_upload = s.replacen("/storage/v1/", "/upload/storage/v1/", 1);
         ep.storage = s;
     }
-    if let Some(k) = &cfg.kms_endpoint {
-        ep.kms = if k.ends_with('/') { k.clone() } else { format!("{k}/") };
+    for (over, field) in [
+        (&cfg.kms_endpoint, &mut ep.kms),
+        (&cfg.iam_endpoint, &mut ep.iam),
+        (&cfg.sts_endpoint, &mut ep.sts),
+        (&cfg.resource_manager_endpoint, &mut ep.resource_manager),
+    ] {
+        if let Some(url) = over {
+            *field = with_slash(url);
+        }
     }
     ep
 }
@@ -104,10 +166,15 @@ mod tests {
             zone: None,
             storage_endpoint: Some("https://private.example/storage/v1".into()),
             kms_endpoint: None,
+            iam_endpoint: Some("https://iam.private.example/v1".into()),
+            sts_endpoint: None,
+            resource_manager_endpoint: None,
         };
         let ep = gcp_endpoints(&cfg);
         assert_eq!(ep.storage, "https://private.example/storage/v1/");
         assert_eq!(ep.storage_upload, "https://private.example/upload/storage/v1/");
         assert_eq!(ep.kms, "https://cloudkms.googleapis.com/v1/");
+        assert_eq!(ep.iam, "https://iam.private.example/v1/");
+        assert_eq!(ep.sts, "https://sts.googleapis.com/v1/");
     }
 }

@@ -67,6 +67,22 @@ pub fn schema() -> Schema {
                 "kms_endpoint",
                 Type::String,
                 "Override of the Cloud KMS base URL, e.g. `https://cloudkms.googleapis.com/v1/`.",
+            ))
+            .attr(Attribute::optional(
+                "iam_endpoint",
+                Type::String,
+                "Override of the IAM base URL (workload identity pools), e.g. `https://iam.googleapis.com/v1/`.",
+            ))
+            .attr(Attribute::optional(
+                "sts_endpoint",
+                Type::String,
+                "Override of the Security Token Service base URL, e.g. `https://sts.googleapis.com/v1/`.",
+            ))
+            .attr(Attribute::optional(
+                "resource_manager_endpoint",
+                Type::String,
+                "Override of the Cloud Resource Manager base URL, e.g. \
+                     `https://cloudresourcemanager.googleapis.com/v1/`.",
             )),
         )),
     )
@@ -91,7 +107,14 @@ pub struct GcpConfig {
     pub zone: Option<String>,
     pub storage_endpoint: Option<String>,
     pub kms_endpoint: Option<String>,
+    pub iam_endpoint: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub resource_manager_endpoint: Option<String>,
 }
+
+/// The endpoint overrides of the `gcp` block, by attribute name.
+pub const ENDPOINT_ATTRIBUTES: [&str; 5] =
+    ["storage_endpoint", "kms_endpoint", "iam_endpoint", "sts_endpoint", "resource_manager_endpoint"];
 
 fn first_env(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()))
@@ -113,7 +136,7 @@ pub fn validate(config: &Value) -> Diagnostics {
         ));
     }
     let gcp = config.get("gcp");
-    for ep in ["storage_endpoint", "kms_endpoint"] {
+    for ep in ENDPOINT_ATTRIBUTES {
         if let Some(url) = gcp.get(ep).as_str()
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -152,6 +175,9 @@ pub fn resolve(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<B
             zone: opt_str(gcp, "zone").or_else(|| first_env(&["GOOGLE_ZONE", "CLOUDSDK_COMPUTE_ZONE"], env)),
             storage_endpoint: opt_str(gcp, "storage_endpoint"),
             kms_endpoint: opt_str(gcp, "kms_endpoint"),
+            iam_endpoint: opt_str(gcp, "iam_endpoint"),
+            sts_endpoint: opt_str(gcp, "sts_endpoint"),
+            resource_manager_endpoint: opt_str(gcp, "resource_manager_endpoint"),
         }));
     }
     let local = config.get("local");

@@ -1,13 +1,14 @@
 //! Registry-style documentation rendered from the schemas' own descriptions, in the layout and
-//! shape tfplugindocs produces for Go providers: `docs/index.md` and `docs/resources/TYPE.md`.
-//! Examples come from `examples/provider/provider.tf` and `examples/resources/TYPE/resource.tf`
-//! (and `import.sh` when present).
+//! shape tfplugindocs produces for Go providers: `docs/index.md`, `docs/resources/TYPE.md`,
+//! `docs/data-sources/TYPE.md` and `docs/functions/NAME.md`. Examples come from
+//! `examples/provider/provider.tf`, `examples/resources/TYPE/resource.tf` (and `import.sh` when
+//! present), `examples/data-sources/TYPE/data-source.tf` and `examples/functions/NAME/function.tf`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use tfplugin6::Type;
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Presence, Schema};
-use tfplugin6::{Resource, Type};
 
 /// Every generated file: path relative to the docs directory → contents.
 pub fn render(examples: &Path) -> BTreeMap<String, String> {
@@ -17,9 +18,8 @@ pub fn render(examples: &Path) -> BTreeMap<String, String> {
         "index.md".to_string(),
         render_page("dcr Provider", "dcr Provider", "", &crate::config::schema(), provider_example.as_deref(), None),
     );
-    let state = std::sync::Arc::new(crate::provider::ProviderState::default());
-    let resources: Vec<Box<dyn Resource>> = vec![Box::new(crate::resources::dataset::DatasetResource::new(state))];
-    for r in resources {
+    let provider = crate::DcrProvider::new();
+    for r in tfplugin6::Provider::resources(&provider) {
         let name = r.type_name();
         let dir = examples.join("resources").join(name);
         let page = render_page(
@@ -32,7 +32,75 @@ pub fn render(examples: &Path) -> BTreeMap<String, String> {
         );
         out.insert(format!("resources/{name}.md"), page);
     }
+    for ds in tfplugin6::Provider::data_sources(&provider) {
+        let name = ds.type_name();
+        let page = render_page(
+            &format!("{name} Data Source - terraform-provider-dcr"),
+            &format!("{name} (Data Source)"),
+            "",
+            &ds.schema(),
+            read_example(&examples.join("data-sources").join(name).join("data-source.tf")).as_deref(),
+            None,
+        );
+        out.insert(format!("data-sources/{name}.md"), page);
+    }
+    for f in tfplugin6::Provider::functions(&provider) {
+        let name = f.name();
+        let example = read_example(&examples.join("functions").join(name).join("function.tf"));
+        out.insert(format!("functions/{name}.md"), render_function(f.as_ref(), example.as_deref()));
+    }
     out
+}
+
+/// A function page, as tfplugindocs lays them out: summary, example, signature, arguments.
+fn render_function(f: &dyn tfplugin6::Function, example: Option<&str>) -> String {
+    let sig = f.signature();
+    let name = f.name();
+    let mut s = format!(
+        "---\npage_title: \"{name} function - terraform-provider-dcr\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n\n",
+        sig.summary
+    );
+    s.push_str(&format!("# function: {name}\n\n{}\n\n", sig.description));
+    if let Some(ex) = example {
+        s.push_str(&format!("## Example Usage\n\n```terraform\n{ex}\n```\n\n"));
+    }
+    let params: Vec<String> = sig.parameters.iter().map(|p| format!("{} {}", p.name, type_keyword(&p.ty))).collect();
+    s.push_str(&format!(
+        "## Signature\n\n```text\n{name}({}) {}\n```\n\n## Arguments\n\n",
+        params.join(", "),
+        type_keyword(&sig.return_type)
+    ));
+    for (i, p) in sig.parameters.iter().enumerate() {
+        s.push_str(&format!(
+            "{}. `{}` ({}) {}\n",
+            i + 1,
+            p.name,
+            type_name(&p.ty),
+            p.description.replace('\n', "\n   ")
+        ));
+    }
+    if let Type::Object(attrs) = &sig.return_type {
+        s.push_str("\n## Return Value\n\nAn object with:\n\n");
+        for (k, t) in attrs {
+            s.push_str(&format!("- `{k}` ({})\n", type_name(t)));
+        }
+    }
+    s
+}
+
+/// A type as Terraform writes it in a signature.
+fn type_keyword(t: &Type) -> String {
+    match t {
+        Type::Bool => "bool".into(),
+        Type::Number => "number".into(),
+        Type::String => "string".into(),
+        Type::Dynamic => "dynamic".into(),
+        Type::List(e) => format!("list({})", type_keyword(e)),
+        Type::Set(e) => format!("set({})", type_keyword(e)),
+        Type::Map(e) => format!("map({})", type_keyword(e)),
+        Type::Object(_) => "object".into(),
+        Type::Tuple(_) => "tuple".into(),
+    }
 }
 
 fn read_example(p: &Path) -> Option<String> {
@@ -166,9 +234,9 @@ pub fn stale(docs_dir: &Path, examples: &Path) -> Vec<String> {
         .filter(|(rel, body)| std::fs::read_to_string(docs_dir.join(rel)).ok().as_deref() != Some(body.as_str()))
         .map(|(rel, _)| rel.clone())
         .collect();
-    if let Ok(entries) = std::fs::read_dir(docs_dir.join("resources")) {
-        for e in entries.flatten() {
-            let rel = format!("resources/{}", e.file_name().to_string_lossy());
+    for dir in ["resources", "data-sources", "functions"] {
+        for e in std::fs::read_dir(docs_dir.join(dir)).into_iter().flatten().flatten() {
+            let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
             if !want.contains_key(&rel) {
                 bad.push(rel);
             }
@@ -196,6 +264,15 @@ mod tests {
             }
         }
         walk(&crate::resources::dataset::schema().block, page);
+        walk(&crate::resources::policy::schema().block, &docs["resources/dcr_policy.md"]);
+        walk(
+            &crate::data_sources::verified_attestation::schema().block,
+            &docs["data-sources/dcr_verified_attestation.md"],
+        );
         walk(&crate::config::schema().block, &docs["index.md"]);
+        assert!(
+            docs["functions/verify_attestation.md"]
+                .contains("verify_attestation(token string, expected dynamic) object")
+        );
     }
 }

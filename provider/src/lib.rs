@@ -9,11 +9,14 @@
 
 pub mod clients;
 pub mod config;
+pub mod data_sources;
 pub mod dataset;
 pub mod docs;
+pub mod functions;
 pub mod provider;
 pub mod resources;
 pub mod timeouts;
 pub mod validate;
+pub mod verification;
 
 pub use provider::DcrProvider;

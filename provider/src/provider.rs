@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tfplugin6::schema::Schema;
-use tfplugin6::{Diagnostic, Diagnostics, Resource, Value};
+use tfplugin6::{DataSource, Diagnostic, Diagnostics, Function, Resource, Value};
 
 use crate::clients::Clients;
 use crate::config;
@@ -52,7 +52,18 @@ impl tfplugin6::Provider for DcrProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(crate::resources::dataset::DatasetResource::new(self.state.clone()))]
+        vec![
+            Arc::new(crate::resources::dataset::DatasetResource::new(self.state.clone())),
+            Arc::new(crate::resources::policy::PolicyResource::new(self.state.clone())),
+        ]
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        vec![Arc::new(crate::data_sources::verified_attestation::VerifiedAttestation::new(self.state.clone()))]
+    }
+
+    fn functions(&self) -> Vec<Arc<dyn Function>> {
+        vec![Arc::new(crate::functions::verify_attestation::VerifyAttestation)]
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {

@@ -90,7 +90,7 @@ pub fn reader_member(m: &str) -> Result<(), String> {
         rest.starts_with("projects/") || rest.starts_with("locations/")
     } else if m == "allUsers" || m == "allAuthenticatedUsers" {
         return Err(format!(
-            "{m:?} would make the stand-in public, which the stage-1 bucket's public access prevention forbids; \
+            "{m:?} would make the data public, which public access prevention on dcr's buckets forbids; \
              name the people or groups who may read it"
         ));
     } else {

@@ -98,6 +98,13 @@ const SERVICES: &[Service] = &[
     Service { name: "cloudkms", doc: "cloudkms.v1.json", mount: "/cloudkms", upload: false, custom_verbs: true },
     Service { name: "iam", doc: "iam.v1.json", mount: "/iam", upload: false, custom_verbs: true },
     Service { name: "sts", doc: "sts.v1.json", mount: "/sts", upload: false, custom_verbs: true },
+    Service {
+        name: "cloudresourcemanager",
+        doc: "cloudresourcemanager.v1.json",
+        mount: "/cloudresourcemanager",
+        upload: false,
+        custom_verbs: true,
+    },
     Service { name: "compute", doc: "compute.v1.json", mount: "", upload: false, custom_verbs: false },
 ];
 

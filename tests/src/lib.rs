@@ -9,10 +9,12 @@
 //!   served from a filesystem mirror; runs commands and explains every failure in full.
 //! - [`conformance`]: checks a JSONL request log against the discovery documents.
 //! - [`local_cloud`]: a standalone local cloud over a state directory, to inspect what runs left.
+//! - [`fixtures`]: configurations, data and helpers several tests share.
 
 use std::path::PathBuf;
 
 pub mod conformance;
+pub mod fixtures;
 pub mod local_cloud;
 pub mod terraform;
 pub mod workspace;

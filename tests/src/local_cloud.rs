@@ -25,6 +25,13 @@ impl LocalCloudProcess {
     pub fn start(provider_bin: &Path, state_dir: &Path, principals: &[&str]) -> LocalCloudProcess {
         let mut cmd = Command::new(provider_bin);
         cmd.arg("local-cloud").arg("--state-dir").arg(state_dir);
+        // What tests send is checked against the discovery documents too (tests/run.sh).
+        if let Some(dir) = std::env::var_os(crate::workspace::REQUEST_LOG_DIR_ENV).filter(|d| !d.is_empty()) {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let log = std::path::PathBuf::from(dir).join(format!("local-cloud-{}-{n}.jsonl", std::process::id()));
+            cmd.env(crate::workspace::REQUEST_LOG_ENV, log);
+        }
         for p in principals {
             cmd.arg("--token-for").arg(p);
         }
@@ -97,6 +104,42 @@ impl LocalCloudProcess {
         }
         let v: Value = r.json().expect("json");
         Ok(B64.decode(v["plaintext"].as_str().unwrap_or("")).expect("base64"))
+    }
+}
+
+/// What STS answered: a federated access token, or the refusal (status and OAuth error body).
+pub type StsOutcome = Result<String, (u16, Value)>;
+
+impl LocalCloudProcess {
+    /// Exchanges `subject_token` at `audience` as Google's auth libraries do (a form post, no
+    /// credentials of our own).
+    pub fn sts_exchange(&self, audience: &str, subject_token: &str) -> StsOutcome {
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("audience", audience),
+            ("scope", "https://www.googleapis.com/auth/cloud-platform"),
+            ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("subject_token", subject_token),
+        ];
+        let r = self.http.post(self.url("/sts/v1/token")).form(&form).send().expect("request");
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap_or(Value::Null);
+        match body["access_token"].as_str() {
+            Some(t) if status == 200 => Ok(t.to_string()),
+            _ => Err((status, body)),
+        }
+    }
+
+    /// The workload identity pools of `project`, soft-deleted ones included (as the admin).
+    pub fn pools(&self, project: &str) -> Vec<Value> {
+        let r = self.get(
+            &self.admin_token,
+            &format!("/iam/v1/projects/{project}/locations/global/workloadIdentityPools?showDeleted=true"),
+        );
+        assert!(r.status().is_success(), "list pools: {}", r.status());
+        let v: Value = r.json().expect("json");
+        v["workloadIdentityPools"].as_array().cloned().unwrap_or_default()
     }
 }
 

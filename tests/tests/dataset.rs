@@ -2,88 +2,18 @@
 //! against its embedded local cloud; a standalone local cloud over the same state directory then
 //! checks what was left behind, as the admin and as a principal without access.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, quickstart, resource_values, sha256_hex, small_config};
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::terraform::Terraform;
-use dcr_e2e::workspace::Workspace;
+use dcr_e2e::workspace::{Workspace, provider_bin};
 use serde_json::Value;
-
-const PROJECT: &str = "dcr-local";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-fn provider_bin() -> PathBuf {
-    std::env::var_os("DCR_PROVIDER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/terraform-provider-dcr"))
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use std::fmt::Write;
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    d.as_ref().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// A workspace holding a copy of examples/quickstart.
-fn quickstart(tf: &Terraform) -> Workspace {
-    let ws = Workspace::new(tf);
-    let ex = repo_root().join("examples/quickstart");
-    ws.write("main.tf", &std::fs::read_to_string(ex.join("main.tf")).expect("quickstart main.tf"));
-    ws.write("data/patients.csv", &std::fs::read_to_string(ex.join("data/patients.csv")).expect("quickstart csv"));
-    ws
-}
 
 /// The dataset resource in `terraform show -json` output.
 fn dataset(show: &Value, name: &str) -> Value {
-    let resources = show["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
-    resources
-        .into_iter()
-        .find(|r| r["type"] == "dcr_dataset" && r["name"] == name)
-        .map(|r| r["values"].clone())
-        .unwrap_or_else(|| panic!("no dcr_dataset.{name} in state: {show}"))
+    resource_values(show, "dcr_dataset", name)
 }
-
-fn small_config(name: &str, state_dir: Option<&Path>, extra: &str) -> String {
-    let provider = match state_dir {
-        Some(d) => format!("provider \"dcr\" {{\n  local {{\n    state_dir = \"{}\"\n  }}\n}}\n", d.display()),
-        None => "provider \"dcr\" {}\n".to_string(),
-    };
-    format!(
-        r#"terraform {{
-  required_providers {{
-    dcr = {{ source = "dcr/dcr" }}
-  }}
-}}
-{provider}
-resource "dcr_dataset" "d" {{
-  name   = "{name}"
-  source = "data.csv"
-  schema {{
-    column {{
-      name = "id"
-      type = "string"
-      max_length = 10
-    }}
-    column {{
-      name = "age"
-      type = "integer"
-      min  = 0
-      max  = 120
-    }}
-  }}
-{extra}
-}}
-"#
-    )
-}
-
-const SMALL_CSV: &str = "id,age\nsecret-a1,34\nsecret-b2,71\nsecret-c3,5\n";
 
 #[test]
 fn quickstart_applies_plans_clean_and_destroys_on_every_terraform() {
@@ -114,6 +44,10 @@ fn quickstart_applies_plans_clean_and_destroys_on_every_terraform() {
                 .unwrap()
                 .starts_with(&format!("projects/{PROJECT}/locations/global/keyRings/dcr-patients/cryptoKeys/data-"))
         );
+
+        let policy = resource_values(&show, "dcr_policy", "study");
+        assert_eq!(policy["attribute_condition"], "assertion.submods.container.image_digest in []");
+        assert_eq!(policy["dataset_keys"][d["id"].as_str().unwrap()], d["crypto_key"]);
 
         // The stand-in is there, conforms to the schema's shape, and is not the data.
         let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &["user:analyst@example.com"]);

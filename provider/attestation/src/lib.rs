@@ -9,9 +9,10 @@
 pub mod cel;
 pub mod claims;
 pub mod condition;
+pub mod policy;
 pub mod signing;
 pub mod verify;
 
 pub use claims::AttestationClaims;
 pub use signing::SigningKey;
-pub use verify::{Check, Expectations, VerifyError, verify};
+pub use verify::{Attested, Check, Expectations, VerifyError, check_attested, verify};

@@ -19,6 +19,11 @@ pub enum Check {
     Expiry,
     NotBefore,
     IssuedAt,
+    ImageDigest,
+    Nonce,
+    Hardware,
+    Debug,
+    StableImage,
 }
 
 impl Check {
@@ -33,6 +38,11 @@ impl Check {
             Check::Expiry => "expiry",
             Check::NotBefore => "not-before",
             Check::IssuedAt => "issued-at",
+            Check::ImageDigest => "image digest",
+            Check::Nonce => "nonce",
+            Check::Hardware => "hardware",
+            Check::Debug => "debug status",
+            Check::StableImage => "stable image",
         }
     }
 }
@@ -54,8 +64,9 @@ pub struct Expectations {
     pub issuer: String,
     /// The token's `aud` must contain one of these (none: any audience).
     pub audiences: Vec<String>,
-    /// Unix seconds.
-    pub now: i64,
+    /// Unix seconds; `None` skips the time checks (an auditor verifying a token long after it
+    /// expired still learns whether it was genuine).
+    pub now: Option<i64>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway: i64,
     /// Oldest acceptable `iat` relative to `now` (STS refuses tokens issued over 24 h ago).
@@ -64,7 +75,7 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn new(issuer: impl Into<String>, now: i64) -> Expectations {
-        Expectations { issuer: issuer.into(), audiences: Vec::new(), now, leeway: 60, max_age: None }
+        Expectations { issuer: issuer.into(), audiences: Vec::new(), now: Some(now), leeway: 60, max_age: None }
     }
 }
 
@@ -114,8 +125,10 @@ pub fn check_claims(claims: &Value, expect: &Expectations) -> Result<(), VerifyE
             return Err(fail(Check::Audience, format!("aud is {aud:?}, expected one of {:?}", expect.audiences)));
         }
     }
-    let (now, leeway) = (expect.now, expect.leeway);
     let exp = claims["exp"].as_i64().ok_or_else(|| fail(Check::Expiry, "the token has no exp"))?;
+    let iat = claims["iat"].as_i64().ok_or_else(|| fail(Check::IssuedAt, "the token has no iat"))?;
+    let Some(now) = expect.now else { return Ok(()) };
+    let leeway = expect.leeway;
     if now > exp + leeway {
         return Err(fail(Check::Expiry, format!("the token expired {} s ago", now - exp)));
     }
@@ -124,7 +137,6 @@ pub fn check_claims(claims: &Value, expect: &Expectations) -> Result<(), VerifyE
     {
         return Err(fail(Check::NotBefore, format!("the token is not valid for another {} s", nbf - now)));
     }
-    let iat = claims["iat"].as_i64().ok_or_else(|| fail(Check::IssuedAt, "the token has no iat"))?;
     if iat > now + leeway {
         return Err(fail(Check::IssuedAt, format!("iat is {} s in the future", iat - now)));
     }
@@ -135,6 +147,71 @@ pub fn check_claims(claims: &Value, expect: &Expectations) -> Result<(), VerifyE
             Check::IssuedAt,
             format!("the token was issued {} s ago; at most {max} s is accepted", now - iat),
         ));
+    }
+    Ok(())
+}
+
+/// What a genuine token must attest to, beyond being genuine. `None` and empty lists check nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attested {
+    pub image_digest: Option<String>,
+    /// One of the token's `eat_nonce` values.
+    pub nonce: Option<String>,
+    pub require_confidential_hardware: bool,
+    /// Accepted `hwmodel`s when confidential hardware is required (empty: any confidential hardware).
+    pub allowed_hardware: Vec<String>,
+    /// `Some(false)`: the image must not be a debug image.
+    pub allow_debug: Option<bool>,
+    pub require_stable_image: bool,
+}
+
+/// The nonces of a token (`eat_nonce` is a string for one, a list for several).
+pub fn nonces(claims: &Value) -> Vec<String> {
+    crate::claims::audiences(&claims["eat_nonce"])
+}
+
+/// Checks the attested facts of verified claims, naming the first that does not hold.
+pub fn check_attested(claims: &Value, want: &Attested) -> Result<(), VerifyError> {
+    use crate::claims::{CONFIDENTIAL_HARDWARE, CONFIDENTIAL_SPACE, DEBUG_DISABLED};
+    let at = |p: &str| claims.pointer(p).and_then(Value::as_str).unwrap_or("");
+    if let Some(d) = &want.image_digest
+        && at("/submods/container/image_digest") != d
+    {
+        return Err(fail(
+            Check::ImageDigest,
+            format!("the token attests image {:?}, expected {d:?}", at("/submods/container/image_digest")),
+        ));
+    }
+    if let Some(n) = &want.nonce
+        && !nonces(claims).contains(n)
+    {
+        return Err(fail(Check::Nonce, format!("the token's nonces {:?} do not include {n:?}", nonces(claims))));
+    }
+    if want.require_confidential_hardware {
+        let (sw, hw) = (at("/swname"), at("/hwmodel"));
+        let allowed: Vec<&str> = if want.allowed_hardware.is_empty() {
+            CONFIDENTIAL_HARDWARE.to_vec()
+        } else {
+            want.allowed_hardware.iter().map(String::as_str).collect()
+        };
+        if sw != CONFIDENTIAL_SPACE || !allowed.contains(&hw) {
+            return Err(fail(
+                Check::Hardware,
+                format!("the token attests {sw:?} on {hw:?}; required: {CONFIDENTIAL_SPACE} on one of {allowed:?}"),
+            ));
+        }
+    }
+    if want.allow_debug == Some(false) && at("/dbgstat") != DEBUG_DISABLED {
+        return Err(fail(
+            Check::Debug,
+            format!("dbgstat is {:?}; only production images ({DEBUG_DISABLED:?}) are accepted", at("/dbgstat")),
+        ));
+    }
+    if want.require_stable_image {
+        let support = claims.pointer("/submods/confidential_space/support_attributes");
+        if !support.and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "STABLE")) {
+            return Err(fail(Check::StableImage, "the image is not a STABLE Confidential Space image"));
+        }
     }
     Ok(())
 }
@@ -162,7 +239,7 @@ mod tests {
     #[test]
     fn a_good_token_verifies_and_each_broken_check_is_named() {
         let (key, jwks, expect) = setup();
-        let now = expect.now;
+        let now = expect.now.unwrap();
         let ok = verify(&key.sign(&claims(now - 10, now + 3600)).unwrap(), &jwks, &expect).unwrap();
         assert_eq!(ok["sub"], "s");
         let check = |c: Value| verify(&key.sign(&c).unwrap(), &jwks, &expect).unwrap_err().check;
@@ -186,11 +263,36 @@ mod tests {
     fn foreign_keys_and_garbage_are_refused() {
         let (key, jwks, expect) = setup();
         let rogue = SigningKey::generate().unwrap();
-        let c = claims(expect.now, expect.now + 60);
+        let now = expect.now.unwrap();
+        let c = claims(now, now + 60);
         assert_eq!(verify(&rogue.sign(&c).unwrap(), &jwks, &expect).unwrap_err().check, Check::KeyId);
         assert_eq!(verify(&rogue.sign_as(&c, key.kid()).unwrap(), &jwks, &expect).unwrap_err().check, Check::Signature);
         assert_eq!(verify("not.a.jwt", &jwks, &expect).unwrap_err().check, Check::Format);
         let e = verify(&rogue.sign(&c).unwrap(), &jwks, &expect).unwrap_err();
         assert!(e.to_string().starts_with("key id check failed"), "{e}");
+    }
+
+    #[test]
+    fn attested_facts_are_checked_only_when_asked() {
+        let sim = serde_json::to_value(crate::AttestationClaims::simulated(
+            &crate::claims::SimulatedLaunch { image_digest: "sha256:aa".into(), ..Default::default() },
+            0,
+            "aud",
+            &["n1".into(), "n2".into()],
+        ))
+        .unwrap();
+        assert_eq!(check_attested(&sim, &Attested::default()), Ok(()));
+        let want = |f: &dyn Fn(&mut Attested)| {
+            let mut a = Attested::default();
+            f(&mut a);
+            check_attested(&sim, &a).err().map(|e| e.check)
+        };
+        assert_eq!(want(&|a| a.image_digest = Some("sha256:aa".into())), None);
+        assert_eq!(want(&|a| a.image_digest = Some("sha256:bb".into())), Some(Check::ImageDigest));
+        assert_eq!(want(&|a| a.nonce = Some("n2".into())), None);
+        assert_eq!(want(&|a| a.nonce = Some("n3".into())), Some(Check::Nonce));
+        assert_eq!(want(&|a| a.require_confidential_hardware = true), Some(Check::Hardware));
+        assert_eq!(want(&|a| a.allow_debug = Some(false)), Some(Check::Debug));
+        assert_eq!(want(&|a| a.require_stable_image = true), Some(Check::StableImage));
     }
 }

@@ -213,7 +213,7 @@ pub async fn exchange(app: &App, fields: BTreeMap<String, String>) -> StsResult<
     let expect = Expectations {
         issuer,
         audiences: allowed,
-        now: unix_now(),
+        now: Some(unix_now()),
         leeway: LEEWAY_SECS,
         max_age: Some(MAX_SUBJECT_AGE_SECS),
     };

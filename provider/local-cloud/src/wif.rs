@@ -324,6 +324,83 @@ fn not_found(what: &str, name: &str) -> ApiError {
     ApiError::not_found(format!("Requested entity was not found: {what} {name}."))
 }
 
+/// What differs between pools and providers; their lifecycle is the same.
+struct Kind {
+    /// For messages: `pool`, `provider`.
+    what: &'static str,
+    table: &'static str,
+    /// The column holding the parent's name.
+    parent_column: &'static str,
+    /// The permission prefix (`iam.workloadIdentityPools`).
+    permission: &'static str,
+    /// The message type in operation responses.
+    type_name: &'static str,
+    collection: &'static str,
+    id_param: &'static str,
+    create_fields: &'static [&'static str],
+    update_fields: &'static [&'static str],
+    settings: fn(&Value, &[&str], &mut Value) -> ApiResult<()>,
+    check: fn(&Value) -> ApiResult<()>,
+    /// Providers live in pools, which must be active for their providers to change.
+    parent_table: Option<&'static str>,
+}
+
+static POOL: Kind = Kind {
+    what: "pool",
+    table: "wif_pools",
+    parent_column: "parent",
+    permission: "iam.workloadIdentityPools",
+    type_name: "WorkloadIdentityPool",
+    collection: "workloadIdentityPools",
+    id_param: "workloadIdentityPoolId",
+    create_fields: &["displayName", "description", "disabled", "mode"],
+    update_fields: &["displayName", "description", "disabled"],
+    settings: pool_settings,
+    check: |_| Ok(()),
+    parent_table: None,
+};
+
+static PROVIDER: Kind = Kind {
+    what: "provider",
+    table: "wif_providers",
+    parent_column: "pool",
+    permission: "iam.workloadIdentityPoolProviders",
+    type_name: "WorkloadIdentityPoolProvider",
+    collection: "providers",
+    id_param: "workloadIdentityPoolProviderId",
+    create_fields: &[
+        "displayName",
+        "description",
+        "disabled",
+        "attributeMapping",
+        "attributeCondition",
+        "oidc",
+        "aws",
+        "saml",
+        "x509",
+    ],
+    update_fields: &[
+        "displayName",
+        "description",
+        "disabled",
+        "attributeMapping",
+        "attributeCondition",
+        "oidc",
+        "oidc.issuerUri",
+        "oidc.allowedAudiences",
+        "oidc.jwksJson",
+    ],
+    settings: provider_settings,
+    check: check_provider,
+    parent_table: Some("wif_pools"),
+};
+
+impl Kind {
+    fn perm(&self, verb: &str) -> String {
+        format!("{}.{verb}", self.permission)
+    }
+}
+
 fn split_verb(seg: &str) -> (&str, Option<&str>) {
     match seg.split_once(':') {
         Some((a, v)) => (a, Some(v)),
@@ -331,41 +408,43 @@ fn split_verb(seg: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// What a path under `projects/P/locations/global/` names.
+/// What a path names, below `parent` (`projects/NUMBER/locations/global`).
 #[derive(Debug, PartialEq)]
 enum Target {
-    Pools,
-    Pool { id: String, verb: Option<String> },
-    Providers { pool: String },
-    Provider { pool: String, id: String, verb: Option<String> },
-    Operation { path: String },
+    Collection { kind: &'static str, parent: String },
+    Resource { kind: &'static str, name: String, verb: Option<String> },
+    Operation { name: String },
 }
 
-fn parse_target(s: &[&str]) -> Option<Target> {
+fn kind(k: &str) -> &'static Kind {
+    if k == "pool" { &POOL } else { &PROVIDER }
+}
+
+fn parse_target(parent: &str, s: &[&str]) -> Option<Target> {
     if s.first() != Some(&"workloadIdentityPools") {
         return None;
     }
-    let verbless = |seg: &str| split_verb(seg).0.to_string();
+    let pool = |id: &str| format!("{parent}/workloadIdentityPools/{id}");
+    let resource = |kind: &'static str, base: String, seg: &str| {
+        let (id, verb) = split_verb(seg);
+        Target::Resource { kind, name: format!("{base}/{id}"), verb: verb.map(Into::into) }
+    };
     Some(match s.len() {
-        1 => Target::Pools,
-        2 => {
-            let (id, verb) = split_verb(s[1]);
-            Target::Pool { id: id.into(), verb: verb.map(Into::into) }
+        1 => Target::Collection { kind: "pool", parent: parent.to_string() },
+        2 => resource("pool", format!("{parent}/workloadIdentityPools"), s[1]),
+        3 if s[2] == "providers" => Target::Collection { kind: "provider", parent: pool(s[1]) },
+        4 if s[2] == "providers" => resource("provider", format!("{}/providers", pool(s[1])), s[3]),
+        4 if s[2] == "operations" => Target::Operation { name: format!("{parent}/{}", s.join("/")) },
+        6 if s[2] == "providers" && s[4] == "operations" => {
+            Target::Operation { name: format!("{parent}/{}", s.join("/")) }
         }
-        3 if s[2] == "providers" => Target::Providers { pool: verbless(s[1]) },
-        4 if s[2] == "providers" => {
-            let (id, verb) = split_verb(s[3]);
-            Target::Provider { pool: s[1].into(), id: id.into(), verb: verb.map(Into::into) }
-        }
-        4 if s[2] == "operations" => Target::Operation { path: s[..4].join("/") },
-        6 if s[2] == "providers" && s[4] == "operations" => Target::Operation { path: s[..6].join("/") },
         _ => return None,
     })
 }
 
 pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
     let segs = segments(&r.raw_path);
-    let s: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect(); // after iam/v1
+    let s: Vec<String> = segs.into_iter().skip(2).collect(); // after iam/v1
     let unserved =
         || ApiError::not_found(format!("{} {} is not part of the local cloud's IAM API", r.method, r.raw_path));
     if s.len() < 5 || s[0] != "projects" || s[2] != "locations" {
@@ -377,9 +456,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
             s[3]
         )));
     }
-    let target = parse_target(&s[4..]).ok_or_else(unserved)?;
-    let (project_arg, method) = (s[1].to_string(), r.method.as_str().to_string());
-    let (who, body) = (r.principal.clone(), body.unwrap_or(json!({})));
+    let (method, who, body) = (r.method.as_str().to_string(), r.principal.clone(), body.unwrap_or(json!({})));
     let query: Vec<(String, String)> = r.query.clone();
     let q = move |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let v = app
@@ -387,109 +464,34 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         .call(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
             purge_expired(&tx)?;
-            let project = resolve_project(&tx, &project_arg)?;
-            let number = project.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| project_arg.clone());
+            // Paths may name the project by id or number; names always carry the number.
+            let project = resolve_project(&tx, &s[1])?;
+            let number = project.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| s[1].clone());
             let parent = format!("projects/{number}/locations/global");
+            let rest: Vec<&str> = s[4..].iter().map(String::as_str).collect();
+            let target = parse_target(&parent, &rest).ok_or_else(|| ApiError::not_found("No such IAM method."))?;
             let ctx = Ctx { c: &tx, who: &who, project: project.as_ref() };
             let out = match (method.as_str(), target) {
-                ("POST", Target::Pools) => create_pool(&ctx, &parent, q("workloadIdentityPoolId"), &body)?,
-                ("GET", Target::Pools) => list(
-                    &ctx,
-                    "wif_pools",
-                    "parent",
-                    &parent,
-                    q("showDeleted"),
-                    "workloadIdentityPools",
-                    "iam.workloadIdentityPools.list",
-                    &parent,
-                )?,
-                ("GET", Target::Pool { id, verb: None }) => get(
-                    &ctx,
-                    "wif_pools",
-                    &format!("{parent}/workloadIdentityPools/{id}"),
-                    "iam.workloadIdentityPools.get",
-                    "WorkloadIdentityPool",
-                )?,
-                ("PATCH", Target::Pool { id, verb: None }) => {
-                    patch_pool(&ctx, &format!("{parent}/workloadIdentityPools/{id}"), q("updateMask"), &body)?
+                ("POST", Target::Collection { kind: k, parent }) => {
+                    let k = kind(k);
+                    create(&ctx, k, &parent, q(k.id_param), &body)?
                 }
-                ("DELETE", Target::Pool { id, verb: None }) => delete(
-                    &ctx,
-                    "wif_pools",
-                    &format!("{parent}/workloadIdentityPools/{id}"),
-                    "iam.workloadIdentityPools.delete",
-                    "WorkloadIdentityPool",
-                )?,
-                ("POST", Target::Pool { id, verb: Some(v) }) if v == "undelete" => {
-                    check_fields(&body, &[], "UndeleteWorkloadIdentityPoolRequest")?;
-                    undelete(
-                        &ctx,
-                        "wif_pools",
-                        &format!("{parent}/workloadIdentityPools/{id}"),
-                        "iam.workloadIdentityPools.undelete",
-                        "WorkloadIdentityPool",
-                    )?
+                ("GET", Target::Collection { kind: k, parent }) => list(&ctx, kind(k), &parent, q("showDeleted"))?,
+                ("GET", Target::Resource { kind: k, name, verb: None }) => {
+                    let k = kind(k);
+                    ctx.require(&k.perm("get"), &name)?;
+                    load(&tx, k.table, &name)?.ok_or_else(|| not_found(k.what, &name))?
                 }
-                ("POST", Target::Providers { pool }) => create_provider(
-                    &ctx,
-                    &format!("{parent}/workloadIdentityPools/{pool}"),
-                    q("workloadIdentityPoolProviderId"),
-                    &body,
-                )?,
-                ("GET", Target::Providers { pool }) => {
-                    let pool = format!("{parent}/workloadIdentityPools/{pool}");
-                    list(
-                        &ctx,
-                        "wif_providers",
-                        "pool",
-                        &pool,
-                        q("showDeleted"),
-                        "workloadIdentityPoolProviders",
-                        "iam.workloadIdentityPoolProviders.list",
-                        &pool,
-                    )?
+                ("PATCH", Target::Resource { kind: k, name, verb: None }) => {
+                    patch(&ctx, kind(k), &name, q("updateMask"), &body)?
                 }
-                ("GET", Target::Provider { pool, id, verb: None }) => get(
-                    &ctx,
-                    "wif_providers",
-                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
-                    "iam.workloadIdentityPoolProviders.get",
-                    "WorkloadIdentityPoolProvider",
-                )?,
-                ("PATCH", Target::Provider { pool, id, verb: None }) => patch_provider(
-                    &ctx,
-                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
-                    q("updateMask"),
-                    &body,
-                )?,
-                ("DELETE", Target::Provider { pool, id, verb: None }) => delete(
-                    &ctx,
-                    "wif_providers",
-                    &format!("{parent}/workloadIdentityPools/{pool}/providers/{id}"),
-                    "iam.workloadIdentityPoolProviders.delete",
-                    "WorkloadIdentityPoolProvider",
-                )?,
-                ("POST", Target::Provider { pool, id, verb: Some(v) }) if v == "undelete" => {
-                    check_fields(&body, &[], "UndeleteWorkloadIdentityPoolProviderRequest")?;
-                    let name = format!("{parent}/workloadIdentityPools/{pool}/providers/{id}");
-                    if load(&tx, "wif_pools", &format!("{parent}/workloadIdentityPools/{pool}"))?
-                        .is_some_and(|p| is_deleted(&p))
-                    {
-                        return Err(ApiError::failed_precondition(format!(
-                            "Cannot undelete {name}: its pool is deleted; undelete the pool first."
-                        )));
-                    }
-                    undelete(
-                        &ctx,
-                        "wif_providers",
-                        &name,
-                        "iam.workloadIdentityPoolProviders.undelete",
-                        "WorkloadIdentityPoolProvider",
-                    )?
+                ("DELETE", Target::Resource { kind: k, name, verb: None }) => delete(&ctx, kind(k), &name)?,
+                ("POST", Target::Resource { kind: k, name, verb: Some(v) }) if v == "undelete" => {
+                    check_fields(&body, &[], "UndeleteRequest")?;
+                    undelete(&ctx, kind(k), &name)?
                 }
-                ("GET", Target::Operation { path }) => {
-                    let name = format!("{parent}/{path}");
-                    require(&tx, &who, project.as_ref(), "iam.workloadIdentityPools.get", &name)?;
+                ("GET", Target::Operation { name }) => {
+                    ctx.require("iam.workloadIdentityPools.get", &name)?;
                     let op: Option<String> = tx
                         .query_row("SELECT result FROM operations WHERE name = ?1", [&name], |r| r.get(0))
                         .optional()
@@ -515,126 +517,65 @@ impl Ctx<'_> {
     fn require(&self, perm: &str, resource: &str) -> ApiResult<()> {
         require(self.c, self.who, self.project, perm, resource)
     }
+
+    /// A provider's pool must exist and be active for the provider to be created or changed.
+    fn require_active_parent(&self, k: &Kind, name: &str) -> ApiResult<()> {
+        let (Some(table), Some((parent, _))) = (k.parent_table, name.rsplit_once(&format!("/{}/", k.collection)))
+        else {
+            return Ok(());
+        };
+        match load(self.c, table, parent)? {
+            None => Err(not_found("pool", parent)),
+            Some(p) if is_deleted(&p) => {
+                Err(ApiError::failed_precondition(format!("{parent} is deleted; undelete it first.")))
+            }
+            Some(_) => Ok(()),
+        }
+    }
 }
 
-fn create_pool(ctx: &Ctx, parent: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
-    ctx.require("iam.workloadIdentityPools.create", parent)?;
-    let id = id.ok_or_else(|| ApiError::bad_request("workloadIdentityPoolId is required."))?;
-    validate_id("pool", &id).map_err(ApiError::bad_request)?;
-    let name = format!("{parent}/workloadIdentityPools/{id}");
-    let mut pool = json!({"name": name, "state": "ACTIVE"});
-    pool_settings(body, &["displayName", "description", "disabled", "mode"], &mut pool)?;
-    if load(ctx.c, "wif_pools", &name)?.is_some() {
+fn create(ctx: &Ctx, k: &Kind, parent: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require(&k.perm("create"), parent)?;
+    let id = id.ok_or_else(|| ApiError::bad_request(format!("{} is required.", k.id_param)))?;
+    validate_id(k.what, &id).map_err(ApiError::bad_request)?;
+    let name = format!("{parent}/{}/{id}", k.collection);
+    ctx.require_active_parent(k, &name)?;
+    let mut v = json!({"name": name, "state": "ACTIVE"});
+    (k.settings)(body, k.create_fields, &mut v)?;
+    (k.check)(&v)?;
+    if load(ctx.c, k.table, &name)?.is_some() {
         // Also while soft-deleted: the id is blocked for 30 days (undelete it instead).
         return Err(ApiError::conflict("Requested entity already exists"));
     }
     ctx.c
         .execute(
-            "INSERT INTO wif_pools (name, parent, resource) VALUES (?1, ?2, ?3)",
-            params![name, parent, pool.to_string()],
+            &format!("INSERT INTO {} (name, {}, resource) VALUES (?1, ?2, ?3)", k.table, k.parent_column),
+            params![name, parent, v.to_string()],
         )
         .map_err(sql)?;
-    start_operation(ctx.c, &name, "WorkloadIdentityPool", &pool)
+    start_operation(ctx.c, &name, k.type_name, &v)
 }
 
-fn patch_pool(ctx: &Ctx, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
-    ctx.require("iam.workloadIdentityPools.update", name)?;
-    let fields = update_mask(mask.as_deref(), &["displayName", "description", "disabled"])?;
-    let mut pool = load(ctx.c, "wif_pools", name)?.ok_or_else(|| not_found("pool", name))?;
-    if is_deleted(&pool) {
+fn patch(ctx: &Ctx, k: &Kind, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
+    ctx.require(&k.perm("update"), name)?;
+    let fields = update_mask(mask.as_deref(), k.update_fields)?;
+    let mut v = load(ctx.c, k.table, name)?.ok_or_else(|| not_found(k.what, name))?;
+    if is_deleted(&v) {
         return Err(ApiError::failed_precondition(format!("Cannot update {name}: it is deleted; undelete it first.")));
     }
-    pool_settings(body, &fields, &mut pool)?;
-    save(ctx.c, "wif_pools", name, &pool)?;
-    start_operation(ctx.c, name, "WorkloadIdentityPool", &pool)
+    (k.settings)(body, &fields, &mut v)?;
+    (k.check)(&v)?;
+    save(ctx.c, k.table, name, &v)?;
+    start_operation(ctx.c, name, k.type_name, &v)
 }
 
-fn create_provider(ctx: &Ctx, pool_name: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
-    ctx.require("iam.workloadIdentityPoolProviders.create", pool_name)?;
-    let id = id.ok_or_else(|| ApiError::bad_request("workloadIdentityPoolProviderId is required."))?;
-    validate_id("provider", &id).map_err(ApiError::bad_request)?;
-    let pool = load(ctx.c, "wif_pools", pool_name)?.ok_or_else(|| not_found("pool", pool_name))?;
-    if is_deleted(&pool) {
-        return Err(ApiError::failed_precondition(format!(
-            "Cannot create a provider in {pool_name}: the pool is deleted."
-        )));
-    }
-    let name = format!("{pool_name}/providers/{id}");
-    let mut provider = json!({"name": name, "state": "ACTIVE"});
-    provider_settings(
-        body,
-        &[
-            "displayName",
-            "description",
-            "disabled",
-            "attributeMapping",
-            "attributeCondition",
-            "oidc",
-            "aws",
-            "saml",
-            "x509",
-        ],
-        &mut provider,
-    )?;
-    check_provider(&provider)?;
-    if load(ctx.c, "wif_providers", &name)?.is_some() {
-        return Err(ApiError::conflict("Requested entity already exists"));
-    }
-    ctx.c
-        .execute(
-            "INSERT INTO wif_providers (name, pool, resource) VALUES (?1, ?2, ?3)",
-            params![name, pool_name, provider.to_string()],
-        )
-        .map_err(sql)?;
-    start_operation(ctx.c, &name, "WorkloadIdentityPoolProvider", &provider)
-}
-
-fn patch_provider(ctx: &Ctx, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
-    ctx.require("iam.workloadIdentityPoolProviders.update", name)?;
-    let fields = update_mask(
-        mask.as_deref(),
-        &[
-            "displayName",
-            "description",
-            "disabled",
-            "attributeMapping",
-            "attributeCondition",
-            "oidc",
-            "oidc.issuerUri",
-            "oidc.allowedAudiences",
-            "oidc.jwksJson",
-        ],
-    )?;
-    let mut provider = load(ctx.c, "wif_providers", name)?.ok_or_else(|| not_found("provider", name))?;
-    if is_deleted(&provider) {
-        return Err(ApiError::failed_precondition(format!("Cannot update {name}: it is deleted; undelete it first.")));
-    }
-    provider_settings(body, &fields, &mut provider)?;
-    check_provider(&provider)?;
-    save(ctx.c, "wif_providers", name, &provider)?;
-    start_operation(ctx.c, name, "WorkloadIdentityPoolProvider", &provider)
-}
-
-fn get(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
-    ctx.require(perm, name)?;
-    load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn list(
-    ctx: &Ctx,
-    table: &str,
-    column: &str,
-    parent: &str,
-    show_deleted: Option<String>,
-    field: &str,
-    perm: &str,
-    resource: &str,
-) -> ApiResult<Value> {
-    ctx.require(perm, resource)?;
+fn list(ctx: &Ctx, k: &Kind, parent: &str, show_deleted: Option<String>) -> ApiResult<Value> {
+    ctx.require(&k.perm("list"), parent)?;
     let show_deleted = show_deleted.as_deref() == Some("true");
-    let mut st =
-        ctx.c.prepare(&format!("SELECT resource FROM {table} WHERE {column} = ?1 ORDER BY name")).map_err(sql)?;
+    let mut st = ctx
+        .c
+        .prepare(&format!("SELECT resource FROM {} WHERE {} = ?1 ORDER BY name", k.table, k.parent_column))
+        .map_err(sql)?;
     let items: Vec<Value> = st
         .query_map([parent], |r| r.get::<_, String>(0))
         .map_err(sql)?
@@ -642,29 +583,31 @@ fn list(
         .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
         .filter(|v| show_deleted || !is_deleted(v))
         .collect();
+    let field = if k.collection == "providers" { "workloadIdentityPoolProviders" } else { k.collection };
     Ok(if items.is_empty() { json!({}) } else { json!({ field: items }) })
 }
 
-fn delete(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
-    ctx.require(perm, name)?;
-    let mut v = load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))?;
+fn delete(ctx: &Ctx, k: &Kind, name: &str) -> ApiResult<Value> {
+    ctx.require(&k.perm("delete"), name)?;
+    let mut v = load(ctx.c, k.table, name)?.ok_or_else(|| not_found(k.what, name))?;
     if is_deleted(&v) {
         return Err(ApiError::failed_precondition(format!("{name} is already deleted.")));
     }
     mark_deleted(&mut v);
-    save(ctx.c, table, name, &v)?;
-    start_operation(ctx.c, name, what, &v)
+    save(ctx.c, k.table, name, &v)?;
+    start_operation(ctx.c, name, k.type_name, &v)
 }
 
-fn undelete(ctx: &Ctx, table: &str, name: &str, perm: &str, what: &str) -> ApiResult<Value> {
-    ctx.require(perm, name)?;
-    let mut v = load(ctx.c, table, name)?.ok_or_else(|| not_found(what, name))?;
+fn undelete(ctx: &Ctx, k: &Kind, name: &str) -> ApiResult<Value> {
+    ctx.require(&k.perm("undelete"), name)?;
+    ctx.require_active_parent(k, name)?;
+    let mut v = load(ctx.c, k.table, name)?.ok_or_else(|| not_found(k.what, name))?;
     if !is_deleted(&v) {
         return Err(ApiError::failed_precondition(format!("Cannot undelete {name}: it is not deleted.")));
     }
     mark_active(&mut v);
-    save(ctx.c, table, name, &v)?;
-    start_operation(ctx.c, name, what, &v)
+    save(ctx.c, k.table, name, &v)?;
+    start_operation(ctx.c, name, k.type_name, &v)
 }
 
 #[cfg(test)]
@@ -684,21 +627,33 @@ mod tests {
 
     #[test]
     fn paths_name_their_targets() {
-        assert_eq!(parse_target(&["workloadIdentityPools"]), Some(Target::Pools));
+        let p = "projects/1/locations/global";
         assert_eq!(
-            parse_target(&["workloadIdentityPools", "p1:undelete"]),
-            Some(Target::Pool { id: "p1".into(), verb: Some("undelete".into()) })
+            parse_target(p, &["workloadIdentityPools"]),
+            Some(Target::Collection { kind: "pool", parent: p.into() })
         );
         assert_eq!(
-            parse_target(&["workloadIdentityPools", "p1", "providers", "tee"]),
-            Some(Target::Provider { pool: "p1".into(), id: "tee".into(), verb: None })
+            parse_target(p, &["workloadIdentityPools", "p1:undelete"]),
+            Some(Target::Resource {
+                kind: "pool",
+                name: format!("{p}/workloadIdentityPools/p1"),
+                verb: Some("undelete".into())
+            })
         );
         assert_eq!(
-            parse_target(&["workloadIdentityPools", "p1", "providers", "tee", "operations", "x"]),
-            Some(Target::Operation { path: "workloadIdentityPools/p1/providers/tee/operations/x".into() })
+            parse_target(p, &["workloadIdentityPools", "p1", "providers", "tee"]),
+            Some(Target::Resource {
+                kind: "provider",
+                name: format!("{p}/workloadIdentityPools/p1/providers/tee"),
+                verb: None
+            })
         );
-        assert_eq!(parse_target(&["keyRings"]), None);
-        assert_eq!(parse_target(&["workloadIdentityPools", "p1", "keys"]), None);
+        assert_eq!(
+            parse_target(p, &["workloadIdentityPools", "p1", "providers", "tee", "operations", "x"]),
+            Some(Target::Operation { name: format!("{p}/workloadIdentityPools/p1/providers/tee/operations/x") })
+        );
+        assert_eq!(parse_target(p, &["keyRings"]), None);
+        assert_eq!(parse_target(p, &["workloadIdentityPools", "p1", "keys"]), None);
     }
 
     #[test]

@@ -11,9 +11,8 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dcr_gcp::GcpError;
 use dcr_gcp::kms::CryptoKey;
-use dcr_gcp::storage::{Bucket, IamConfiguration, Object, UniformBucketLevelAccess};
+use dcr_gcp::storage::Object;
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{
     ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
@@ -24,6 +23,10 @@ use crate::clients::Clients;
 use crate::dataset::standin::{MAX_RANDOM_ROWS, random_csv};
 use crate::dataset::{DatasetSchema, HashingReader, check_csv, checkcache};
 use crate::provider::ProviderState;
+use crate::resources::common::{
+    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, object_sha256, private_bucket, read_response,
+    settle,
+};
 use crate::{timeouts, validate};
 
 pub const TYPE_NAME: &str = "dcr_dataset";
@@ -360,6 +363,11 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
         }
     }
     let fresh = creating || !requires_replace.is_empty();
+    if fresh {
+        // Known only once the dataset exists: a policy planned alongside can then tell "being
+        // created" (unknown) from "names a dataset that does not exist" (known, missing).
+        planned.set("id", Value::Unknown);
+    }
     let keep = |attr: &str| -> Value {
         let v = prior.get(attr);
         if fresh || v.is_null() { Value::Unknown } else { v.clone() }
@@ -404,22 +412,6 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
         }
     }
     (planned, requires_replace)
-}
-
-/// Replaces unknowns left in a state (after a failed apply) with nulls: state never holds unknowns.
-fn settle(v: &Value) -> Value {
-    match v {
-        Value::Unknown => Value::Null,
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), settle(v))).collect()),
-        Value::List(l) => Value::List(l.iter().map(settle).collect()),
-        Value::Set(l) => Value::Set(l.iter().map(settle).collect()),
-        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), settle(v))).collect()),
-        other => other.clone(),
-    }
-}
-
-fn gcp_diag(summary: &str, e: GcpError) -> Diagnostics {
-    Diagnostic::error(summary, e.to_string()).into()
 }
 
 fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
@@ -477,69 +469,6 @@ async fn check_file_async(
 
 // ---------------------------------------------------------------------------------------------
 // cloud steps
-
-/// The settings every dcr bucket has: uniform bucket-level access, public access prevention.
-fn private_bucket(name: &str, location: &str, labels: &BTreeMap<String, String>) -> Bucket {
-    Bucket {
-        name: name.to_string(),
-        location: Some(location.to_string()),
-        storage_class: None,
-        labels: Some(labels.clone()),
-        iam_configuration: Some(IamConfiguration {
-            uniform_bucket_level_access: Some(UniformBucketLevelAccess { enabled: Some(true), locked_time: None }),
-            public_access_prevention: Some("enforced".into()),
-        }),
-        metageneration: None,
-        time_created: None,
-    }
-}
-
-/// Creates the bucket, or adopts it when it already exists and we can manage it (a previous apply
-/// that failed after creating it); brings labels and access settings to the desired values.
-async fn ensure_bucket(c: &Clients, want: &Bucket) -> Result<(), Diagnostics> {
-    let existing = match c.storage.get_bucket(&want.name).await {
-        Ok(b) => b,
-        Err(e) => return Err(gcp_diag(&format!("Cannot read bucket {:?}", want.name), e)),
-    };
-    let Some(have) = existing else {
-        return match c.storage.insert_bucket(&c.project, want).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_conflict() => Err(Diagnostic::attribute_error(
-                AttributePath::root("bucket"),
-                format!("bucket {:?} already exists and belongs to someone else", want.name),
-                format!("{e}. Bucket names are global: choose another `bucket`."),
-            )
-            .into()),
-            Err(e) => Err(gcp_diag(&format!("Cannot create bucket {:?}", want.name), e)),
-        };
-    };
-    let labels_differ = have.labels.clone().unwrap_or_default() != want.labels.clone().unwrap_or_default();
-    let have_iam = have.iam_configuration.clone().unwrap_or_default();
-    let iam_differ = have_iam.public_access_prevention.as_deref() != Some("enforced")
-        || have_iam.uniform_bucket_level_access.and_then(|u| u.enabled) != Some(true);
-    if labels_differ || iam_differ {
-        let patch = Bucket {
-            name: want.name.clone(),
-            labels: want.labels.clone(),
-            iam_configuration: want.iam_configuration.clone(),
-            ..Bucket::default()
-        };
-        c.storage.patch_bucket(&want.name, &patch).await.map_err(|e| gcp_diag("Cannot update bucket", e))?;
-    }
-    Ok(())
-}
-
-async fn empty_and_delete_bucket(c: &Clients, bucket: &str) -> Result<(), Diagnostics> {
-    let objects = match c.storage.list_objects(bucket, None).await {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(gcp_diag(&format!("Cannot list bucket {bucket:?}"), e)),
-    };
-    for o in objects {
-        c.storage.delete_object(bucket, &o.name).await.map_err(|e| gcp_diag("Cannot delete object", e))?;
-    }
-    c.storage.delete_bucket(bucket).await.map_err(|e| gcp_diag(&format!("Cannot delete bucket {bucket:?}"), e))
-}
 
 /// The key ring (created when missing) and a usable crypto key: the one in state if its primary
 /// version is still enabled, else a new one with a fresh suffix (KMS never frees key names).
@@ -697,18 +626,6 @@ async fn publish_stage1(c: &Clients, state: &Value, upload: bool) -> Result<Opti
     Ok(Some(sha))
 }
 
-/// Hex SHA-256 of an object's bytes, streamed.
-async fn object_sha256(c: &Clients, bucket: &str, object: &str) -> Result<String, GcpError> {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    c.storage
-        .download_object(bucket, object, |chunk| {
-            ctx.update(chunk);
-            Ok(())
-        })
-        .await?;
-    Ok(hex::encode(ctx.finish().as_ref()))
-}
-
 async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics> {
     let versions = match c.kms.list_versions(key).await {
         Ok(v) => v,
@@ -721,6 +638,50 @@ async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics>
     Ok(())
 }
 
+/// Where a dataset's data lives and which key wraps its data key: what a policy grants access to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetLocation {
+    /// The dataset's id, `BUCKET/NAME`.
+    pub id: String,
+    pub bucket: String,
+    pub object: String,
+    pub crypto_key: String,
+}
+
+impl DatasetLocation {
+    pub fn object_uri(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.object)
+    }
+}
+
+/// Splits a dataset id `BUCKET/NAME`, checking both parts.
+pub fn parse_id(id: &str) -> Result<(String, String), String> {
+    let (bucket, name) = id
+        .split_once('/')
+        .ok_or_else(|| format!("{id:?} is not a dataset id (BUCKET/NAME, the `id` of a dcr_dataset)"))?;
+    validate::bucket_name(bucket).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
+    validate::dataset_name(name).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
+    Ok((bucket.to_string(), name.to_string()))
+}
+
+/// Finds the dataset `id` in the cloud: `None` when there is no dcr dataset there.
+pub async fn locate(c: &Clients, id: &str) -> Result<Option<DatasetLocation>, Diagnostics> {
+    let (bucket, name) = parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
+    let object = format!("{name}.csv.enc");
+    let Some(o) =
+        c.storage.get_object(&bucket, &object).await.map_err(|e| gcp_diag("Cannot read the dataset object", e))?
+    else {
+        return Ok(None);
+    };
+    let meta = o.metadata.unwrap_or_default();
+    match (meta.get(META_FORMAT).map(String::as_str), meta.get(META_KMS_KEY)) {
+        (Some("dcr-envelope-v1"), Some(key)) => {
+            Ok(Some(DatasetLocation { id: id.to_string(), bucket, object, crypto_key: key.clone() }))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl DatasetResource {
     /// Brings the cloud to `planned`, filling computed values into the returned state as each step
     /// completes; on error the state says what exists so far.
@@ -728,6 +689,7 @@ impl DatasetResource {
         let mut state = planned.clone();
         let result: Result<(), Diagnostics> = async {
             let c = self.state.clients()?;
+            state.set("id", Value::string(format!("{}/{}", str_attr(planned, "bucket")?, str_attr(planned, "name")?)));
             let labels = labels_of(planned);
             ensure_bucket(&c, &private_bucket(&str_attr(planned, "bucket")?, &str_attr(planned, "location")?, &labels))
                 .await?;
@@ -763,21 +725,18 @@ impl DatasetResource {
         }
     }
 
-    async fn delete(&self, prior: &Value) -> Diagnostics {
-        let run = async {
-            let c = self.state.clients()?;
-            if let Some(s1) = prior.get("stage1_bucket").as_str() {
-                empty_and_delete_bucket(&c, s1).await?;
-            }
-            if let Some(b) = prior.get("bucket").as_str() {
-                empty_and_delete_bucket(&c, b).await?;
-            }
-            if let Some(k) = prior.get("crypto_key").as_str() {
-                destroy_key_versions(&c, k).await?;
-            }
-            Ok::<(), Diagnostics>(())
-        };
-        run.await.err().unwrap_or_default()
+    async fn delete(&self, prior: &Value) -> Result<(), Diagnostics> {
+        let c = self.state.clients()?;
+        if let Some(s1) = prior.get("stage1_bucket").as_str() {
+            empty_and_delete_bucket(&c, s1).await?;
+        }
+        if let Some(b) = prior.get("bucket").as_str() {
+            empty_and_delete_bucket(&c, b).await?;
+        }
+        if let Some(k) = prior.get("crypto_key").as_str() {
+            destroy_key_versions(&c, k).await?;
+        }
+        Ok(())
     }
 
     /// Compares the cloud with the state and records drift: anything missing becomes null, which
@@ -865,10 +824,8 @@ impl Resource for DatasetResource {
     }
 
     async fn read(&self, state: Value, private: Vec<u8>) -> ReadResponse {
-        match self.refresh(state.clone()).await {
-            Ok(new_state) => ReadResponse { new_state, private, diagnostics: Diagnostics::new() },
-            Err(d) => ReadResponse { new_state: state, private, diagnostics: d },
-        }
+        let refreshed = self.refresh(state.clone()).await;
+        read_response(state, private, refreshed)
     }
 
     async fn plan(&self, req: PlanRequest) -> PlanResponse {
@@ -911,27 +868,9 @@ impl Resource for DatasetResource {
     }
 
     async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
-        let what = format!(
-            "{TYPE_NAME} {:?}",
-            req.prior_state.get("name").as_str().or(req.config.get("name").as_str()).unwrap_or("")
-        );
-        if req.planned_state.is_null() {
-            let limit = timeouts::limit(&req.prior_state, "delete", DEFAULT_TIMEOUT);
-            let d = timeouts::run("delete", &what, limit, self.delete(&req.prior_state)).await.unwrap_or_else(|d| d);
-            let new_state = if d.has_errors() { req.prior_state } else { Value::Null };
-            return ApplyResponse { new_state, private: Vec::new(), diagnostics: d };
-        }
-        let op = if req.prior_state.is_null() { "create" } else { "update" };
-        let limit = timeouts::limit(&req.config, op, DEFAULT_TIMEOUT);
-        // On time-out the work so far is unknown to us; the prior state (or the plan's known
-        // values) is what we can vouch for, and the next apply converges from there.
-        let (state, diagnostics) =
-            match timeouts::run(op, &what, limit, self.converge(&req.prior_state, &req.planned_state)).await {
-                Ok(r) => r,
-                Err(d) => {
-                    (if req.prior_state.is_null() { settle(&req.planned_state) } else { req.prior_state.clone() }, d)
-                }
-            };
+        let delete = self.delete(&req.prior_state);
+        let converge = self.converge(&req.prior_state, &req.planned_state);
+        let (state, diagnostics) = apply_converging(TYPE_NAME, &req, DEFAULT_TIMEOUT, delete, converge).await;
         // A create that failed before anything was written leaves nothing to track.
         let nothing_created =
             req.prior_state.is_null() && diagnostics.has_errors() && state.get("crypto_key").is_null();
@@ -1126,6 +1065,8 @@ mod tests {
 
     fn applied(cfg: &Value) -> Value {
         let (mut s, _) = plan_state(&Value::Null, cfg, &facts());
+        assert!(s.get("id").is_unknown(), "the id is known once the dataset exists");
+        s.set("id", Value::string("dcr-local-patients/patients"));
         s.set("crypto_key", Value::string("k"));
         s.set("ciphertext_sha256", Value::string("cc"));
         s.set("object_generation", Value::string("1"));

@@ -1,3 +1,5 @@
-//! Terraform resources, one per file.
+//! Terraform resources, one per file, and the mechanics they share.
 
+pub mod common;
 pub mod dataset;
+pub mod policy;

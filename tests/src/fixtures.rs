@@ -1,0 +1,83 @@
+//! What several end-to-end tests share: the repository's paths, a small dataset configuration
+//! and its CSV, and reading resources out of `terraform show -json`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::terraform::Terraform;
+use crate::workspace::Workspace;
+
+/// The local backend's default project.
+pub const PROJECT: &str = "dcr-local";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A workspace holding a copy of examples/quickstart.
+pub fn quickstart(tf: &Terraform) -> Workspace {
+    let ws = Workspace::new(tf);
+    let ex = repo_root().join("examples/quickstart");
+    ws.write("main.tf", &std::fs::read_to_string(ex.join("main.tf")).expect("quickstart main.tf"));
+    ws.write("data/patients.csv", &std::fs::read_to_string(ex.join("data/patients.csv")).expect("quickstart csv"));
+    ws
+}
+
+/// The values of resource `TYPE.NAME` in `terraform show -json` output.
+pub fn resource_values(show: &Value, type_name: &str, name: &str) -> Value {
+    let resources = show["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
+    resources
+        .into_iter()
+        .find(|r| r["type"] == type_name && r["name"] == name)
+        .map(|r| r["values"].clone())
+        .unwrap_or_else(|| panic!("no {type_name}.{name} in state: {show}"))
+}
+
+/// A config with one small `dcr_dataset.d` (columns `id`, `age`), on the default local backend or
+/// on `state_dir`; `extra` goes inside the resource block.
+pub fn small_config(name: &str, state_dir: Option<&Path>, extra: &str) -> String {
+    let provider = match state_dir {
+        Some(d) => format!("provider \"dcr\" {{\n  local {{\n    state_dir = \"{}\"\n  }}\n}}\n", d.display()),
+        None => "provider \"dcr\" {}\n".to_string(),
+    };
+    format!(
+        r#"terraform {{
+  required_providers {{
+    dcr = {{ source = "dcr/dcr" }}
+  }}
+}}
+{provider}
+resource "dcr_dataset" "d" {{
+  name   = "{name}"
+  source = "data.csv"
+  schema {{
+    column {{
+      name = "id"
+      type = "string"
+      max_length = 10
+    }}
+    column {{
+      name = "age"
+      type = "integer"
+      min  = 0
+      max  = 120
+    }}
+  }}
+{extra}
+}}
+"#
+    )
+}
+
+/// The CSV `small_config` reads (`data.csv`); its `secret-` cells must never leak.
+pub const SMALL_CSV: &str = "id,age\nsecret-a1,34\nsecret-b2,71\nsecret-c3,5\n";
