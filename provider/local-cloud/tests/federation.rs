@@ -262,6 +262,22 @@ async fn sts_exchanges_only_tokens_that_pass_every_check() {
     let (s, _) = api.call(Some(&fed), Method::GET, "/storage/v1/b/fed-data/o/x.txt?alt=media", None).await;
     assert_eq!(s, 200, "the federated principal reads through its principal set");
 
+    // Bindings by mapped attribute or by subject grant too; another attribute value does not.
+    let base = format!("iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/dcr-p");
+    for (member, readable) in [
+        (format!("principalSet://{base}/attribute.image_digest/{DIGEST}"), true),
+        (format!("principal://{base}/subject/gce::42::7"), true),
+        (format!("principalSet://{base}/attribute.image_digest/{}", DIGEST.replace('1', "3")), false),
+        (format!("principal://{base}/subject/gce::42::8"), false),
+    ] {
+        let (_, mut policy) = api.call(Some(&admin), Method::GET, "/storage/v1/b/fed-data/iam", None).await;
+        policy["bindings"] = json!([{"role": "roles/storage.objectViewer", "members": [member]}]);
+        let (s, b) = api.call(Some(&admin), Method::PUT, "/storage/v1/b/fed-data/iam", Some(policy)).await;
+        assert_eq!(s, 200, "{b}");
+        let (s, _) = api.call(Some(&fed), Method::GET, "/storage/v1/b/fed-data/o/x.txt?alt=media", None).await;
+        assert_eq!(s == 200, readable, "{member}: {s}");
+    }
+
     let expect_refusal = |claims: &AttestationClaims| {
         let token = issuer.mint(claims).unwrap();
         let api = &api;

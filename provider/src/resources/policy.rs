@@ -571,9 +571,7 @@ pub fn plan_state(
     }
     let fresh = prior.is_null() || !requires_replace.is_empty();
     match &facts.datasets {
-        Some(located)
-            if planned.is_wholly_known_except(&["dataset_keys", "policy_version", "policy_sha256", "timeouts"]) =>
-        {
+        Some(located) if known_except(&planned, &["dataset_keys", "policy_version", "policy_sha256", "timeouts"]) => {
             planned.set(
                 "dataset_keys",
                 Value::Map(located.iter().map(|l| (l.id.clone(), Value::string(&l.crypto_key))).collect()),
@@ -597,15 +595,9 @@ pub fn plan_state(
     (planned, requires_replace)
 }
 
-trait KnownExcept {
-    fn is_wholly_known_except(&self, skip: &[&str]) -> bool;
-}
-
-impl KnownExcept for Value {
-    /// Whether every attribute but `skip` is wholly known (the document depends on all of them).
-    fn is_wholly_known_except(&self, skip: &[&str]) -> bool {
-        self.entries().is_some_and(|m| m.iter().all(|(k, v)| skip.contains(&k.as_str()) || v.is_wholly_known()))
-    }
+/// Whether every attribute of `v` but `skip` is wholly known (the document depends on all of them).
+fn known_except(v: &Value, skip: &[&str]) -> bool {
+    v.entries().is_some_and(|m| m.iter().all(|(k, v)| skip.contains(&k.as_str()) || v.is_wholly_known()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -747,7 +739,7 @@ impl PolicyResource {
                 )
                 .into());
             }
-            let parent = "projects/".to_string() + &number + "/locations/global";
+            let parent = format!("projects/{number}/locations/global");
             let pool = c
                 .iam
                 .ensure(&parent, &pool_id(&name), &want_pool(&name))
@@ -770,20 +762,14 @@ impl PolicyResource {
                 set_dataset_access(&c, l, &member, true).await?;
             }
             for (id, key) in &before {
-                if !located.iter().any(|l| &l.id == id && &l.crypto_key == key) {
-                    let (bucket, name) =
-                        parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
-                    let still_read = located.iter().any(|l| l.bucket == bucket);
-                    let old = DatasetLocation {
-                        id: id.clone(),
-                        bucket,
-                        object: format!("{name}.csv.enc"),
-                        crypto_key: key.clone(),
-                    };
-                    grant(&c.kms.iam(&old.crypto_key), DECRYPTER, &member, false).await?;
-                    if !still_read {
-                        grant(&c.storage.bucket_iam(&old.bucket), OBJECT_VIEWER, &member, false).await?;
-                    }
+                if located.iter().any(|l| &l.id == id && &l.crypto_key == key) {
+                    continue;
+                }
+                grant(&c.kms.iam(key), DECRYPTER, &member, false).await?;
+                let (bucket, _) =
+                    parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
+                if !located.iter().any(|l| l.bucket == bucket) {
+                    grant(&c.storage.bucket_iam(&bucket), OBJECT_VIEWER, &member, false).await?;
                 }
             }
             state.set(
@@ -809,12 +795,18 @@ impl PolicyResource {
                 )
                 .into());
             }
-            let meta =
-                Object { name: OBJECT.to_string(), content_type: Some("application/json".into()), ..Object::default() };
-            c.storage
-                .upload_object(&bucket, &meta, std::io::Cursor::new(bytes), None)
-                .await
-                .map_err(|e| gcp_diag(&format!("Cannot write the policy document to gs://{bucket}/{OBJECT}"), e))?;
+            // Refresh recorded the hash of the document that is there (null when it is not).
+            if prior.get("policy_sha256").as_str() != Some(sha.as_str()) {
+                let meta = Object {
+                    name: OBJECT.to_string(),
+                    content_type: Some("application/json".into()),
+                    ..Object::default()
+                };
+                c.storage
+                    .upload_object(&bucket, &meta, std::io::Cursor::new(bytes), None)
+                    .await
+                    .map_err(|e| gcp_diag(&format!("Cannot write the policy document to gs://{bucket}/{OBJECT}"), e))?;
+            }
             state.set("policy_version", Value::int(version as i64));
             state.set("policy_sha256", Value::string(sha));
             Ok(())
