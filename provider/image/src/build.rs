@@ -1,0 +1,128 @@
+//! Putting an image together: a base image plus one layer, with the config and manifest written
+//! as canonical JSON so the result's digest follows from the inputs alone.
+
+use serde_json::{Value, json};
+
+use crate::digest_of;
+use crate::error::ImageError;
+use crate::layer::{FileEntry, Layer, build_layer};
+use crate::layout::Layout;
+use crate::oci::{
+    CONFIG_MEDIA_TYPE, Descriptor, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest, canonical, canonical_json,
+};
+
+/// Every time an image records: the epoch, not the moment of the build.
+pub const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// A base image, read from an OCI layout.
+#[derive(Clone, Debug)]
+pub struct BaseImage {
+    pub layout: Layout,
+    pub manifest: Manifest,
+    pub digest: String,
+    pub config: Value,
+}
+
+impl BaseImage {
+    /// The image tagged `tag` (or the only image) in the layout at `dir`.
+    pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<BaseImage, ImageError> {
+        let layout = Layout::open(dir)?;
+        let desc = layout.resolve(tag)?;
+        let bytes = layout.read_blob(&desc.digest)?;
+        let manifest = Manifest::parse(&bytes, &format!("base image manifest {}", desc.digest))?;
+        let config_bytes = layout.read_blob(&manifest.config.digest)?;
+        let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Format {
+            what: format!("base image config {}", manifest.config.digest),
+            detail: e.to_string(),
+        })?;
+        for l in &manifest.layers {
+            if !layout.has_blob(&l.digest) {
+                return Err(ImageError::Layout { dir: dir.to_path_buf(), why: format!("lacks layer {}", l.digest) });
+            }
+        }
+        Ok(BaseImage { layout, manifest, digest: desc.digest, config })
+    }
+}
+
+/// A built image: its manifest and config bytes, the new layer, and where the base's layers are.
+#[derive(Clone, Debug)]
+pub struct BuiltImage {
+    pub manifest: Vec<u8>,
+    /// The image digest: what `tee-image-reference` pins and attestation tokens report.
+    pub digest: String,
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub layer: Layer,
+    pub base: BaseImage,
+}
+
+impl BuiltImage {
+    pub fn manifest_descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            digest: self.digest.clone(),
+            size: self.manifest.len() as u64,
+            annotations: None,
+        }
+    }
+
+    /// Stores the image (and the base's layers) in `layout`, tagged `tag`.
+    pub fn write_to(&self, layout: &Layout, tag: &str) -> Result<(), ImageError> {
+        for l in &self.base.manifest.layers {
+            layout.copy_blob_from(&self.base.layout, &l.digest)?;
+        }
+        layout.write_blob(&self.layer.blob)?;
+        layout.write_blob(&self.config)?;
+        layout.write_blob(&self.manifest)?;
+        layout.tag(tag, &self.manifest_descriptor())
+    }
+}
+
+/// The base image with one more layer holding `files`; `created_by` is recorded in its history.
+pub fn build(base: &BaseImage, files: &[FileEntry], created_by: &str) -> Result<BuiltImage, ImageError> {
+    let layer = build_layer(files)?;
+    let mut config = base.config.clone();
+    let bad = |detail: &str| ImageError::Format { what: "base image config".into(), detail: detail.into() };
+    config.as_object_mut().ok_or_else(|| bad("not a JSON object"))?;
+    config["created"] = json!(EPOCH);
+    let diff_ids = config
+        .pointer_mut("/rootfs/diff_ids")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| bad("no rootfs.diff_ids"))?;
+    diff_ids.push(json!(layer.diff_id));
+    if !config["history"].is_array() {
+        config["history"] = json!([]);
+    }
+    config["history"].as_array_mut().expect("array").push(json!({"created": EPOCH, "created_by": created_by}));
+    let config_bytes = canonical_json(&config);
+    let config_digest = digest_of(&config_bytes);
+
+    let mut layers = base.manifest.layers.clone();
+    layers.push(Descriptor {
+        media_type: LAYER_MEDIA_TYPE.into(),
+        digest: layer.digest.clone(),
+        size: layer.blob.len() as u64,
+        annotations: None,
+    });
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MANIFEST_MEDIA_TYPE.into()),
+        config: Descriptor {
+            media_type: CONFIG_MEDIA_TYPE.into(),
+            digest: config_digest.clone(),
+            size: config_bytes.len() as u64,
+            annotations: None,
+        },
+        layers,
+        annotations: None,
+    };
+    let manifest_bytes = canonical(&manifest);
+    Ok(BuiltImage {
+        digest: digest_of(&manifest_bytes),
+        manifest: manifest_bytes,
+        config: config_bytes,
+        config_digest,
+        layer,
+        base: base.clone(),
+    })
+}
