@@ -50,7 +50,8 @@ apt_install() {
   local missing=()
   local p
   for p in "$@"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    # `dpkg -s` also succeeds for a removed package whose config files remain; ask for its state.
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$apt_updated" -eq 0 ]; then
