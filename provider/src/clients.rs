@@ -118,9 +118,7 @@ impl Clients {
             })?;
             return read_published_jwks(dir);
         }
-        dcr_gcp::oidc::fetch_jwks(&self.transport, &dcr_gcp::oidc::discovery_url(issuer))
-            .await
-            .map_err(|e| e.to_string())
+        dcr_gcp::oidc::issuer_jwks(&self.transport, issuer).await.map_err(|e| e.to_string())
     }
 }
 

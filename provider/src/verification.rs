@@ -100,26 +100,23 @@ pub fn expected_from(v: &Value) -> Result<Expected, String> {
     Ok(e)
 }
 
-/// The keys to check the signature with, unless the caller can do better (a configured backend).
-pub fn jwks_without_backend(e: &Expected) -> Option<Result<JwkSet, String>> {
-    if let Some(j) = &e.jwks {
-        return Some(serde_json::from_str(j).map_err(|err| format!("jwks is not a JWK set: {err}")));
+/// The keys given inline as `jwks`, if any.
+pub fn inline_jwks(e: &Expected) -> Option<Result<JwkSet, String>> {
+    e.jwks.as_ref().map(|j| serde_json::from_str(j).map_err(|err| format!("jwks is not a JWK set: {err}")))
+}
+
+/// The keys to check the signature with on an unconfigured provider (a function call): inline,
+/// the simulated issuer's keys published in `local_state_dir`, or the issuer's OIDC discovery.
+pub async fn jwks_without_backend(e: &Expected) -> Result<JwkSet, String> {
+    if let Some(j) = inline_jwks(e) {
+        return j;
     }
     if same_issuer(&e.issuer, LOCAL_ISSUER) {
         let dir = e.local_state_dir.clone().unwrap_or_else(|| DEFAULT_LOCAL_STATE_DIR.to_string());
-        return Some(crate::clients::read_published_jwks(std::path::Path::new(&dir)));
+        return crate::clients::read_published_jwks(std::path::Path::new(&dir));
     }
-    None
-}
-
-/// Fetches the issuer's keys through its OIDC discovery document (no credentials sent).
-pub async fn jwks_from_discovery(issuer: &str) -> Result<JwkSet, String> {
-    let t = dcr_gcp::Transport::new(
-        std::sync::Arc::new(dcr_gcp::auth::StaticToken(String::new())),
-        dcr_gcp::retry::RetryPolicy::default(),
-    )
-    .map_err(|e| e.to_string())?;
-    dcr_gcp::oidc::fetch_jwks(&t, &dcr_gcp::oidc::discovery_url(issuer)).await.map_err(|e| e.to_string())
+    let t = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy::default()).map_err(|e| e.to_string())?;
+    dcr_gcp::oidc::issuer_jwks(&t, &e.issuer).await.map_err(|e| e.to_string())
 }
 
 /// Verifies `token`: signature, issuer, audience, time (when asked), then the attested facts.

@@ -108,7 +108,13 @@ impl AttestationClaims {
     }
 }
 
+/// The audiences of an `aud` claim.
 pub fn audiences(aud: &Value) -> Vec<String> {
+    string_or_list(aud)
+}
+
+/// A claim that is one string or a list of strings (`aud`, `eat_nonce`), as a list.
+pub fn string_or_list(aud: &Value) -> Vec<String> {
     match aud {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),

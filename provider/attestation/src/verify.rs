@@ -167,7 +167,7 @@ pub struct Attested {
 
 /// The nonces of a token (`eat_nonce` is a string for one, a list for several).
 pub fn nonces(claims: &Value) -> Vec<String> {
-    crate::claims::audiences(&claims["eat_nonce"])
+    crate::claims::string_or_list(&claims["eat_nonce"])
 }
 
 /// Checks the attested facts of verified claims, naming the first that does not hold.

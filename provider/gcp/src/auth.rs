@@ -20,6 +20,16 @@ impl TokenSource for StaticToken {
     }
 }
 
+/// No credentials: for transports that only send anonymous requests.
+pub struct NoCredentials;
+
+#[async_trait]
+impl TokenSource for NoCredentials {
+    async fn token(&self) -> Result<String, GcpError> {
+        Err(GcpError::Credentials("this client sends no credentials".into()))
+    }
+}
+
 /// Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, or the
 /// metadata server), with the cloud-platform scope. google-cloud-auth caches and refreshes tokens.
 pub struct AdcTokens(google_cloud_auth::credentials::AccessTokenCredentials);

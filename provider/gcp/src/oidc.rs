@@ -19,6 +19,11 @@ pub fn discovery_url(issuer: &str) -> String {
     format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
 }
 
+/// The JWK set of `issuer`, found through its discovery document.
+pub async fn issuer_jwks(t: &Transport, issuer: &str) -> Result<JwkSet, GcpError> {
+    fetch_jwks(t, &discovery_url(issuer)).await
+}
+
 /// Fetches the JWK set the discovery document at `discovery` points to.
 pub async fn fetch_jwks(t: &Transport, discovery: &str) -> Result<JwkSet, GcpError> {
     let op = format!("read OIDC discovery document {discovery}");

@@ -23,6 +23,12 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// A transport for endpoints that take no credentials (a third party's OIDC discovery):
+    /// only [`send_anonymous`](Self::send_anonymous) works on it.
+    pub fn anonymous(retry: RetryPolicy) -> Result<Transport, GcpError> {
+        Transport::new(Arc::new(crate::auth::NoCredentials), retry)
+    }
+
     pub fn new(tokens: Arc<dyn TokenSource>, retry: RetryPolicy) -> Result<Transport, GcpError> {
         let client = Client::builder()
             .user_agent(concat!("terraform-provider-dcr/", env!("CARGO_PKG_VERSION")))

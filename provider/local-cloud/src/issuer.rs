@@ -77,15 +77,20 @@ pub fn published_jwks_path(state_dir: &Path) -> PathBuf {
     state_dir.join(PUBLISHED_DIR).join(JWKS_FILE)
 }
 
-/// Writes the JWKS into the state directory (atomically: readers never see half a file).
+/// Writes the JWKS into the state directory (atomically: readers never see half a file). Every
+/// provider start calls this; it writes only when the keys changed.
 pub fn publish(store: &Store) -> Result<(), LocalCloudError> {
     let mut c = store.connect()?;
     let set = jwks(&mut c).map_err(|e| LocalCloudError::Database { path: store.dir.clone(), message: e.message })?;
     let state_err = |e: std::io::Error| LocalCloudError::StateDir { path: store.dir.clone(), source: e };
     let dir = store.dir.join(PUBLISHED_DIR);
+    let bytes = serde_json::to_vec_pretty(&set).expect("a JWKS serialises");
+    if std::fs::read(dir.join(JWKS_FILE)).is_ok_and(|have| have == bytes) {
+        return Ok(());
+    }
     std::fs::create_dir_all(&dir).map_err(state_err)?;
     let tmp = dir.join(format!(".{JWKS_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&set).expect("a JWKS serialises")).map_err(state_err)?;
+    std::fs::write(&tmp, bytes).map_err(state_err)?;
     std::fs::rename(&tmp, dir.join(JWKS_FILE)).map_err(state_err)?;
     Ok(())
 }

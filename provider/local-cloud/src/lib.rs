@@ -104,11 +104,8 @@ impl LocalCloud {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(LocalCloudError::Listen)?;
         let addr = listener.local_addr().map_err(LocalCloudError::Listen)?;
         issuer::publish(&store)?;
-        let http = dcr_gcp::Transport::new(
-            Arc::new(dcr_gcp::auth::StaticToken(String::new())),
-            dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() },
-        )
-        .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
+        let http = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() })
+            .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
         let app = Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http) });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -198,42 +198,12 @@ async fn sts_request(
         Ok(f) => f,
         Err(e) => return (e.into_response(), Value::Null),
     };
-    let logged = if content_type.starts_with("application/json") {
-        Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        snake_to_camel(k),
-                        Value::String(if k.ends_with("_token") { "REDACTED".into() } else { v.clone() }),
-                    )
-                })
-                .collect(),
-        )
-    } else {
-        Value::String(crate::sts::redacted_form(&fields))
-    };
+    let logged = crate::sts::logged_body(content_type, &fields);
     let response = match crate::sts::exchange(app, fields).await {
         Ok(v) => json_response(v),
         Err(e) => e.into_response(),
     };
     (response, logged)
-}
-
-fn snake_to_camel(s: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in s.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The simulated issuer's OIDC discovery document and JWKS.

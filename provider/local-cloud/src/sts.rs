@@ -104,14 +104,42 @@ fn camel_to_snake(s: &str) -> String {
     out
 }
 
+/// A field's value as the request log may keep it: tokens never.
+fn shown<'a>(field: &str, value: &'a str) -> &'a str {
+    if field.ends_with("_token") { "REDACTED" } else { value }
+}
+
 /// The form as the request log keeps it: field names and harmless values, tokens replaced.
 pub fn redacted_form(fields: &BTreeMap<String, String>) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in fields {
-        let shown = if k.ends_with("_token") { "REDACTED" } else { v.as_str() };
-        ser.append_pair(k, shown);
+        ser.append_pair(k, shown(k, v));
     }
     ser.finish()
+}
+
+/// The request body as the request log keeps it, in the shape it was sent (form or JSON).
+pub fn logged_body(content_type: &str, fields: &BTreeMap<String, String>) -> Value {
+    if !content_type.starts_with("application/json") {
+        return Value::String(redacted_form(fields));
+    }
+    Value::Object(fields.iter().map(|(k, v)| (snake_to_camel(k), Value::String(shown(k, v).to_string()))).collect())
+}
+
+fn snake_to_camel(s: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in s.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/PROV`
@@ -151,8 +179,7 @@ async fn provider_jwks(app: &App, provider: &Value) -> StsResult<JwkSet> {
     if dcr_attestation::claims::same_issuer(issuer, LOCAL_ISSUER) {
         return app.store.call(crate::issuer::jwks).await.map_err(|e| StsError::internal(e.message));
     }
-    let discovery = dcr_gcp::oidc::discovery_url(issuer);
-    dcr_gcp::oidc::fetch_jwks(&app.http, &discovery)
+    dcr_gcp::oidc::issuer_jwks(&app.http, issuer)
         .await
         .map_err(|e| StsError::new("invalid_grant", format!("Cannot fetch the signing keys of issuer {issuer}: {e}")))
 }
@@ -320,6 +347,7 @@ mod tests {
         assert!(!logged.contains("secret") && logged.contains("subject_token=REDACTED"), "{logged}");
         let j = parse_request("application/json", br#"{"grantType":"g","subjectToken":"t"}"#).unwrap();
         assert_eq!(j["grant_type"], "g");
+        assert_eq!(logged_body("application/json", &j), json!({"grantType": "g", "subjectToken": "REDACTED"}));
         assert!(parse_request("application/x-www-form-urlencoded", b"bogus=1").is_err());
     }
 

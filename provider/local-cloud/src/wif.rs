@@ -25,21 +25,8 @@ CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, result TEXT NOT NU
 
 /// How long a deleted pool or provider can be undeleted, and blocks its id (30 days).
 pub const SOFT_DELETE_SECS: i64 = 30 * 86_400;
-const POOL_FIELDS: &[&str] = &["name", "displayName", "description", "disabled", "mode", "state", "expireTime"];
-const PROVIDER_FIELDS: &[&str] = &[
-    "name",
-    "displayName",
-    "description",
-    "disabled",
-    "attributeMapping",
-    "attributeCondition",
-    "oidc",
-    "aws",
-    "saml",
-    "x509",
-    "state",
-    "expireTime",
-];
+/// Fields Google sets; a body may carry them back (as read), and they are ignored.
+const OUTPUT_ONLY_FIELDS: &[&str] = &["name", "state", "expireTime"];
 const OIDC_FIELDS: &[&str] = &["issuerUri", "allowedAudiences", "jwksJson", "discoveryUri"];
 const MAX_AUDIENCES: usize = 10;
 const MAX_AUDIENCE_CHARS: usize = 256;
@@ -77,7 +64,6 @@ fn optional_bool(body: &Value, field: &str, what: &str) -> ApiResult<Option<bool
 
 /// The settable fields of a pool, from a create or patch body (`fields`: the ones to take).
 fn pool_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResult<()> {
-    check_fields(body, POOL_FIELDS, "WorkloadIdentityPool")?;
     for f in fields {
         match *f {
             "displayName" => {
@@ -170,7 +156,6 @@ pub fn check_provider(p: &Value) -> ApiResult<()> {
 }
 
 fn provider_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResult<()> {
-    check_fields(body, PROVIDER_FIELDS, "WorkloadIdentityPoolProvider")?;
     let what = "WorkloadIdentityPoolProvider";
     for f in fields {
         match *f {
@@ -534,8 +519,14 @@ impl Ctx<'_> {
     }
 }
 
+/// Refuses fields the resource does not have.
+fn check_body(k: &Kind, body: &Value) -> ApiResult<()> {
+    check_fields(body, &[k.create_fields, OUTPUT_ONLY_FIELDS].concat(), k.type_name)
+}
+
 fn create(ctx: &Ctx, k: &Kind, parent: &str, id: Option<String>, body: &Value) -> ApiResult<Value> {
     ctx.require(&k.perm("create"), parent)?;
+    check_body(k, body)?;
     let id = id.ok_or_else(|| ApiError::bad_request(format!("{} is required.", k.id_param)))?;
     validate_id(k.what, &id).map_err(ApiError::bad_request)?;
     let name = format!("{parent}/{}/{id}", k.collection);
@@ -558,6 +549,7 @@ fn create(ctx: &Ctx, k: &Kind, parent: &str, id: Option<String>, body: &Value) -
 
 fn patch(ctx: &Ctx, k: &Kind, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
     ctx.require(&k.perm("update"), name)?;
+    check_body(k, body)?;
     let fields = update_mask(mask.as_deref(), k.update_fields)?;
     let mut v = load(ctx.c, k.table, name)?.ok_or_else(|| not_found(k.what, name))?;
     if is_deleted(&v) {

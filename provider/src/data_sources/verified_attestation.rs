@@ -9,7 +9,7 @@ use tfplugin6::schema::{Attribute, Block, Schema};
 use tfplugin6::{AttributePath, DataSource, Diagnostic, Diagnostics, Type, Value};
 
 use crate::provider::ProviderState;
-use crate::verification::{EXPECTATION_KEYS, check, claims_type, claims_value, expected_from, jwks_without_backend};
+use crate::verification::{EXPECTATION_KEYS, check, claims_type, claims_value, expected_from, inline_jwks};
 
 pub const TYPE_NAME: &str = "dcr_verified_attestation";
 
@@ -67,7 +67,7 @@ impl DataSource for VerifiedAttestation {
         expectations.set("claims", Value::Null);
         let expected = expected_from(&expectations)
             .map_err(|e| Diagnostics::from(Diagnostic::error("Invalid expectations", e)))?;
-        let jwks = match jwks_without_backend(&expected).filter(|_| expected.jwks.is_some()) {
+        let jwks = match inline_jwks(&expected) {
             Some(j) => j,
             None => self.state.clients()?.issuer_jwks(&expected.issuer).await,
         }

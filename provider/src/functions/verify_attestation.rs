@@ -6,9 +6,7 @@
 use async_trait::async_trait;
 use tfplugin6::{Function, FunctionError, FunctionSignature, Parameter, Type, Value};
 
-use crate::verification::{
-    EXPECTATION_KEYS, check, claims_type, claims_value, expected_from, jwks_from_discovery, jwks_without_backend,
-};
+use crate::verification::{EXPECTATION_KEYS, check, claims_type, claims_value, expected_from, jwks_without_backend};
 
 pub struct VerifyAttestation;
 
@@ -49,11 +47,9 @@ impl Function for VerifyAttestation {
     async fn call(&self, args: Vec<Value>) -> Result<Value, FunctionError> {
         let token = args.first().and_then(Value::as_str).ok_or_else(|| argument_error(0, "token must be a string"))?;
         let expected = expected_from(args.get(1).unwrap_or(&Value::Null)).map_err(|e| argument_error(1, e))?;
-        let jwks = match jwks_without_backend(&expected) {
-            Some(j) => j,
-            None => jwks_from_discovery(&expected.issuer).await,
-        }
-        .map_err(|e| argument_error(1, format!("cannot get the issuer's keys: {e}")))?;
+        let jwks = jwks_without_backend(&expected)
+            .await
+            .map_err(|e| argument_error(1, format!("cannot get the issuer's keys: {e}")))?;
         let claims =
             check(token, &jwks, &expected).map_err(|e| argument_error(0, format!("the token was refused: {e}")))?;
         Ok(claims_value(&claims))

@@ -679,19 +679,19 @@ async fn set_dataset_access(c: &Clients, l: &DatasetLocation, member: &str, pres
     grant(&c.storage.bucket_iam(&l.bucket), OBJECT_VIEWER, member, present).await
 }
 
+/// Whether `member` holds `role` on `r` (a resource that is gone grants nothing).
+async fn holds(r: &dyn IamResource, role: &str, member: &str) -> Result<bool, Diagnostics> {
+    match r.get_policy().await {
+        Ok(p) => Ok(p.members(role).iter().any(|m| m == member)),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(gcp_diag(&format!("Cannot read the IAM policy of {}", r.describe()), e)),
+    }
+}
+
 /// Whether the pool's principals hold decrypt on the key and read on the bucket.
 async fn has_dataset_access(c: &Clients, l: &DatasetLocation, member: &str) -> Result<bool, Diagnostics> {
-    let key = match c.kms.iam(&l.crypto_key).get_policy().await {
-        Ok(p) => p.members(DECRYPTER).iter().any(|m| m == member),
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(gcp_diag("Cannot read the key's IAM policy", e)),
-    };
-    let bucket = match c.storage.bucket_iam(&l.bucket).get_policy().await {
-        Ok(p) => p.members(OBJECT_VIEWER).iter().any(|m| m == member),
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(gcp_diag("Cannot read the bucket's IAM policy", e)),
-    };
-    Ok(key && bucket)
+    Ok(holds(&c.kms.iam(&l.crypto_key), DECRYPTER, member).await?
+        && holds(&c.storage.bucket_iam(&l.bucket), OBJECT_VIEWER, member).await?)
 }
 
 fn key_map(v: &Value) -> BTreeMap<String, String> {
@@ -887,11 +887,7 @@ impl PolicyResource {
         }
         state.set("dataset_keys", Value::Map(keys));
         if let Some(bucket) = state.get("bucket").as_str().map(str::to_string) {
-            let readable = match c.storage.bucket_iam(&bucket).get_policy().await {
-                Ok(p) => p.members(OBJECT_VIEWER).contains(&member),
-                Err(e) if e.is_not_found() => false,
-                Err(e) => return Err(gcp_diag("Cannot read the policy bucket's IAM policy", e)),
-            };
+            let readable = holds(&c.storage.bucket_iam(&bucket), OBJECT_VIEWER, &member).await?;
             match read_document(&c, &bucket).await? {
                 // The document is only as good as the workloads' access to it.
                 Some(bytes) if readable => {
@@ -1011,14 +1007,9 @@ impl Resource for PolicyResource {
         state.set("issuer", Value::string(&doc.issuer));
         state.set("bucket", Value::string(&bucket));
         state.set("location", Value::opt_string(b.and_then(|b| b.location)));
-        let defaults = OutputRules {
-            max_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            allowed_extensions: DEFAULT_OUTPUT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
-            readers: Vec::new(),
-        };
         // A config without an output block means the defaults; import cannot tell the two apart
         // and picks the shorter config.
-        if doc.output != defaults {
+        if doc.output != output_rules(&Value::Null) {
             state.set(
                 "output",
                 Value::object([
