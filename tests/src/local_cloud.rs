@@ -71,6 +71,10 @@ impl LocalCloudProcess {
         self.http.delete(self.url(path)).bearer_auth(token).send().expect("request")
     }
 
+    pub fn put_json(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.http.put(self.url(path)).bearer_auth(token).json(body).send().expect("request")
+    }
+
     pub fn post_json(&self, token: &str, path: &str, body: &Value) -> Response {
         self.http.post(self.url(path)).bearer_auth(token).json(body).send().expect("request")
     }

@@ -473,6 +473,16 @@ pub fn provider_bin() -> PathBuf {
     target.join("debug/terraform-provider-dcr")
 }
 
+/// The launcher binary (`cargo build -p dcr-launcher`, which tests/provider-env.sh runs).
+pub fn launcher_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DCR_LAUNCHER_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let bin = provider_bin().with_file_name("dcr-launcher");
+    assert!(bin.is_file(), "{} does not exist: run `cargo build -p dcr-launcher`", bin.display());
+    bin
+}
+
 /// One mirror per test process: copying a debug provider binary for every workspace would cost
 /// more than some of the tests.
 #[track_caller]

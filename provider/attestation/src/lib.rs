@@ -12,6 +12,7 @@ pub mod condition;
 pub mod policy;
 pub mod signing;
 pub mod verify;
+pub mod workload;
 
 pub use claims::AttestationClaims;
 pub use signing::SigningKey;

@@ -67,17 +67,11 @@ impl PolicyDocument {
             l.sort();
             l.dedup();
         }
-        let mut out = serde_json::to_vec_pretty(&d).expect("a policy document serialises");
-        out.push(b'\n');
-        out
+        crate::workload::document_bytes(&d)
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<PolicyDocument, String> {
-        let d: PolicyDocument = serde_json::from_slice(b).map_err(|e| format!("not a dcr policy document: {e}"))?;
-        if d.format != FORMAT {
-            return Err(format!("unknown policy document format {:?} (expected {FORMAT})", d.format));
-        }
-        Ok(d)
+        crate::workload::parse_document(b, "policy document", FORMAT, |d: &PolicyDocument| &d.format)
     }
 }
 

@@ -113,6 +113,12 @@ impl Header {
     }
 }
 
+/// Associated data for KMS when wrapping a data key: binds the wrapped key to the object it
+/// encrypts, so a wrapped key copied onto another object does not unwrap.
+pub fn wrap_aad(bucket: &str, object: &str) -> Vec<u8> {
+    format!("dcr-envelope-v1:gs://{bucket}/{object}").into_bytes()
+}
+
 /// A fresh random 256-bit data key.
 pub fn generate_data_key() -> [u8; 32] {
     let mut k = [0u8; 32];

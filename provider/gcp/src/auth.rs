@@ -30,10 +30,12 @@ impl TokenSource for NoCredentials {
     }
 }
 
+#[cfg(feature = "adc")]
 /// Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, or the
 /// metadata server), with the cloud-platform scope. google-cloud-auth caches and refreshes tokens.
 pub struct AdcTokens(google_cloud_auth::credentials::AccessTokenCredentials);
 
+#[cfg(feature = "adc")]
 impl AdcTokens {
     pub fn new() -> Result<AdcTokens, GcpError> {
         google_cloud_auth::credentials::Builder::default()
@@ -44,6 +46,7 @@ impl AdcTokens {
     }
 }
 
+#[cfg(feature = "adc")]
 #[async_trait]
 impl TokenSource for AdcTokens {
     async fn token(&self) -> Result<String, GcpError> {
@@ -51,6 +54,7 @@ impl TokenSource for AdcTokens {
     }
 }
 
+#[cfg(feature = "adc")]
 /// The credentials Google's tools would pick: `GOOGLE_OAUTH_ACCESS_TOKEN` if set (as the Google
 /// Terraform provider does), Application Default Credentials otherwise.
 pub fn from_environment() -> Result<std::sync::Arc<dyn TokenSource>, GcpError> {

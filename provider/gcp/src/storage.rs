@@ -227,14 +227,31 @@ impl StorageClient {
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), GcpError> {
         let op = format!("download gs://{bucket}/{name}");
-        let url = format!("{}b/{}/o/{}", self.base, segment(bucket), segment(name));
-        let resp = self.t.send(&op, Idempotent, |c| c.get(&url).query(&[("alt", "media")])).await?;
-        let mut stream = resp.bytes_stream();
+        let mut stream = self.open_download(bucket, name, None).await?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| GcpError::Network { operation: op.clone(), url: url.clone(), source: e })?;
-            sink(&chunk).map_err(|e| GcpError::Io { operation: op.clone(), source: e })?;
+            sink(&chunk?).map_err(|e| GcpError::Io { operation: op.clone(), source: e })?;
         }
         Ok(())
+    }
+
+    /// The object's bytes as a stream of network chunks, for callers that pace the download
+    /// themselves. `generation` pins one version of the object.
+    pub async fn open_download(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<&str>,
+    ) -> Result<impl futures::Stream<Item = Result<Bytes, GcpError>> + use<>, GcpError> {
+        let op = format!("download gs://{bucket}/{name}");
+        let url = format!("{}b/{}/o/{}", self.base, segment(bucket), segment(name));
+        let mut query = vec![("alt", "media".to_string())];
+        if let Some(g) = generation {
+            query.push(("generation", g.to_string()));
+        }
+        let resp = self.t.send(&op, Idempotent, |c| c.get(&url).query(&query)).await?;
+        Ok(resp.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| GcpError::Network { operation: op.clone(), url: url.clone(), source: e })
+        }))
     }
 
     /// Deletes an object; one that is already gone is not an error.

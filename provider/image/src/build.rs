@@ -78,6 +78,87 @@ impl BuiltImage {
     }
 }
 
+fn layer_descriptor(layer: &Layer) -> Descriptor {
+    Descriptor {
+        media_type: LAYER_MEDIA_TYPE.into(),
+        digest: layer.digest.clone(),
+        size: layer.blob.len() as u64,
+        annotations: None,
+    }
+}
+
+/// The canonical manifest bytes for a config and its layers.
+fn manifest_for(config: &[u8], layers: Vec<Descriptor>) -> Vec<u8> {
+    canonical(&Manifest {
+        schema_version: 2,
+        media_type: Some(MANIFEST_MEDIA_TYPE.into()),
+        config: Descriptor {
+            media_type: CONFIG_MEDIA_TYPE.into(),
+            digest: digest_of(config),
+            size: config.len() as u64,
+            annotations: None,
+        },
+        layers,
+        annotations: None,
+    })
+}
+
+/// What a base image's config says besides its layer: how the container starts.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    pub entrypoint: Vec<String>,
+    /// `KEY=VALUE` lines.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A single-layer image made from a root file system: the base runtime image.
+#[derive(Clone, Debug)]
+pub struct RootfsImage {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: Vec<u8>,
+    pub layer: Layer,
+}
+
+impl RootfsImage {
+    pub fn new(layer: Layer, runtime: &RuntimeConfig, created_by: &str) -> RootfsImage {
+        let mut cfg = json!({
+            "Entrypoint": runtime.entrypoint,
+            "Env": runtime.env,
+            "Labels": runtime.labels,
+        });
+        if let Some(w) = &runtime.working_dir {
+            cfg["WorkingDir"] = json!(w);
+        }
+        let config = canonical_json(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": EPOCH,
+            "config": cfg,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{"created": EPOCH, "created_by": created_by}],
+        }));
+        let manifest = manifest_for(&config, vec![layer_descriptor(&layer)]);
+        RootfsImage { digest: digest_of(&manifest), manifest, config, layer }
+    }
+
+    /// Stores the image in `layout`, tagged `tag`.
+    pub fn write_to(&self, layout: &Layout, tag: &str) -> Result<(), ImageError> {
+        layout.write_blob(&self.layer.blob)?;
+        layout.write_blob(&self.config)?;
+        layout.write_blob(&self.manifest)?;
+        let desc = Descriptor {
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            digest: self.digest.clone(),
+            size: self.manifest.len() as u64,
+            annotations: None,
+        };
+        layout.tag(tag, &desc)
+    }
+}
+
 /// The base image with one more layer holding `files`; `created_by` is recorded in its history.
 pub fn build(base: &BaseImage, files: &[FileEntry], created_by: &str) -> Result<BuiltImage, ImageError> {
     let layer = build_layer(files)?;
@@ -98,25 +179,8 @@ pub fn build(base: &BaseImage, files: &[FileEntry], created_by: &str) -> Result<
     let config_digest = digest_of(&config_bytes);
 
     let mut layers = base.manifest.layers.clone();
-    layers.push(Descriptor {
-        media_type: LAYER_MEDIA_TYPE.into(),
-        digest: layer.digest.clone(),
-        size: layer.blob.len() as u64,
-        annotations: None,
-    });
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(MANIFEST_MEDIA_TYPE.into()),
-        config: Descriptor {
-            media_type: CONFIG_MEDIA_TYPE.into(),
-            digest: config_digest.clone(),
-            size: config_bytes.len() as u64,
-            annotations: None,
-        },
-        layers,
-        annotations: None,
-    };
-    let manifest_bytes = canonical(&manifest);
+    layers.push(layer_descriptor(&layer));
+    let manifest_bytes = manifest_for(&config_bytes, layers);
     Ok(BuiltImage {
         digest: digest_of(&manifest_bytes),
         manifest: manifest_bytes,

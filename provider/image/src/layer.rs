@@ -52,9 +52,11 @@ fn check_path(p: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// One entry of a layer, before it is written.
 enum Node<'a> {
-    Dir,
-    File(&'a FileEntry),
+    Dir { mode: u32, owner: (u64, u64) },
+    File { mode: u32, owner: (u64, u64), data: std::borrow::Cow<'a, [u8]> },
+    Symlink { target: String, owner: (u64, u64) },
 }
 
 /// Builds the layer holding `files` (and their parent directories, mode 0755).
@@ -64,34 +66,110 @@ pub fn build_layer(files: &[FileEntry]) -> Result<Layer, ImageError> {
         check_path(&f.path)?;
         let parts: Vec<&str> = f.path.split('/').collect();
         for i in 1..parts.len() {
-            nodes.entry(format!("{}/", parts[..i].join("/"))).or_insert(Node::Dir);
+            nodes.entry(format!("{}/", parts[..i].join("/"))).or_insert(Node::Dir { mode: 0o755, owner: (0, 0) });
         }
-        if nodes.insert(f.path.clone(), Node::File(f)).is_some() {
+        let file = Node::File { mode: f.mode, owner: (0, 0), data: std::borrow::Cow::Borrowed(&f.contents) };
+        if nodes.insert(f.path.clone(), file).is_some() {
             return Err(ImageError::BadPath { path: f.path.clone(), why: "listed twice".into() });
         }
     }
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, node) in &nodes {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).map_err(|e| ImageError::BadPath { path: path.clone(), why: e.to_string() })?;
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        let data: &[u8] = match node {
-            Node::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                &[]
+    write_layer(&nodes)
+}
+
+/// Turns a root file system tarball (mmdebstrap's output) into a deterministic layer: entries
+/// sorted, times zeroed, owners and modes kept, hard links stored as copies (sorting could put a
+/// link before its target), and device nodes and FIFOs left out (the container runtime makes
+/// `/dev`). Extended attributes and PAX records are dropped.
+pub fn layer_from_rootfs(tarball: impl std::io::Read) -> Result<Layer, ImageError> {
+    let mut archive = tar::Archive::new(tarball);
+    let mut nodes: BTreeMap<String, Node<'static>> = BTreeMap::new();
+    let io = |source| ImageError::Io { path: "rootfs tarball".into(), source };
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let raw = entry.path().map_err(io)?.to_string_lossy().into_owned();
+        let path = raw.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string();
+        if path.is_empty() || path == "." {
+            continue;
+        }
+        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(ImageError::BadPath { path: raw, why: "not a clean relative path".into() });
+        }
+        let h = entry.header();
+        let mode = h.mode().map_err(io)? & 0o7777;
+        let owner = (h.uid().map_err(io)?, h.gid().map_err(io)?);
+        let node = match h.entry_type() {
+            tar::EntryType::Directory => Node::Dir { mode, owner },
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut data = Vec::with_capacity(h.size().unwrap_or(0) as usize);
+                std::io::Read::read_to_end(&mut entry, &mut data).map_err(io)?;
+                Node::File { mode, owner, data: std::borrow::Cow::Owned(data) }
             }
-            Node::File(f) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(f.mode & 0o7777);
-                &f.contents
+            tar::EntryType::Symlink => {
+                let target = entry.link_name().map_err(io)?.map(|t| t.to_string_lossy().into_owned());
+                Node::Symlink { target: target.unwrap_or_default(), owner }
+            }
+            tar::EntryType::Link => {
+                let target =
+                    entry.link_name().map_err(io)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+                let target = target.trim_start_matches("./").trim_start_matches('/').to_string();
+                match nodes.get(&target) {
+                    Some(Node::File { data, .. }) => {
+                        Node::File { mode, owner, data: std::borrow::Cow::Owned(data.to_vec()) }
+                    }
+                    _ => {
+                        return Err(ImageError::BadPath {
+                            path: raw,
+                            why: format!("hard link to {target}, which is not an earlier regular file"),
+                        });
+                    }
+                }
+            }
+            // Device nodes and FIFOs: the runtime provides /dev.
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => continue,
+            // PAX and GNU extension records are consumed by the reader; nothing else is expected.
+            other => {
+                return Err(ImageError::BadPath { path: raw, why: format!("unsupported tar entry type {other:?}") });
             }
         };
+        let key = if matches!(node, Node::Dir { .. }) { format!("{path}/") } else { path };
+        nodes.insert(key, node);
+    }
+    write_layer(&nodes)
+}
+
+/// Writes `nodes` in key order (directories keyed with a trailing `/`) as a tar with zero times,
+/// then gzips it with fixed settings.
+fn write_layer(nodes: &BTreeMap<String, Node>) -> Result<Layer, ImageError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, node) in nodes {
+        let mut h = tar::Header::new_ustar();
+        h.set_mtime(0);
+        let (owner, data): ((u64, u64), &[u8]) = match node {
+            Node::Dir { mode, owner } => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*mode);
+                (*owner, &[])
+            }
+            Node::File { mode, owner, data } => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                (*owner, data)
+            }
+            Node::Symlink { owner, .. } => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                (*owner, &[])
+            }
+        };
+        h.set_uid(owner.0);
+        h.set_gid(owner.1);
         h.set_size(data.len() as u64);
-        h.set_cksum();
-        tar.append(&h, data).map_err(crate::error::io(path))?;
+        // append_data/append_link write GNU long-name records for paths ustar cannot hold.
+        match node {
+            Node::Symlink { target, .. } => tar.append_link(&mut h, path, target),
+            _ => tar.append_data(&mut h, path, data),
+        }
+        .map_err(crate::error::io(path))?;
     }
     let tar = tar.into_inner().map_err(crate::error::io("layer.tar"))?;
     let diff_id = digest_of(&tar);
@@ -160,5 +238,76 @@ mod tests {
         }
         let twice = [FileEntry::new("a", 0o644, Vec::new()), FileEntry::new("a", 0o644, Vec::new())];
         assert!(build_layer(&twice).is_err());
+    }
+}
+
+#[cfg(test)]
+mod rootfs_tests {
+    use super::*;
+
+    /// A small rootfs tarball as mmdebstrap writes one: `./` paths, a hard link, a symlink, a
+    /// device node, a long path, non-root owners, and real times.
+    fn tarball(order_reversed: bool) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("./usr/lib/{}mod.py", "deep/".repeat(30));
+        let mut entries: Vec<(&str, tar::EntryType, String, Vec<u8>, u32)> = vec![
+            ("dir", tar::EntryType::Directory, "./usr/".into(), vec![], 0o755),
+            ("file", tar::EntryType::Regular, "./usr/bin-a".into(), b"elf".to_vec(), 0o755),
+            ("file", tar::EntryType::Regular, long, b"x = 1\n".to_vec(), 0o644),
+        ];
+        if order_reversed {
+            entries.reverse();
+        }
+        for (_, kind, path, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_mtime(1_735_689_600);
+            h.set_uid(0);
+            h.set_gid(if path.ends_with("bin-a") { 8 } else { 0 });
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, &path, &data[..]).unwrap();
+        }
+        let header = |kind| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(0o755);
+            h.set_mtime(1_735_689_600);
+            h.set_uid(0);
+            h.set_gid(0);
+            h
+        };
+        b.append_link(&mut header(tar::EntryType::Link), "./usr/bin-b", "./usr/bin-a").unwrap();
+        b.append_link(&mut header(tar::EntryType::Symlink), "./usr/python3", "python3.11").unwrap();
+        b.append_data(&mut header(tar::EntryType::Char), "./dev/null", &[][..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_rootfs_becomes_the_same_sorted_layer_with_owners_kept() {
+        let a = layer_from_rootfs(&tarball(false)[..]).unwrap();
+        assert_eq!(a, layer_from_rootfs(&tarball(true)[..]).unwrap(), "entry order does not matter");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a.blob[..]));
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            assert_eq!(h.mtime().unwrap(), 0);
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            let link = e.link_name().unwrap().map(|l| l.display().to_string());
+            seen.push((e.path().unwrap().display().to_string(), h.gid().unwrap(), data, link));
+        }
+        let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert!(!names.iter().any(|n| n.starts_with("dev")), "device nodes are left out: {names:?}");
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        let get = |n: &str| seen.iter().find(|s| s.0 == n).unwrap_or_else(|| panic!("{n} missing: {names:?}"));
+        assert_eq!(get("usr/bin-a").1, 8, "group kept");
+        assert_eq!(get("usr/bin-b").2, b"elf", "hard link stored as a copy");
+        assert_eq!(get("usr/python3").3.as_deref(), Some("python3.11"));
+        assert!(names.iter().any(|n| n.ends_with("deep/mod.py") && n.len() > 100), "long path kept");
     }
 }

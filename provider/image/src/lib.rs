@@ -18,7 +18,7 @@ pub mod registry;
 
 pub use build::{BaseImage, BuiltImage, build};
 pub use error::ImageError;
-pub use layer::{FileEntry, Layer, build_layer};
+pub use layer::{FileEntry, Layer, build_layer, layer_from_rootfs};
 
 /// `sha256:` and the hex SHA-256 of `bytes`: how OCI names content.
 pub fn digest_of(bytes: &[u8]) -> String {

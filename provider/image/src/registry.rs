@@ -8,7 +8,8 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::build::BuiltImage;
 use crate::error::ImageError;
-use crate::oci::MANIFEST_MEDIA_TYPE;
+use crate::layout::Layout;
+use crate::oci::{MANIFEST_MEDIA_TYPE, Manifest};
 
 /// Where to push and as whom.
 #[derive(Clone, Debug)]
@@ -20,8 +21,79 @@ pub struct Destination {
     pub plain_http: Vec<String>,
 }
 
+/// Credentials for `host` from a Docker config file (`$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`), as `docker login` writes them: `auth` (base64 `user:password`) or an
+/// `identitytoken`. Anonymous when the file or the host's entry is missing. Credential helpers
+/// (`credsStore`) are not run.
+pub fn docker_config_auth(host: &str) -> Result<RegistryAuth, ImageError> {
+    let dir = match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => std::path::PathBuf::from(h).join(".docker"),
+            None => return Ok(RegistryAuth::Anonymous),
+        },
+    };
+    let path = dir.join("config.json");
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(RegistryAuth::Anonymous) };
+    auth_from_docker_config(&bytes, host)
+        .map_err(|why| ImageError::Format { what: path.display().to_string(), detail: why })
+}
+
+fn auth_from_docker_config(bytes: &[u8], host: &str) -> Result<RegistryAuth, String> {
+    use base64::Engine;
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let auths = v["auths"].as_object().cloned().unwrap_or_default();
+    let entry = auths.iter().find(|(k, _)| {
+        let k = k.trim_start_matches("https://").trim_start_matches("http://");
+        k == host || k.split('/').next() == Some(host)
+    });
+    let Some((_, entry)) = entry else { return Ok(RegistryAuth::Anonymous) };
+    if let Some(t) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
+        return Ok(RegistryAuth::Bearer(t.to_string()));
+    }
+    let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) else { return Ok(RegistryAuth::Anonymous) };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .map_err(|_| format!("auths.{host}.auth is not base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| format!("auths.{host}.auth is not UTF-8"))?;
+    let (user, pass) = text.split_once(':').ok_or_else(|| format!("auths.{host}.auth is not user:password"))?;
+    Ok(RegistryAuth::Basic(user.to_string(), pass.to_string()))
+}
+
+/// Where a blob's bytes come from: read only when the registry lacks it.
+type BlobSource<'a> = Box<dyn Fn() -> Result<Vec<u8>, ImageError> + 'a>;
+
 /// Pushes `image`; returns the reference pinned by digest (`HOST/REPO@sha256:...`).
 pub async fn push(image: &BuiltImage, to: &Destination) -> Result<String, ImageError> {
+    let mut blobs: Vec<(String, BlobSource)> = Vec::new();
+    for l in &image.base.manifest.layers {
+        let layout = &image.base.layout;
+        blobs.push((l.digest.clone(), Box::new(move || layout.read_blob(&l.digest))));
+    }
+    blobs.push((image.layer.digest.clone(), Box::new(|| Ok(image.layer.blob.clone()))));
+    blobs.push((image.config_digest.clone(), Box::new(|| Ok(image.config.clone()))));
+    push_parts(&image.manifest, &image.digest, blobs, to).await
+}
+
+/// Pushes the image tagged `tag` in `layout` (the base runtime image after its build).
+pub async fn push_from_layout(layout: &Layout, tag: &str, to: &Destination) -> Result<String, ImageError> {
+    let desc = layout.resolve(Some(tag))?;
+    let manifest_bytes = layout.read_blob(&desc.digest)?;
+    let manifest = Manifest::parse(&manifest_bytes, &format!("manifest {}", desc.digest))?;
+    let mut blobs: Vec<(String, BlobSource)> = Vec::new();
+    for d in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
+        blobs.push((d.digest.clone(), Box::new(move || layout.read_blob(&d.digest))));
+    }
+    push_parts(&manifest_bytes, &desc.digest, blobs, to).await
+}
+
+/// Every blob the registry lacks, then the manifest's exact bytes, then the read back.
+async fn push_parts(
+    manifest: &[u8],
+    manifest_digest: &str,
+    blobs: Vec<(String, BlobSource<'_>)>,
+    to: &Destination,
+) -> Result<String, ImageError> {
     let fail = |detail: String| ImageError::Registry { reference: to.reference.clone(), detail };
     let reference: Reference = to.reference.parse().map_err(|e| fail(format!("not an image reference: {e}")))?;
     let client = Client::new(ClientConfig {
@@ -29,36 +101,46 @@ pub async fn push(image: &BuiltImage, to: &Destination) -> Result<String, ImageE
         ..Default::default()
     });
     client.auth(&reference, &to.auth, RegistryOperation::Push).await.map_err(|e| fail(format!("login: {e}")))?;
-
-    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
-    for l in &image.base.manifest.layers {
-        if !client.blob_exists(&reference, &l.digest).await.map_err(|e| fail(e.to_string()))? {
-            blobs.push((l.digest.clone(), image.base.layout.read_blob(&l.digest)?));
-        }
-    }
-    blobs.push((image.layer.digest.clone(), image.layer.blob.clone()));
-    blobs.push((image.config_digest.clone(), image.config.clone()));
-    for (digest, bytes) in blobs {
+    for (digest, source) in blobs {
         if client.blob_exists(&reference, &digest).await.map_err(|e| fail(e.to_string()))? {
             continue;
         }
+        let bytes = source()?;
         tracing::debug!(%digest, size = bytes.len(), "pushing blob");
         client.push_blob(&reference, bytes, &digest).await.map_err(|e| fail(format!("blob {digest}: {e}")))?;
     }
     let content_type = http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE);
     client
-        .push_manifest_raw(&reference, image.manifest.clone(), content_type)
+        .push_manifest_raw(&reference, manifest.to_vec(), content_type)
         .await
         .map_err(|e| fail(format!("manifest: {e}")))?;
 
-    let pinned = format!("{}/{}@{}", reference.resolve_registry(), reference.repository(), image.digest);
+    let pinned = format!("{}/{}@{}", reference.resolve_registry(), reference.repository(), manifest_digest);
     let by_digest: Reference = pinned.parse().map_err(|e| fail(format!("{pinned}: {e}")))?;
     let (bytes, digest) = client
         .pull_manifest_raw(&by_digest, &to.auth, &[MANIFEST_MEDIA_TYPE])
         .await
         .map_err(|e| fail(format!("reading the manifest back by digest: {e}")))?;
-    if bytes.as_ref() != image.manifest.as_slice() || digest != image.digest {
-        return Err(fail(format!("the registry holds {digest} where {} was pushed", image.digest)));
+    if bytes.as_ref() != manifest || digest != manifest_digest {
+        return Err(fail(format!("the registry holds {digest} where {manifest_digest} was pushed")));
     }
     Ok(pinned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_entries_become_credentials() {
+        let cfg = br#"{"auths": {"https://reg.example:5000": {"auth": "dXNlcjpwYTpzcw=="},
+                                  "tok.example": {"identitytoken": "t0k"}}}"#;
+        match auth_from_docker_config(cfg, "reg.example:5000").unwrap() {
+            RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "pa:ss")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(auth_from_docker_config(cfg, "tok.example").unwrap(), RegistryAuth::Bearer(t) if t == "t0k"));
+        assert!(matches!(auth_from_docker_config(cfg, "other.example").unwrap(), RegistryAuth::Anonymous));
+        assert!(auth_from_docker_config(br#"{"auths": {"h": {"auth": "!!"}}}"#, "h").is_err());
+    }
 }

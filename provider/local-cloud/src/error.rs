@@ -17,4 +17,6 @@ pub enum LocalCloudError {
         "invalid principal {0:?}: expected user:EMAIL, serviceAccount:EMAIL, group:EMAIL, principal://... or principalSet://..."
     )]
     Principal(String),
+    #[error("the TEE simulator cannot serve on {path}: {source}. Check that the directory is writable")]
+    TeeSocket { path: PathBuf, source: std::io::Error },
 }

@@ -18,6 +18,7 @@ mod server;
 mod storage;
 mod store;
 mod sts;
+mod teeserver;
 mod tokens;
 mod wif;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use error::LocalCloudError;
 pub use issuer::{SimulatedIssuer, published_jwks_path};
+pub use teeserver::TeeSimulator;
 
 pub struct LocalCloudConfig {
     pub state_dir: PathBuf,

@@ -690,19 +690,28 @@ pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
     };
     let (bucket, object) = (bucket.to_string(), object.to_string());
     let principal = r.principal.clone();
+    // Buckets here keep no noncurrent versions: any generation but the live one does not exist.
+    let want_generation = r.query_i64("generation")?;
     let (file, res) = app
         .store
         .call(move |c| {
             require_object_permission(c, &principal, &bucket, &object, "storage.objects.get")?;
-            let row: Option<(String, String)> = c
+            let row: Option<(String, String, i64)> = c
                 .query_row(
-                    "SELECT file, resource FROM objects WHERE bucket = ?1 AND name = ?2",
+                    "SELECT file, resource, generation FROM objects WHERE bucket = ?1 AND name = ?2",
                     [&bucket, &object],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(sql)?;
-            row.ok_or_else(|| ApiError::not_found(format!("No such object: {bucket}/{object}")))
+            match row {
+                Some((file, res, g)) if want_generation.is_none_or(|w| w == g) => Ok((file, res)),
+                Some(_) => Err(ApiError::not_found(format!(
+                    "No such object: {bucket}/{object}#{}",
+                    want_generation.unwrap_or_default()
+                ))),
+                None => Err(ApiError::not_found(format!("No such object: {bucket}/{object}"))),
+            }
         })
         .await?;
     let f = tokio::fs::File::open(app.store.object_path(&file))

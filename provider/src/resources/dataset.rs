@@ -505,11 +505,6 @@ async fn ensure_key(
     Ok(created.name)
 }
 
-/// Associated data binding a wrapped data key to the object it encrypts.
-pub fn wrap_aad(bucket: &str, object: &str) -> Vec<u8> {
-    format!("dcr-envelope-v1:gs://{bucket}/{object}").into_bytes()
-}
-
 struct Uploaded {
     generation: String,
     ciphertext_sha256: String,
@@ -526,7 +521,7 @@ async fn upload_encrypted(c: &Clients, state: &Value, crypto_key: &str) -> Resul
     let data_key = dcr_envelope::generate_data_key();
     let wrapped = c
         .kms
-        .encrypt(crypto_key, &data_key, Some(&wrap_aad(&bucket, &object)))
+        .encrypt(crypto_key, &data_key, Some(&dcr_envelope::wrap_aad(&bucket, &object)))
         .await
         .map_err(|e| gcp_diag("Cannot wrap the data key with KMS", e))?;
     let header = dcr_envelope::Header::new(crypto_key, &wrapped.ciphertext, dcr_envelope::DEFAULT_CHUNK_SIZE);

@@ -1,0 +1,293 @@
+//! `dcr-launcher` end to end, outside a container: Terraform creates a dataset and a policy on the
+//! local cloud; the test sets up the consumer's side (an output bucket writable only through a
+//! workload identity pool) through the API, serves the TEE simulator's teeserver socket in-process
+//! for a chosen image digest, and runs the real launcher binary, which runs a real notebook with
+//! papermill (the notebook venv tests/install-tools.sh builds from runtime-image/requirements.lock).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use dcr_attestation::claims::{LOCAL_ISSUER, STS_AUDIENCE, SimulatedLaunch};
+use dcr_attestation::workload::{
+    Backend, FailureReport, OutputManifest, WORKLOAD_FORMAT, WorkloadInput, WorkloadManifest, WorkloadOutput,
+    output_nonce,
+};
+use dcr_attestation::{Attested, Expectations, check_attested, verify};
+use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, resource_values, small_config};
+use dcr_e2e::local_cloud::{LocalCloudProcess, encode};
+use dcr_e2e::terraform::Terraform;
+use dcr_e2e::workspace::{Workspace, launcher_bin, provider_bin};
+use dcr_local_cloud::{LocalCloud, SimulatedIssuer, TeeSimulator};
+use serde_json::{Value, json};
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const OUT_BUCKET: &str = "consumer-results";
+const OUT_POOL: &str = "dcr-out-study";
+
+/// A notebook computing aggregates of the `trial` input into `outputs/<output_name>`.
+fn notebook(body: &str) -> String {
+    let cell = |tags: Value, source: &str| {
+        json!({"cell_type": "code", "execution_count": null, "id": format!("c{}", source.len()),
+               "metadata": {"tags": tags}, "outputs": [], "source": source})
+    };
+    let nb = json!({
+        "cells": [
+            cell(json!(["parameters"]), "output_name = 'default.csv'\nsleep_seconds = 0"),
+            cell(json!([]), body),
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    serde_json::to_string_pretty(&nb).unwrap()
+}
+
+const AGGREGATE: &str = "import os, time\nimport pandas as pd\n\
+    time.sleep(sleep_seconds)\n\
+    df = pd.read_csv(os.path.join(os.environ['DCR_INPUTS_DIR'], 'trial.csv'))\n\
+    out = pd.DataFrame({'rows': [len(df)], 'mean_age': [round(df['age'].mean(), 2)]})\n\
+    out.to_csv(os.path.join(os.environ['DCR_OUTPUTS_DIR'], output_name), index=False)\n";
+
+struct Cloud {
+    /// Runs the TEE simulator while the launcher process runs.
+    rt: tokio::runtime::Runtime,
+    ws: Workspace,
+    process: LocalCloudProcess,
+    issuer: SimulatedIssuer,
+    manifest: WorkloadManifest,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn check(r: reqwest::blocking::Response, what: &str) -> Value {
+    let status = r.status();
+    let body: Value = r.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{what}: {status} {body}");
+    body
+}
+
+/// Dataset + policy (pinning D1) by Terraform; the consumer's pool (accepting D1 and D2, so input
+/// refusals can be told apart from output refusals) and bucket through the API.
+fn cloud() -> Cloud {
+    let tf = Terraform::latest();
+    let ws = Workspace::new(&tf);
+    let policy = format!(
+        "resource \"dcr_policy\" \"study\" {{\n  name = \"study\"\n  datasets = [dcr_dataset.d.id]\n  \
+         allowed_image_digests = [\"{D1}\"]\n  allow_debug = true\n  output {{\n    max_bytes = 200\n    \
+         allowed_extensions = [\"csv\"]\n  }}\n}}\n"
+    );
+    ws.write("main.tf", &format!("{}\n{policy}", small_config("trial", None, "")));
+    ws.write("data.csv", SMALL_CSV);
+    ws.init();
+    ws.apply();
+    let show = ws.show_json();
+    let d = resource_values(&show, "dcr_dataset", "d");
+    let p = resource_values(&show, "dcr_policy", "study");
+
+    let state_dir = ws.path().join(".dcr");
+    let process = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    let admin = process.admin_token.clone();
+    let number = LocalCloud::project_number(PROJECT);
+    let pools = format!("/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools");
+    check(process.post_json(&admin, &format!("{pools}?workloadIdentityPoolId={OUT_POOL}"), &json!({})), "pool");
+    let provider = json!({
+        "oidc": {"issuerUri": LOCAL_ISSUER, "allowedAudiences": [STS_AUDIENCE]},
+        "attributeMapping": {"google.subject": "assertion.sub"},
+        "attributeCondition": format!("assertion.submods.container.image_digest in ['{D1}', '{D2}']"),
+    });
+    check(
+        process.post_json(
+            &admin,
+            &format!("{pools}/{OUT_POOL}/providers?workloadIdentityPoolProviderId=attestation"),
+            &provider,
+        ),
+        "provider",
+    );
+    check(
+        process.post_json(&admin, &format!("/storage/v1/b?project={PROJECT}"), &json!({"name": OUT_BUCKET})),
+        "bucket",
+    );
+    let member = format!(
+        "principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{OUT_POOL}/*"
+    );
+    let iam = check(process.get(&admin, &format!("/storage/v1/b/{OUT_BUCKET}/iam")), "get iam");
+    let mut bindings = iam["bindings"].as_array().cloned().unwrap_or_default();
+    bindings.push(json!({"role": "roles/storage.objectAdmin", "members": [member]}));
+    let put = process.put_json(
+        &admin,
+        &format!("/storage/v1/b/{OUT_BUCKET}/iam"),
+        &json!({"bindings": bindings, "etag": iam["etag"]}),
+    );
+    check(put, "set iam");
+
+    let manifest = WorkloadManifest {
+        format: WORKLOAD_FORMAT.into(),
+        name: "study".into(),
+        backend: Backend::Local,
+        timeout_seconds: 120,
+        inputs: BTreeMap::from([(
+            "trial".to_string(),
+            WorkloadInput {
+                dataset: d["id"].as_str().unwrap().into(),
+                object_uri: format!("gs://{}/{}", d["bucket"].as_str().unwrap(), d["object"].as_str().unwrap()),
+                policy: "study".into(),
+                policy_uri: p["policy_uri"].as_str().unwrap().into(),
+                audience: p["audience"].as_str().unwrap().into(),
+            },
+        )]),
+        output: WorkloadOutput {
+            uri: format!("gs://{OUT_BUCKET}/results/"),
+            audience: format!(
+                "//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{OUT_POOL}/providers/attestation"
+            ),
+        },
+    };
+    let issuer = SimulatedIssuer::open(&state_dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    Cloud { rt, ws, process, issuer, manifest }
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+}
+
+/// Runs the launcher on an image directory holding `manifest`, `notebook` and `parameters`, in a
+/// TEE that attests `digest`.
+fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, nb: &str, params: Value) -> Outcome {
+    let base = cloud.ws.path().join(format!("launch-{tag}"));
+    let image = base.join("dcr");
+    std::fs::create_dir_all(&image).unwrap();
+    std::fs::write(image.join("workload.json"), manifest.to_bytes()).unwrap();
+    std::fs::write(image.join("notebook.ipynb"), nb).unwrap();
+    std::fs::write(image.join("parameters.json"), params.to_string()).unwrap();
+    // The run directory must be memory-backed: /dev/shm is a tmpfs.
+    let run = PathBuf::from(format!("/dev/shm/dcr-launcher-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run);
+    let socket = base.join("teeserver.sock");
+    let launch = SimulatedLaunch {
+        image_reference: format!("localhost/study@{digest}"),
+        image_digest: digest.into(),
+        project_id: PROJECT.into(),
+        project_number: LocalCloud::project_number(PROJECT),
+        zone: "local-a".into(),
+        instance_name: format!("dcr-study-{tag}"),
+        instance_id: "1".into(),
+        ..Default::default()
+    };
+    let tee = cloud.rt.block_on(TeeSimulator::start(&socket, cloud.issuer.clone(), launch)).unwrap();
+    let python = dcr_e2e::tools_dir().join("notebook-venv/bin/python");
+    let out = std::process::Command::new(launcher_bin())
+        .env("DCR_IMAGE_DIR", &image)
+        .env("DCR_RUN_DIR", &run)
+        .env("DCR_TEESERVER_SOCKET", &socket)
+        .env("DCR_LOCAL_CLOUD", &cloud.process.endpoint)
+        .env("DCR_NOTEBOOK_PYTHON", &python)
+        .output()
+        .unwrap();
+    cloud.rt.block_on(tee.shutdown());
+    let _ = std::fs::remove_dir_all(&run);
+    let stdout = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("--- launcher {tag} ---\n{stdout}");
+    Outcome { code: out.status.code().unwrap_or(-1), stdout }
+}
+
+fn object(cloud: &Cloud, name: &str) -> Option<Vec<u8>> {
+    cloud.process.download(&cloud.process.admin_token, OUT_BUCKET, name).ok()
+}
+
+fn listing(cloud: &Cloud, prefix: &str) -> Vec<String> {
+    let r = cloud
+        .process
+        .get(&cloud.process.admin_token, &format!("/storage/v1/b/{OUT_BUCKET}/o?prefix={}", encode(prefix)));
+    let v = check(r, "list");
+    v["items"]
+        .as_array()
+        .map(|a| a.iter().map(|o| o["name"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_launcher_releases_only_what_the_rules_allow_with_a_token_bound_to_it() {
+    let cloud = cloud();
+    let m = &cloud.manifest;
+    let prefix = |d: &str| format!("results/{}/", d.trim_start_matches("sha256:"));
+
+    // 1. The pinned image: the notebook's aggregate is released with a manifest and a bound token.
+    let ok = launch(&cloud, "ok", D1, m, &notebook(AGGREGATE), json!({"output_name": "summary.csv"}));
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(ok.stdout.contains("starting papermill"), "{}", ok.stdout);
+    let p = prefix(D1);
+    let summary = object(&cloud, &format!("{p}outputs/summary.csv")).expect("summary released");
+    assert_eq!(String::from_utf8(summary.clone()).unwrap(), "rows,mean_age\n3,36.67\n");
+    let manifest_bytes = object(&cloud, &format!("{p}output-manifest.json")).expect("output manifest");
+    let om = OutputManifest::from_bytes(&manifest_bytes).unwrap();
+    assert_eq!(om.image_digest, D1);
+    assert_eq!(om.outputs.len(), 1);
+    assert_eq!(om.outputs[0].sha256, dcr_e2e::fixtures::sha256_hex(&summary));
+    assert_eq!((om.inputs[0].name.as_str(), om.inputs[0].policy_version), ("trial", 1));
+    assert!(!om.inputs[0].generation.is_empty());
+    let token = String::from_utf8(object(&cloud, &format!("{p}attestation-token.jwt")).expect("token")).unwrap();
+    let jwks = cloud.issuer.jwks().unwrap();
+    let mut expect = Expectations::new(LOCAL_ISSUER, now());
+    expect.audiences = vec![format!("gs://{OUT_BUCKET}/{p}")];
+    let claims = verify(&token, &jwks, &expect).expect("the released token verifies");
+    let want =
+        Attested { image_digest: Some(D1.into()), nonce: Some(output_nonce(&manifest_bytes)), ..Attested::default() };
+    check_attested(&claims, &want).expect("image digest and nonce bind the token to the manifest");
+    for text in [ok.stdout.as_str(), std::str::from_utf8(&manifest_bytes).unwrap()] {
+        assert!(!text.contains("secret-"), "no source cell in the launcher's log or the manifest");
+    }
+
+    // 2. A disallowed extension: nothing is released, the earlier run's objects are cleared, and
+    //    the failure report names the rule.
+    let bad = launch(&cloud, "ext", D1, m, &notebook(AGGREGATE), json!({"output_name": "summary.txt"}));
+    assert_eq!(bad.code, 7, "{}", bad.stdout);
+    assert_eq!(listing(&cloud, &p), vec![format!("{p}failure.json")]);
+    let report: FailureReport = serde_json::from_slice(&object(&cloud, &format!("{p}failure.json")).unwrap()).unwrap();
+    assert_eq!(report.stage, "output_rules");
+    assert!(
+        report.message.contains("output rule allowed_extensions: summary.txt has extension \"txt\""),
+        "{}",
+        report.message
+    );
+
+    // 3. More than max_bytes (200): refused by the same rule set.
+    let big =
+        format!("{AGGREGATE}open(os.path.join(os.environ['DCR_OUTPUTS_DIR'], 'pad.csv'), 'w').write('x' * 300)\n");
+    let over = launch(&cloud, "big", D1, m, &notebook(&big), json!({"output_name": "summary.csv"}));
+    assert_eq!(over.code, 7, "{}", over.stdout);
+    assert!(over.stdout.contains("output rule max_bytes"), "{}", over.stdout);
+    assert_eq!(listing(&cloud, &p), vec![format!("{p}failure.json")]);
+
+    // 4. An image the policy does not pin: STS refuses, the notebook never runs.
+    let refused = launch(&cloud, "unpinned", D2, m, &notebook(AGGREGATE), json!({"output_name": "summary.csv"}));
+    assert_eq!(refused.code, 4, "{}", refused.stdout);
+    assert!(!refused.stdout.contains("starting papermill"), "{}", refused.stdout);
+    let report: FailureReport =
+        serde_json::from_slice(&object(&cloud, &format!("{}failure.json", prefix(D2))).unwrap()).unwrap();
+    assert_eq!(report.stage, "inputs");
+    assert!(report.message.contains("image_digest"), "STS names the failed check: {}", report.message);
+
+    // 5. A notebook that runs past the timeout is stopped.
+    let mut slow = m.clone();
+    slow.timeout_seconds = 3;
+    let timed_out =
+        launch(&cloud, "slow", D1, &slow, &notebook(AGGREGATE), json!({"output_name": "s.csv", "sleep_seconds": 60}));
+    assert_eq!(timed_out.code, 6, "{}", timed_out.stdout);
+    assert!(listing(&cloud, &p).iter().all(|o| !o.contains("outputs/")));
+
+    // 6. A failing cell: exit 5, and the report carries no cell output.
+    let failing = "raise ValueError('secret-a1 leaked?')\n";
+    let failed = launch(&cloud, "raise", D1, m, &notebook(failing), json!({}));
+    assert_eq!(failed.code, 5, "{}", failed.stdout);
+    let report = String::from_utf8(object(&cloud, &format!("{p}failure.json")).unwrap()).unwrap();
+    assert!(report.contains("\"stage\": \"notebook\"") && report.contains("cell In [2]"), "{report}");
+    for text in [&report, &failed.stdout] {
+        assert!(!text.contains("secret-"), "the exception message stays inside: {text}");
+    }
+    drop(cloud);
+}
