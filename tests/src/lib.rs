@@ -10,9 +10,11 @@
 //! - [`conformance`]: checks a JSONL request log against the discovery documents.
 //! - [`local_cloud`]: a standalone local cloud over a state directory, to inspect what runs left.
 //! - [`fixtures`]: configurations, data and helpers several tests share.
+//! - [`clean_room`]: a dataset, policy and consumer output location for workload tests.
 
 use std::path::PathBuf;
 
+pub mod clean_room;
 pub mod conformance;
 pub mod fixtures;
 pub mod local_cloud;

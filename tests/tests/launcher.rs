@@ -4,150 +4,38 @@
 //! for a chosen image digest, and runs the real launcher binary, which runs a real notebook with
 //! papermill (the notebook venv tests/install-tools.sh builds from runtime-image/requirements.lock).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use dcr_attestation::claims::{LOCAL_ISSUER, STS_AUDIENCE, SimulatedLaunch};
-use dcr_attestation::workload::{
-    Backend, FailureReport, OutputManifest, WORKLOAD_FORMAT, WorkloadInput, WorkloadManifest, WorkloadOutput,
-    output_nonce,
-};
+use dcr_attestation::claims::{LOCAL_ISSUER, SimulatedLaunch};
+use dcr_attestation::workload::{FailureReport, OutputManifest, WorkloadManifest, output_nonce};
 use dcr_attestation::{Attested, Expectations, check_attested, verify};
-use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, resource_values, small_config};
-use dcr_e2e::local_cloud::{LocalCloudProcess, encode};
-use dcr_e2e::terraform::Terraform;
-use dcr_e2e::workspace::{Workspace, launcher_bin, provider_bin};
+use dcr_e2e::clean_room::{AGGREGATE, AGGREGATE_RESULT, CleanRoom, OUT_BUCKET, notebook, run_prefix};
+use dcr_e2e::fixtures::PROJECT;
+use dcr_e2e::workspace::launcher_bin;
 use dcr_local_cloud::{LocalCloud, SimulatedIssuer, TeeSimulator};
 use serde_json::{Value, json};
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-const OUT_BUCKET: &str = "consumer-results";
-const OUT_POOL: &str = "dcr-out-study";
-
-/// A notebook computing aggregates of the `trial` input into `outputs/<output_name>`.
-fn notebook(body: &str) -> String {
-    let cell = |tags: Value, source: &str| {
-        json!({"cell_type": "code", "execution_count": null, "id": format!("c{}", source.len()),
-               "metadata": {"tags": tags}, "outputs": [], "source": source})
-    };
-    let nb = json!({
-        "cells": [
-            cell(json!(["parameters"]), "output_name = 'default.csv'\nsleep_seconds = 0"),
-            cell(json!([]), body),
-        ],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
-        "nbformat": 4, "nbformat_minor": 5
-    });
-    serde_json::to_string_pretty(&nb).unwrap()
-}
-
-const AGGREGATE: &str = "import os, time\nimport pandas as pd\n\
-    time.sleep(sleep_seconds)\n\
-    df = pd.read_csv(os.path.join(os.environ['DCR_INPUTS_DIR'], 'trial.csv'))\n\
-    out = pd.DataFrame({'rows': [len(df)], 'mean_age': [round(df['age'].mean(), 2)]})\n\
-    out.to_csv(os.path.join(os.environ['DCR_OUTPUTS_DIR'], output_name), index=False)\n";
 
 struct Cloud {
     /// Runs the TEE simulator while the launcher process runs.
     rt: tokio::runtime::Runtime,
-    ws: Workspace,
-    process: LocalCloudProcess,
+    room: CleanRoom,
     issuer: SimulatedIssuer,
-    manifest: WorkloadManifest,
 }
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-fn check(r: reqwest::blocking::Response, what: &str) -> Value {
-    let status = r.status();
-    let body: Value = r.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{what}: {status} {body}");
-    body
-}
-
-/// Dataset + policy (pinning D1) by Terraform; the consumer's pool (accepting D1 and D2, so input
-/// refusals can be told apart from output refusals) and bucket through the API.
+/// The clean room with its policy pinning D1 (the consumer's pool accepts any simulated TEE, so
+/// input refusals can be told apart from output refusals).
 fn cloud() -> Cloud {
-    let tf = Terraform::latest();
-    let ws = Workspace::new(&tf);
-    let policy = format!(
-        "resource \"dcr_policy\" \"study\" {{\n  name = \"study\"\n  datasets = [dcr_dataset.d.id]\n  \
-         allowed_image_digests = [\"{D1}\"]\n  allow_debug = true\n  output {{\n    max_bytes = 200\n    \
-         allowed_extensions = [\"csv\"]\n  }}\n}}\n"
-    );
-    ws.write("main.tf", &format!("{}\n{policy}", small_config("trial", None, "")));
-    ws.write("data.csv", SMALL_CSV);
-    ws.init();
-    ws.apply();
-    let show = ws.show_json();
-    let d = resource_values(&show, "dcr_dataset", "d");
-    let p = resource_values(&show, "dcr_policy", "study");
-
-    let state_dir = ws.path().join(".dcr");
-    let process = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
-    let admin = process.admin_token.clone();
-    let number = LocalCloud::project_number(PROJECT);
-    let pools = format!("/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools");
-    check(process.post_json(&admin, &format!("{pools}?workloadIdentityPoolId={OUT_POOL}"), &json!({})), "pool");
-    let provider = json!({
-        "oidc": {"issuerUri": LOCAL_ISSUER, "allowedAudiences": [STS_AUDIENCE]},
-        "attributeMapping": {"google.subject": "assertion.sub"},
-        "attributeCondition": format!("assertion.submods.container.image_digest in ['{D1}', '{D2}']"),
-    });
-    check(
-        process.post_json(
-            &admin,
-            &format!("{pools}/{OUT_POOL}/providers?workloadIdentityPoolProviderId=attestation"),
-            &provider,
-        ),
-        "provider",
-    );
-    check(
-        process.post_json(&admin, &format!("/storage/v1/b?project={PROJECT}"), &json!({"name": OUT_BUCKET})),
-        "bucket",
-    );
-    let member = format!(
-        "principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{OUT_POOL}/*"
-    );
-    let iam = check(process.get(&admin, &format!("/storage/v1/b/{OUT_BUCKET}/iam")), "get iam");
-    let mut bindings = iam["bindings"].as_array().cloned().unwrap_or_default();
-    bindings.push(json!({"role": "roles/storage.objectAdmin", "members": [member]}));
-    let put = process.put_json(
-        &admin,
-        &format!("/storage/v1/b/{OUT_BUCKET}/iam"),
-        &json!({"bindings": bindings, "etag": iam["etag"]}),
-    );
-    check(put, "set iam");
-
-    let manifest = WorkloadManifest {
-        format: WORKLOAD_FORMAT.into(),
-        name: "study".into(),
-        backend: Backend::Local,
-        timeout_seconds: 120,
-        inputs: BTreeMap::from([(
-            "trial".to_string(),
-            WorkloadInput {
-                dataset: d["id"].as_str().unwrap().into(),
-                object_uri: format!("gs://{}/{}", d["bucket"].as_str().unwrap(), d["object"].as_str().unwrap()),
-                policy: "study".into(),
-                policy_uri: p["policy_uri"].as_str().unwrap().into(),
-                audience: p["audience"].as_str().unwrap().into(),
-            },
-        )]),
-        output: WorkloadOutput {
-            uri: format!("gs://{OUT_BUCKET}/results/"),
-            audience: format!(
-                "//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{OUT_POOL}/providers/attestation"
-            ),
-        },
-    };
-    let issuer = SimulatedIssuer::open(&state_dir).unwrap();
+    let room = CleanRoom::new(&[D1]);
+    let issuer = SimulatedIssuer::open(&room.state_dir).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    Cloud { rt, ws, process, issuer, manifest }
+    Cloud { rt, room, issuer }
 }
 
 struct Outcome {
@@ -158,7 +46,7 @@ struct Outcome {
 /// Runs the launcher on an image directory holding `manifest`, `notebook` and `parameters`, in a
 /// TEE that attests `digest`.
 fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, nb: &str, params: Value) -> Outcome {
-    let base = cloud.ws.path().join(format!("launch-{tag}"));
+    let base = cloud.room.ws.path().join(format!("launch-{tag}"));
     let image = base.join("dcr");
     std::fs::create_dir_all(&image).unwrap();
     std::fs::write(image.join("workload.json"), manifest.to_bytes()).unwrap();
@@ -184,7 +72,7 @@ fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, n
         .env("DCR_IMAGE_DIR", &image)
         .env("DCR_RUN_DIR", &run)
         .env("DCR_TEESERVER_SOCKET", &socket)
-        .env("DCR_LOCAL_CLOUD", &cloud.process.endpoint)
+        .env("DCR_LOCAL_CLOUD", &cloud.room.process.endpoint)
         .env("DCR_NOTEBOOK_PYTHON", &python)
         .output()
         .unwrap();
@@ -196,25 +84,18 @@ fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, n
 }
 
 fn object(cloud: &Cloud, name: &str) -> Option<Vec<u8>> {
-    cloud.process.download(&cloud.process.admin_token, OUT_BUCKET, name).ok()
+    cloud.room.output(name)
 }
 
 fn listing(cloud: &Cloud, prefix: &str) -> Vec<String> {
-    let r = cloud
-        .process
-        .get(&cloud.process.admin_token, &format!("/storage/v1/b/{OUT_BUCKET}/o?prefix={}", encode(prefix)));
-    let v = check(r, "list");
-    v["items"]
-        .as_array()
-        .map(|a| a.iter().map(|o| o["name"].as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
+    cloud.room.outputs(prefix)
 }
 
 #[test]
 fn the_launcher_releases_only_what_the_rules_allow_with_a_token_bound_to_it() {
     let cloud = cloud();
-    let m = &cloud.manifest;
-    let prefix = |d: &str| format!("results/{}/", d.trim_start_matches("sha256:"));
+    let m = &cloud.room.manifest;
+    let prefix = run_prefix;
 
     // 1. The pinned image: the notebook's aggregate is released with a manifest and a bound token.
     let ok = launch(&cloud, "ok", D1, m, &notebook(AGGREGATE), json!({"output_name": "summary.csv"}));
@@ -222,7 +103,7 @@ fn the_launcher_releases_only_what_the_rules_allow_with_a_token_bound_to_it() {
     assert!(ok.stdout.contains("starting papermill"), "{}", ok.stdout);
     let p = prefix(D1);
     let summary = object(&cloud, &format!("{p}outputs/summary.csv")).expect("summary released");
-    assert_eq!(String::from_utf8(summary.clone()).unwrap(), "rows,mean_age\n3,36.67\n");
+    assert_eq!(String::from_utf8(summary.clone()).unwrap(), AGGREGATE_RESULT);
     let manifest_bytes = object(&cloud, &format!("{p}output-manifest.json")).expect("output manifest");
     let om = OutputManifest::from_bytes(&manifest_bytes).unwrap();
     assert_eq!(om.image_digest, D1);

@@ -6,24 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dcr_e2e::clean_room::{base_layout, build_base_image};
 use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Runs build.sh into `layout`; returns the digest it prints last.
-fn build(layout: &Path) -> String {
-    let out = Command::new(root().join("runtime-image/build.sh"))
-        .arg("--layout")
-        .arg(layout)
-        .output()
-        .expect("run runtime-image/build.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "build.sh failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let digest = stdout.lines().last().unwrap_or_default().to_string();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{stdout}");
-    digest
 }
 
 fn read_json(path: &Path) -> Value {
@@ -38,9 +25,10 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
 fn the_base_image_builds_reproducibly_and_runs_the_launcher() {
     let scratch = std::env::temp_dir().join(format!("dcr-runtime-image-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    let (a, b) = (scratch.join("a"), scratch.join("b"));
-    let first = build(&a);
-    let second = build(&b);
+    // The first build refreshes the default layout the workload tests start from.
+    let (a, b) = (base_layout(), scratch.join("b"));
+    let first = build_base_image(&[]);
+    let second = build_base_image(&["--layout".as_ref(), b.as_os_str()]);
     assert_eq!(first, second, "two builds, two layouts, one digest");
     assert_eq!(std::fs::read(a.join("index.json")).unwrap(), std::fs::read(b.join("index.json")).unwrap());
 

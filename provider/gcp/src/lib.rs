@@ -8,6 +8,7 @@
 //! and turns Google's two error shapes into one [`GcpError`] that keeps Google's message.
 
 pub mod auth;
+pub mod compute;
 pub mod error;
 pub mod iam;
 pub mod kms;
@@ -33,6 +34,7 @@ pub struct Endpoints {
     pub iam: String,
     pub sts: String,
     pub resource_manager: String,
+    pub compute: String,
 }
 
 impl Endpoints {
@@ -45,6 +47,7 @@ impl Endpoints {
             iam: "https://iam.googleapis.com/v1/".into(),
             sts: "https://sts.googleapis.com/v1/".into(),
             resource_manager: "https://cloudresourcemanager.googleapis.com/v1/".into(),
+            compute: "https://compute.googleapis.com/compute/v1/".into(),
         }
     }
 
@@ -59,6 +62,7 @@ impl Endpoints {
             iam: format!("{base}/iam/v1/"),
             sts: format!("{base}/sts/v1/"),
             resource_manager: format!("{base}/cloudresourcemanager/v1/"),
+            compute: format!("{base}/compute/v1/"),
         }
     }
 }

@@ -87,6 +87,48 @@ pub async fn push_from_layout(layout: &Layout, tag: &str, to: &Destination) -> R
     push_parts(&manifest_bytes, &desc.digest, blobs, to).await
 }
 
+/// Pulls `reference` (pinned by digest, `HOST/REPO@sha256:...`) into `layout`: the manifest and
+/// every blob it names, each checked against its digest before it is stored. Returns the digest.
+pub async fn pull_into_layout(
+    reference: &str,
+    auth: &RegistryAuth,
+    plain_http: &[String],
+    layout: &Layout,
+) -> Result<String, ImageError> {
+    let fail = |detail: String| ImageError::Registry { reference: reference.to_string(), detail };
+    let parsed: Reference = reference.parse().map_err(|e| fail(format!("not an image reference: {e}")))?;
+    let Some(want) = parsed.digest().map(str::to_string) else {
+        return Err(fail("the reference is not pinned by digest (REPO@sha256:...)".into()));
+    };
+    let client =
+        Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(plain_http.to_vec()), ..Default::default() });
+    client.auth(&parsed, auth, RegistryOperation::Pull).await.map_err(|e| fail(format!("login: {e}")))?;
+    let (bytes, _) = client
+        .pull_manifest_raw(&parsed, auth, &[MANIFEST_MEDIA_TYPE, crate::oci::DOCKER_MANIFEST_MEDIA_TYPE])
+        .await
+        .map_err(|e| fail(format!("manifest: {e}")))?;
+    if crate::digest_of(&bytes) != want {
+        return Err(fail(format!("the registry sent a manifest whose digest is {}", crate::digest_of(&bytes))));
+    }
+    let manifest = Manifest::parse(&bytes, &format!("manifest {want}"))?;
+    for d in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
+        if layout.has_blob(&d.digest) {
+            continue;
+        }
+        let mut blob = Vec::with_capacity(d.size as usize);
+        client
+            .pull_blob(&parsed, d.digest.as_str(), &mut blob)
+            .await
+            .map_err(|e| fail(format!("blob {}: {e}", d.digest)))?;
+        if crate::digest_of(&blob) != d.digest {
+            return Err(fail(format!("blob {} arrived with another digest", d.digest)));
+        }
+        layout.write_blob(&blob)?;
+    }
+    layout.write_blob(&bytes)?;
+    Ok(want)
+}
+
 /// Every blob the registry lacks, then the manifest's exact bytes, then the read back.
 async fn push_parts(
     manifest: &[u8],

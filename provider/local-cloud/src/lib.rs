@@ -9,17 +9,21 @@
 //! provider talks to it through exactly the clients it uses for Google Cloud.
 
 mod api;
+mod compute;
 mod error;
 mod iam;
 mod issuer;
 mod kms;
+mod launch_spec;
 mod resource_manager;
+mod rootfs;
 mod server;
 mod storage;
 mod store;
 mod sts;
 mod teeserver;
 mod tokens;
+mod vm;
 mod wif;
 
 use std::path::PathBuf;
@@ -29,6 +33,7 @@ use std::time::Duration;
 pub use error::LocalCloudError;
 pub use issuer::{SimulatedIssuer, published_jwks_path};
 pub use teeserver::TeeSimulator;
+pub use vm::image_store;
 
 pub struct LocalCloudConfig {
     pub state_dir: PathBuf,
@@ -108,7 +113,9 @@ impl LocalCloud {
         issuer::publish(&store)?;
         let http = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() })
             .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
-        let app = Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http) });
+        let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone())));
+        let app =
+            Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http), vm });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -20,6 +20,8 @@ pub struct App {
     pub request_log: Option<PathBuf>,
     /// For fetching other OIDC issuers' keys (STS); never carries credentials.
     pub http: std::sync::Arc<dcr_gcp::Transport>,
+    /// The simulated Confidential Space VMs this process supervises.
+    pub vm: std::sync::Arc<crate::vm::Vms>,
 }
 
 /// One parsed request, before its body is read.
@@ -75,6 +77,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
         ("iam", Shape::Aip)
     } else if raw_path.starts_with("/cloudresourcemanager/v1/") {
         ("cloudresourcemanager", Shape::Aip)
+    } else if raw_path.starts_with("/compute/v1/") {
+        ("compute", Shape::Storage)
     } else if raw_path.starts_with("/sts/v1/") {
         ("sts", Shape::Aip)
     } else if raw_path.starts_with(crate::issuer::HTTP_PREFIX) {
@@ -117,7 +121,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             "storage-upload" => crate::storage::upload(&app, &r, body).await,
             "storage" if r.query("alt") == Some("media") => crate::storage::download(&app, &r).await,
             "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await,
-            "storage" | "cloudkms" | "iam" => {
+            "storage" | "cloudkms" | "iam" | "compute" => {
                 let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
                     .await
                     .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
@@ -133,6 +137,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                 match service {
                     "storage" => crate::storage::handle(&app, &r, json).await,
                     "cloudkms" => crate::kms::handle(&app, &r, json).await,
+                    "compute" => crate::compute::handle(&app, &r, json).await,
                     _ => crate::wif::handle(&app, &r, json).await,
                 }
             }
