@@ -4,6 +4,9 @@
 # get a random stand-in drawn from the declared schema, which carries no information from the data.
 # A dcr_policy says which workloads may ever read the real data: only attested images whose digest
 # the hospital approved, exchanging their attestation token through workload identity federation.
+# A research team's notebook (analysis.ipynb) is baked into a workload image; the hospital pins
+# its digest, and dcr_workload runs it in a runc container in a simulated TEE, releases only the
+# aggregates the policy allows, and verifies the attestation token bound to them.
 #
 # Run it with examples/quickstart/run.sh (it builds the provider and points Terraform at it).
 
@@ -74,12 +77,33 @@ resource "dcr_dataset" "patients" {
   }
 }
 
-# Who may read the real data: nobody yet. Approving a reviewed notebook is adding the digest of its
-# image here; `terraform plan` then shows the new attribute condition for review.
+# The image the research team's notebook becomes: the same attributes as dcr_workload below give
+# the same digest, computed here without running anything. The hospital reviews the notebook (and
+# the manifest: what it reads, where results go) and pins this digest.
+data "dcr_image_digest" "study" {
+  name     = "diabetes-study"
+  notebook = "${path.module}/analysis.ipynb"
+  parameters = jsonencode({
+    min_group_size = 10
+  })
+
+  input {
+    name    = "patients"
+    dataset = dcr_dataset.patients.id
+    policy  = "diabetes-study"
+  }
+
+  output {
+    bucket = "research-team-results"
+  }
+}
+
+# Who may read the real data: only the reviewed notebook's image. `terraform plan` shows the
+# attribute condition generated from this list.
 resource "dcr_policy" "study" {
   name                  = "diabetes-study"
   datasets              = [dcr_dataset.patients.id]
-  allowed_image_digests = []
+  allowed_image_digests = [data.dcr_image_digest.study.digest]
 
   # The local backend runs workloads in a simulated TEE: not confidential hardware, and open to
   # whoever owns this machine, so its tokens report a debug status. A local policy accepts that
@@ -90,6 +114,51 @@ resource "dcr_policy" "study" {
     max_bytes          = 65536
     allowed_extensions = ["csv", "json"]
     readers            = ["user:analyst@example.com"]
+  }
+}
+
+# The run: the notebook in a simulated Confidential Space VM on the real data. Apply waits for it
+# and verifies the released attestation token before it succeeds.
+resource "dcr_workload" "study" {
+  name     = "diabetes-study"
+  notebook = "${path.module}/analysis.ipynb"
+  parameters = jsonencode({
+    min_group_size = 10
+  })
+
+  input {
+    name    = "patients"
+    dataset = dcr_dataset.patients.id
+    # The policy by name: the policy pins this workload's digest, so it cannot depend on it.
+    policy = "diabetes-study"
+  }
+
+  output {
+    bucket = "research-team-results"
+  }
+
+  depends_on = [dcr_policy.study]
+}
+
+output "results" {
+  description = "Where the released aggregates, their manifest and the attestation token are."
+  value       = dcr_workload.study.output_uri
+}
+
+output "output_manifest_sha256" {
+  description = "SHA-256 of the output manifest: the nonce of the attestation token."
+  value       = dcr_workload.study.output_manifest_sha256
+}
+
+output "verified_claims" {
+  description = "What the verified attestation token says about the run."
+  value = {
+    image_digest = dcr_workload.study.attestation_claims.image_digest
+    nonces       = dcr_workload.study.attestation_claims.nonces
+    hwmodel      = dcr_workload.study.attestation_claims.hwmodel
+    swname       = dcr_workload.study.attestation_claims.swname
+    dbgstat      = dcr_workload.study.attestation_claims.dbgstat
+    instance     = dcr_workload.study.attestation_claims.instance_name
   }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dcr_attestation::claims::{LOCAL_ISSUER, same_issuer};
 use dcr_gcp::auth::{StaticToken, TokenSource};
+use dcr_gcp::compute::ComputeClient;
 use dcr_gcp::kms::KmsClient;
 use dcr_gcp::resource_manager::ResourceManagerClient;
 use dcr_gcp::retry::RetryPolicy;
@@ -30,7 +31,10 @@ pub struct Clients {
     pub iam: WorkloadIdentityClient,
     pub sts: StsClient,
     pub resource_manager: ResourceManagerClient,
+    pub compute: ComputeClient,
     pub is_local: bool,
+    /// The embedded local cloud's URL (what local workloads call back to).
+    pub local_endpoint: Option<String>,
     /// For requests that carry no credentials (OIDC discovery).
     transport: Arc<Transport>,
     project_number: tokio::sync::OnceCell<String>,
@@ -62,6 +66,7 @@ impl Clients {
                 tracing::info!(endpoint = %cloud.endpoint(), state_dir = %state_dir.display(), "local cloud started");
                 let tokens: Arc<dyn TokenSource> = Arc::new(StaticToken(cloud.admin_token()));
                 let mut c = Self::build(&cfg.project, Endpoints::local(&cloud.endpoint()), tokens, true)?;
+                c.local_endpoint = Some(cloud.endpoint());
                 c._local = Some(cloud);
                 c.local_state_dir = Some(state_dir);
                 Ok(c)
@@ -91,7 +96,9 @@ impl Clients {
             iam: WorkloadIdentityClient::new(t.clone(), &ep.iam),
             sts: StsClient::new(t.clone(), &ep.sts),
             resource_manager: ResourceManagerClient::new(t.clone(), &ep.resource_manager),
+            compute: ComputeClient::new(t.clone(), &ep.compute),
             is_local,
+            local_endpoint: None,
             transport: t,
             project_number: tokio::sync::OnceCell::new(),
             local_state_dir: None,
@@ -107,6 +114,24 @@ impl Clients {
             })
             .await
             .cloned()
+    }
+
+    /// The number of another project (a data owner's), for the names of its pools.
+    pub async fn number_of(&self, project: &str) -> Result<String, Diagnostics> {
+        if project == self.project {
+            return self
+                .project_number()
+                .await
+                .map_err(|e| crate::resources::common::gcp_diag("Cannot read the project number", e));
+        }
+        self.resource_manager.get_project(project).await.map(|p| p.project_number).map_err(|e| {
+            crate::resources::common::gcp_diag(&format!("Cannot read the number of project {project:?}"), e)
+        })
+    }
+
+    /// The local cloud's image store, where local workload images go when no registry is set.
+    pub fn local_image_store(&self) -> Option<PathBuf> {
+        self.local_state_dir.as_deref().map(dcr_local_cloud::image_store)
     }
 
     /// The keys that verify tokens of `issuer`: the simulated issuer's published JWKS when the

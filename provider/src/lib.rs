@@ -18,5 +18,6 @@ pub mod resources;
 pub mod timeouts;
 pub mod validate;
 pub mod verification;
+pub mod workload_image;
 
 pub use provider::DcrProvider;

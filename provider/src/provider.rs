@@ -55,11 +55,15 @@ impl tfplugin6::Provider for DcrProvider {
         vec![
             Arc::new(crate::resources::dataset::DatasetResource::new(self.state.clone())),
             Arc::new(crate::resources::policy::PolicyResource::new(self.state.clone())),
+            Arc::new(crate::resources::workload::WorkloadResource::new(self.state.clone())),
         ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(crate::data_sources::verified_attestation::VerifiedAttestation::new(self.state.clone()))]
+        vec![
+            Arc::new(crate::data_sources::verified_attestation::VerifiedAttestation::new(self.state.clone())),
+            Arc::new(crate::data_sources::image_digest::ImageDigest::new(self.state.clone())),
+        ]
     }
 
     fn functions(&self) -> Vec<Arc<dyn Function>> {

@@ -30,6 +30,7 @@ pub fn quickstart(tf: &Terraform) -> Workspace {
     let ex = repo_root().join("examples/quickstart");
     ws.write("main.tf", &std::fs::read_to_string(ex.join("main.tf")).expect("quickstart main.tf"));
     ws.write("data/patients.csv", &std::fs::read_to_string(ex.join("data/patients.csv")).expect("quickstart csv"));
+    ws.write("analysis.ipynb", &std::fs::read_to_string(ex.join("analysis.ipynb")).expect("quickstart notebook"));
     ws
 }
 

@@ -213,6 +213,11 @@ impl Workspace {
             // Terraform and the plugins it starts write under HOME; a private one keeps a developer's
             // own ~/.terraform.d and cloud credentials out of the test.
             .env("HOME", &self.home)
+            // ... but the base runtime image is the machine's, built once into the real cache.
+            .env(
+                "DCR_CACHE_DIR",
+                crate::clean_room::base_layout().parent().and_then(|p| p.parent()).expect("cache dir"),
+            )
             .envs(&extra_env);
 
         let command = std::iter::once(self.tf.bin.file_name().map_or("terraform".into(), |n| n.to_string_lossy()))

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, quickstart, resource_values, sha256_hex, small_config};
+use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, resource_values, sha256_hex, small_config};
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::terraform::Terraform;
 use dcr_e2e::workspace::{Workspace, provider_bin};
@@ -13,70 +13,6 @@ use serde_json::Value;
 /// The dataset resource in `terraform show -json` output.
 fn dataset(show: &Value, name: &str) -> Value {
     resource_values(show, "dcr_dataset", name)
-}
-
-#[test]
-fn quickstart_applies_plans_clean_and_destroys_on_every_terraform() {
-    for tf in Terraform::all() {
-        let ws = quickstart(&tf);
-        ws.init();
-        ws.apply();
-        // A second plan shows no changes (exit code 0 with -detailed-exitcode).
-        let plan = ws.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(
-            plan.status.code(),
-            Some(0),
-            "terraform {}: plan after apply is not empty:\n{}",
-            tf.version,
-            plan.text()
-        );
-
-        let show = ws.show_json();
-        let d = dataset(&show, "patients");
-        let csv = std::fs::read(ws.path().join("data/patients.csv")).unwrap();
-        assert_eq!(d["source_sha256"], sha256_hex(&csv), "terraform {}", tf.version);
-        assert_eq!(d["source_rows"], 500);
-        assert_eq!(d["object_uri"], format!("gs://{PROJECT}-patients/patients.csv.enc"));
-        assert_eq!(d["stage1_uri"], format!("gs://{PROJECT}-patients-stage1/patients.csv"));
-        assert!(
-            d["crypto_key"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("projects/{PROJECT}/locations/global/keyRings/dcr-patients/cryptoKeys/data-"))
-        );
-
-        let policy = resource_values(&show, "dcr_policy", "study");
-        assert_eq!(policy["attribute_condition"], "assertion.submods.container.image_digest in []");
-        assert_eq!(policy["dataset_keys"][d["id"].as_str().unwrap()], d["crypto_key"]);
-
-        // The stand-in is there, conforms to the schema's shape, and is not the data.
-        let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &["user:analyst@example.com"]);
-        let standin = cloud
-            .download(
-                &cloud.token_for("user:analyst@example.com"),
-                &format!("{PROJECT}-patients-stage1"),
-                "patients.csv",
-            )
-            .expect("the reader can read the stand-in");
-        let text = String::from_utf8(standin).unwrap();
-        assert_eq!(text.lines().count(), 201, "header + 200 random rows");
-        assert!(text.starts_with("patient_id,age,sex,bmi,systolic_bp,smoker,region\n"));
-        assert_eq!(d["stage1_sha256"], sha256_hex(text.as_bytes()));
-        // ... but the reader cannot read the encrypted data bucket.
-        assert_eq!(
-            cloud.download(
-                &cloud.token_for("user:analyst@example.com"),
-                &format!("{PROJECT}-patients"),
-                "patients.csv.enc"
-            ),
-            Err(403)
-        );
-        drop(cloud);
-
-        ws.destroy();
-        let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
-        assert_eq!(cloud.buckets(PROJECT), Vec::<String>::new(), "terraform {}: destroy left buckets", tf.version);
-    }
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn auth_from_docker_config(bytes: &[u8], host: &str) -> Result<RegistryAuth, Str
 }
 
 /// Where a blob's bytes come from: read only when the registry lacks it.
-type BlobSource<'a> = Box<dyn Fn() -> Result<Vec<u8>, ImageError> + 'a>;
+type BlobSource<'a> = Box<dyn Fn() -> Result<Vec<u8>, ImageError> + Send + Sync + 'a>;
 
 /// Pushes `image`; returns the reference pinned by digest (`HOST/REPO@sha256:...`).
 pub async fn push(image: &BuiltImage, to: &Destination) -> Result<String, ImageError> {

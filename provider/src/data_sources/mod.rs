@@ -1,3 +1,4 @@
 //! Data sources, one per file.
 
+pub mod image_digest;
 pub mod verified_attestation;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use dcr_gcp::GcpError;
+use dcr_gcp::iam::IamResource;
 use dcr_gcp::storage::{Bucket, IamConfiguration, UniformBucketLevelAccess};
 use tfplugin6::{ApplyRequest, AttributePath, Diagnostic, Diagnostics, ReadResponse, Value};
 
@@ -90,6 +91,23 @@ pub async fn empty_and_delete_bucket(c: &Clients, bucket: &str) -> Result<(), Di
         c.storage.delete_object(bucket, &o.name).await.map_err(|e| gcp_diag("Cannot delete object", e))?;
     }
     c.storage.delete_bucket(bucket).await.map_err(|e| gcp_diag(&format!("Cannot delete bucket {bucket:?}"), e))
+}
+
+/// Grants (`present`) or revokes `role` for `member` on `r`, by IAM read-modify-write. Revoking on a
+/// resource that is gone, or that we may no longer administer, is done.
+pub async fn grant(r: &dyn IamResource, role: &str, member: &str, present: bool) -> Result<(), Diagnostics> {
+    let result = dcr_gcp::iam::read_modify_write(r, |p| {
+        if present { p.add_member(role, member) } else { p.remove_member(role, member) }
+    })
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if !present && (e.is_not_found() || e.is_forbidden()) => Ok(()),
+        Err(e) => Err(gcp_diag(
+            &format!("Cannot {} {role} for {member} on {}", if present { "grant" } else { "revoke" }, r.describe()),
+            e,
+        )),
+    }
 }
 
 /// Hex SHA-256 of an object's bytes, streamed.

@@ -3,3 +3,4 @@
 pub mod common;
 pub mod dataset;
 pub mod policy;
+pub mod workload;

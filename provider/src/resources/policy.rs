@@ -29,7 +29,7 @@ use tfplugin6::{
 use crate::clients::Clients;
 use crate::provider::ProviderState;
 use crate::resources::common::{
-    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket, read_response, settle,
+    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_response, settle,
 };
 use crate::resources::dataset::{DatasetLocation, locate, parse_id};
 use crate::{timeouts, validate};
@@ -651,27 +651,6 @@ async fn locate_all(c: &Clients, ids: &[String]) -> Result<Vec<DatasetLocation>,
         }
     }
     Ok(out)
-}
-
-/// Adds or removes `member` in `role` on one IAM resource; a resource that is gone needs no
-/// revoking.
-async fn grant(r: &dyn IamResource, role: &str, member: &str, present: bool) -> Result<(), Diagnostics> {
-    let result = dcr_gcp::iam::read_modify_write(r, |p| {
-        if present { p.add_member(role, member) } else { p.remove_member(role, member) }
-    })
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if !present && (e.is_not_found() || e.is_forbidden()) => Ok(()),
-        Err(e) => Err(gcp_diag(
-            &format!(
-                "Cannot {} {role} for the policy's workloads on {}",
-                if present { "grant" } else { "revoke" },
-                r.describe()
-            ),
-            e,
-        )),
-    }
 }
 
 async fn set_dataset_access(c: &Clients, l: &DatasetLocation, member: &str, present: bool) -> Result<(), Diagnostics> {

@@ -1,0 +1,74 @@
+//! `data "dcr_image_digest"`: the digest `dcr_workload` will build and run for the same
+//! attributes, computed without building anything remotely or pushing. A data owner reviews the
+//! notebook and the manifest, then pins this digest in `dcr_policy.allowed_image_digests`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tfplugin6::schema::{Attribute, Block, Schema};
+use tfplugin6::{DataSource, Diagnostic, Diagnostics, Type, Value};
+
+use crate::provider::ProviderState;
+use crate::workload_image::{image_attributes, plan_image, validate, with_defaults};
+
+pub const TYPE_NAME: &str = "dcr_image_digest";
+
+pub struct ImageDigest {
+    state: Arc<ProviderState>,
+}
+
+impl ImageDigest {
+    pub fn new(state: Arc<ProviderState>) -> ImageDigest {
+        ImageDigest { state }
+    }
+}
+
+pub fn schema() -> Schema {
+    let b = Block::new(
+        "The digest of the workload image `dcr_workload` builds from the same attributes: the base runtime image \
+         plus the notebook, its parameters and the workload manifest. Computed locally, byte for byte as the \
+         resource builds it, so a data owner can pin a reviewed notebook in `dcr_policy.allowed_image_digests` \
+         before the workload runs.",
+    );
+    let b = image_attributes(b)
+        .attr(Attribute::computed("digest", Type::String, "The image digest (`sha256:...`)."))
+        .attr(Attribute::computed(
+            "manifest",
+            Type::String,
+            "The workload manifest baked into the image (JSON): inputs, their policies, the output location.",
+        ));
+    Schema::new(0, b)
+}
+
+#[async_trait]
+impl DataSource for ImageDigest {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        validate(config)
+    }
+
+    async fn read(&self, config: Value) -> Result<Value, Diagnostics> {
+        let d = validate(&config);
+        if d.has_errors() {
+            return Err(d);
+        }
+        let c = self.state.clients()?;
+        let mut state = with_defaults(&config);
+        let (manifest, image) = plan_image(&c, &state).await?.ok_or_else(|| {
+            Diagnostics::from(Diagnostic::error(
+                "dcr_image_digest: an attribute is not known",
+                "This is a bug in the provider.",
+            ))
+        })?;
+        state.set("digest", Value::string(&image.digest));
+        state.set("manifest", Value::string(String::from_utf8_lossy(&manifest.to_bytes())));
+        Ok(state)
+    }
+}

@@ -1,0 +1,658 @@
+//! `dcr_workload`: one run of a notebook on the data its policies allow, in a Confidential Space VM
+//! (or, on the local backend, a runc container in a simulated TEE).
+//!
+//! Apply builds the workload image (its digest is planned, the same as `data "dcr_image_digest"`
+//! computes), stores it (the local image store, or a registry), gives the consumer's output bucket a
+//! workload identity pool whose condition pins exactly this digest (no long-lived credential
+//! anywhere), starts the VM, waits for it to finish, and verifies the released attestation token —
+//! signature, image digest, nonce = SHA-256 of the output manifest, hardware and debug status —
+//! before it reports success. A changed notebook, parameter or input is a new image and so a new
+//! workload (replace).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dcr_attestation::claims::{CONFIDENTIAL_HARDWARE, GOOGLE_ISSUER, LOCAL_ISSUER, STS_AUDIENCE};
+use dcr_attestation::condition::{PolicyRules, attribute_condition, attribute_mapping};
+use dcr_attestation::verify::Attested;
+use dcr_attestation::workload::{
+    FAILURE_OBJECT, FailureReport, OUTPUT_MANIFEST_OBJECT, TOKEN_OBJECT, WorkloadManifest, output_nonce,
+};
+use dcr_gcp::workload_identity::{
+    Oidc, WorkloadIdentityPool, WorkloadIdentityPoolProvider, pool_name, pool_principal_set,
+};
+use dcr_image::BuiltImage;
+use serde_json::json;
+use tfplugin6::schema::{Attribute, Block, Schema};
+use tfplugin6::{
+    ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
+    Resource, Type, Value,
+};
+
+use crate::clients::Clients;
+use crate::provider::ProviderState;
+use crate::resources::common::{
+    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_response, settle,
+};
+use crate::resources::policy::PROVIDER_ID;
+use crate::timeouts;
+use crate::verification::{Expected, check, claims_type, claims_value};
+use crate::workload_image::{image_attributes, output_pool_id, plan_image, with_defaults};
+
+pub const TYPE_NAME: &str = "dcr_workload";
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Images in the local image store are named under this host, which never resolves: the local
+/// cloud finds them by digest.
+pub const LOCAL_IMAGE_HOST: &str = "images.dcr.invalid";
+const OUTPUT_WRITER: &str = "roles/storage.objectAdmin";
+const CONFIDENTIAL_SPACE_IMAGE: &str = "projects/confidential-space-images/global/images/family/confidential-space";
+const LOG_TAIL_LINES: usize = 40;
+/// Changing any of these is a different run.
+const RUN_ATTRIBUTES: [&str; 11] = [
+    "name",
+    "image_digest",
+    "registry",
+    "zone",
+    "machine_type",
+    "confidential_type",
+    "service_account",
+    "output",
+    "base_image",
+    "max_run_seconds",
+    "parameters",
+];
+
+pub struct WorkloadResource {
+    state: Arc<ProviderState>,
+}
+
+impl WorkloadResource {
+    pub fn new(state: Arc<ProviderState>) -> WorkloadResource {
+        WorkloadResource { state }
+    }
+}
+
+pub fn schema() -> Schema {
+    let b = Block::new(
+        "A notebook run on confidential data: the notebook and its parameters are baked into an image whose digest \
+         the data owners pin in their `dcr_policy` (compute it with `data \"dcr_image_digest\"`), and run in a \
+         Confidential Space VM — on the local backend, a runc container in a simulated TEE. Apply waits for the \
+         run, and succeeds only when the released attestation token verifies: signed by the issuer, for this \
+         image digest, with the SHA-256 of the output manifest as nonce.",
+    )
+    .attr(Attribute::computed("id", Type::String, "The workload name."));
+    let b = image_attributes(b)
+        .attr(Attribute::optional(
+            "registry",
+            Type::String,
+            "Registry repository prefix to push the image to (`HOST[:PORT]/PATH`; credentials from the Docker \
+             config). Required on `gcp`; on `local` the image goes to the local image store unless this is set.",
+        ))
+        .attr(Attribute::optional_computed(
+            "zone",
+            Type::String,
+            "Zone of the VM. Defaults to `us-central1-a` on `gcp` and `local-a` on `local`.",
+        ))
+        .attr(Attribute::optional_computed(
+            "confidential_type",
+            Type::String,
+            "Confidential computing technology: `SEV` or `TDX`. Defaults to `SEV`.",
+        ))
+        .attr(Attribute::optional_computed(
+            "machine_type",
+            Type::String,
+            "Machine type. Defaults to `n2d-standard-2` for SEV and `c3-standard-4` for TDX.",
+        ))
+        .attr(Attribute::optional(
+            "service_account",
+            Type::String,
+            "Service account email the VM runs as (gcp). It needs `roles/confidentialcomputing.workloadUser`.",
+        ))
+        .attr(Attribute::optional_computed(
+            "wait",
+            Type::Bool,
+            "Wait for the run to finish and verify its result. Defaults to `true`; the local backend always waits.",
+        ))
+        .attr(Attribute::computed("image", Type::String, "The image that ran, pinned by digest (`REPO@sha256:...`)."))
+        .attr(Attribute::computed("image_digest", Type::String, "Digest of the workload image; known at plan time."))
+        .attr(Attribute::computed("instance", Type::String, "Name of the VM."))
+        .attr(Attribute::computed("status", Type::String, "The VM's last status (`TERMINATED` once the run ended)."))
+        .attr(Attribute::computed(
+            "output_uri",
+            Type::String,
+            "Where this run's results are: `gs://BUCKET/PREFIX<digest hex>/` with `outputs/`, `output-manifest.json` \
+             and `attestation-token.jwt`.",
+        ))
+        .attr(Attribute::computed("output_manifest_sha256", Type::String, "SHA-256 of the output manifest (hex)."))
+        .attr(
+            Attribute::computed(
+                "attestation_token",
+                Type::String,
+                "The released attestation token (its nonce is the output manifest's SHA-256).",
+            )
+            .sensitive(),
+        )
+        .attr(Attribute::computed("attestation_claims", claims_type(), "The verified claims of the token."))
+        .attr(Attribute::computed(
+            "log_tail",
+            Type::String,
+            "The end of the VM's serial console when the run failed (launcher lines; never cell output).",
+        ))
+        .block(timeouts::block("30m"));
+    Schema::new(0, b)
+}
+
+fn validate_config(config: &Value) -> Diagnostics {
+    let mut d = crate::workload_image::validate(config);
+    d.extend(timeouts::validate(config));
+    if let Some(t) = config.get("confidential_type").as_str()
+        && !["SEV", "TDX"].contains(&t)
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("confidential_type"),
+            format!("{t:?} is not a confidential type Confidential Space offers"),
+            "Allowed: SEV, TDX.",
+        ));
+    }
+    if let Some(r) = config.get("registry").as_str()
+        && (r.is_empty() || r.contains('@') || r.ends_with('/') || !r.contains('/'))
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("registry"),
+            format!("{r:?} is not a repository prefix"),
+            "Write HOST[:PORT]/PATH, e.g. us-docker.pkg.dev/PROJECT/REPO; the image is pushed as PATH/NAME.",
+        ));
+    }
+    d
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// Where the image is stored: `REGISTRY/NAME` or the local image store's name.
+fn repository(planned: &Value) -> String {
+    let name = planned.get("name").as_str().unwrap_or("");
+    match planned.get("registry").as_str() {
+        Some(r) => format!("{r}/{name}"),
+        None => format!("{LOCAL_IMAGE_HOST}/{name}"),
+    }
+}
+
+fn instance_name(name: &str) -> String {
+    format!("dcr-{name}")
+}
+
+/// The rules the consumer's pool applies: this digest only, on the backend's TEE.
+fn output_rules(digest: &str, is_local: bool) -> PolicyRules {
+    PolicyRules {
+        allowed_image_digests: vec![digest.to_string()],
+        require_confidential_hardware: !is_local,
+        allowed_hardware: CONFIDENTIAL_HARDWARE.iter().map(|h| h.to_string()).collect(),
+        allow_debug: is_local,
+        require_stable_image: !is_local,
+    }
+}
+
+/// The VM: Confidential Space image, metadata the launcher reads, memory-backed `/run/dcr`.
+pub fn instance_body(planned: &Value, image: &str, is_local: bool, local_endpoint: Option<&str>) -> serde_json::Value {
+    let s = |a: &str| planned.get(a).as_str().unwrap_or("").to_string();
+    let name = s("name");
+    let mut items = vec![
+        json!({"key": "tee-image-reference", "value": image}),
+        json!({"key": "tee-restart-policy", "value": "Never"}),
+        // Container logs (the launcher's and papermill's, never cell output) reach the console only
+        // where its owner may see the workload anyway: the local, debug-only simulated TEE.
+        json!({"key": "tee-container-log-redirect", "value": if is_local { "true" } else { "false" }}),
+        json!({"key": "tee-mount", "value": "type=tmpfs,source=tmpfs,destination=/run/dcr"}),
+    ];
+    if let Some(e) = local_endpoint {
+        items.push(json!({"key": "tee-env-DCR_LOCAL_CLOUD", "value": e}));
+    }
+    let mut body = json!({
+        "name": instance_name(&name),
+        "machineType": format!("zones/{}/machineTypes/{}", s("zone"), s("machine_type")),
+        "confidentialInstanceConfig": {"confidentialInstanceType": s("confidential_type")},
+        "shieldedInstanceConfig": {"enableSecureBoot": true, "enableVtpm": true, "enableIntegrityMonitoring": true},
+        "scheduling": {"onHostMaintenance": "TERMINATE", "automaticRestart": false},
+        "disks": [{"boot": true, "autoDelete": true, "initializeParams": {
+            "sourceImage": if is_local { format!("{CONFIDENTIAL_SPACE_IMAGE}-debug") } else { CONFIDENTIAL_SPACE_IMAGE.to_string() }
+        }}],
+        "networkInterfaces": [{"network": "global/networks/default"}],
+        "metadata": {"items": items},
+        "labels": {"dcr-workload": name},
+    });
+    if let Some(sa) = planned.get("service_account").as_str() {
+        body["serviceAccounts"] = json!([{"email": sa, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}]);
+    }
+    body
+}
+
+/// Planned state: image attribute defaults, backend defaults, the planned image and names; results
+/// unknown on a new run, kept on an in-place update.
+fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltImage>) -> (Value, Vec<AttributePath>) {
+    let mut planned = with_defaults(config);
+    let mut default = |attr: &str, v: Value| {
+        if config.get(attr).is_null() {
+            planned.set(attr, v);
+        }
+    };
+    default("zone", Value::string(if c.is_local { "local-a" } else { "us-central1-a" }));
+    default("confidential_type", Value::string("SEV"));
+    default("wait", Value::Bool(true));
+    let machine = match planned.get("confidential_type").as_str() {
+        Some("TDX") => Value::string("c3-standard-4"),
+        Some(_) => Value::string("n2d-standard-2"),
+        None => Value::Unknown,
+    };
+    if config.get("machine_type").is_null() {
+        planned.set("machine_type", machine);
+    }
+    let name = config.get("name").as_str().map(str::to_string);
+    planned.set("id", Value::opt_string(name.clone()));
+    planned.set("instance", Value::opt_string(name.as_deref().map(instance_name)));
+    match image {
+        Some(img) => {
+            planned.set("image_digest", Value::string(&img.digest));
+            planned.set("image", Value::string(format!("{}@{}", repository(&planned), img.digest)));
+            let out = planned.get("output");
+            let uri = match (out.get("bucket").as_str(), out.get("prefix").as_str()) {
+                (Some(b), Some(p)) => Value::string(format!("gs://{b}/{p}{}/", hex_of(&img.digest))),
+                _ => Value::Unknown,
+            };
+            planned.set("output_uri", uri);
+        }
+        None => {
+            for a in ["image_digest", "image", "output_uri"] {
+                planned.set(a, Value::Unknown);
+            }
+        }
+    }
+    let mut replace = Vec::new();
+    if !prior.is_null() {
+        for a in RUN_ATTRIBUTES {
+            if prior.get(a) != planned.get(a) {
+                replace.push(AttributePath::root(a));
+            }
+        }
+    }
+    let results = ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail"];
+    for a in results {
+        let v = if !prior.is_null() && replace.is_empty() { prior.get(a).clone() } else { Value::Unknown };
+        planned.set(a, v);
+    }
+    (planned, replace)
+}
+
+fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
+    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
+        Diagnostic::error(format!("{TYPE_NAME}: {a} is not known"), "This is a bug in the provider.").into()
+    })
+}
+
+async fn read_object(c: &Clients, bucket: &str, object: &str) -> Result<Option<Vec<u8>>, Diagnostics> {
+    let mut bytes = Vec::new();
+    match c
+        .storage
+        .download_object(bucket, object, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await
+    {
+        Ok(()) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(gcp_diag(&format!("Cannot read gs://{bucket}/{object}"), e)),
+    }
+}
+
+impl WorkloadResource {
+    /// Stores the image where the VM pulls it from; returns the pinned reference.
+    async fn store_image(&self, c: &Clients, planned: &Value, image: &BuiltImage) -> Result<String, Diagnostics> {
+        let repo = repository(planned);
+        let fail = |e: dcr_image::ImageError| {
+            Diagnostics::from(Diagnostic::error("Cannot store the workload image", e.to_string()))
+        };
+        match planned.get("registry").as_str() {
+            None => {
+                let dir = c.local_image_store().ok_or_else(|| {
+                    Diagnostics::from(Diagnostic::attribute_error(
+                        AttributePath::root("registry"),
+                        "a registry is required on the gcp backend",
+                        "Set registry to an Artifact Registry repository, e.g. us-docker.pkg.dev/PROJECT/REPO.",
+                    ))
+                })?;
+                let layout = dcr_image::layout::Layout::create(&dir).map_err(fail)?;
+                image.write_to(&layout, planned.get("name").as_str().unwrap_or("workload")).map_err(fail)?;
+                Ok(format!("{repo}@{}", image.digest))
+            }
+            Some(_) => {
+                let host = repo.split('/').next().unwrap_or("").to_string();
+                let name = host.split(':').next().unwrap_or("");
+                let plain_http =
+                    if ["localhost", "127.0.0.1"].contains(&name) { vec![host.clone()] } else { Vec::new() };
+                let dest = dcr_image::registry::Destination {
+                    reference: format!("{repo}:{}", &hex_of(&image.digest)[..12]),
+                    auth: dcr_image::registry::docker_config_auth(&host).map_err(fail)?,
+                    plain_http,
+                };
+                dcr_image::registry::push(image, &dest).await.map_err(fail)
+            }
+        }
+    }
+
+    /// The consumer side: output bucket, and a pool whose condition pins this digest, allowed to
+    /// write there.
+    async fn ensure_output_access(&self, c: &Clients, planned: &Value, digest: &str) -> Result<(), Diagnostics> {
+        let name = str_attr(planned, "name")?;
+        let bucket = str_attr(planned.get("output"), "bucket")?;
+        let labels = std::collections::BTreeMap::from([("dcr-workload".to_string(), name.clone())]);
+        ensure_bucket(c, &private_bucket(&bucket, "US", &labels)).await?;
+        let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
+        let parent = format!("projects/{number}/locations/global");
+        let pool = WorkloadIdentityPool {
+            display_name: Some(format!("dcr out {name}")),
+            description: Some(format!("dcr_workload {name:?} writing its results (managed by Terraform)")),
+            ..Default::default()
+        };
+        let pool = c
+            .iam
+            .ensure(&parent, &output_pool_id(&name), &pool)
+            .await
+            .map_err(|e| gcp_diag("Cannot create the output workload identity pool", e))?;
+        let provider = WorkloadIdentityPoolProvider {
+            display_name: Some("attestation".into()),
+            description: Some(format!("Only image {digest} (managed by dcr)")),
+            attribute_mapping: attribute_mapping(),
+            attribute_condition: Some(attribute_condition(&output_rules(digest, c.is_local))),
+            oidc: Some(Oidc {
+                issuer_uri: if c.is_local { LOCAL_ISSUER } else { GOOGLE_ISSUER }.to_string(),
+                allowed_audiences: vec![STS_AUDIENCE.to_string()],
+                jwks_json: None,
+            }),
+            ..Default::default()
+        };
+        c.iam
+            .ensure(&pool.name, PROVIDER_ID, &provider)
+            .await
+            .map_err(|e| gcp_diag("Cannot create the output workload identity provider", e))?;
+        grant(&c.storage.bucket_iam(&bucket), OUTPUT_WRITER, &pool_principal_set(&pool.name), true).await
+    }
+
+    /// Polls the VM until it is TERMINATED; returns its last state.
+    async fn wait_for_end(&self, c: &Clients, zone: &str, instance: &str) -> Result<serde_json::Value, Diagnostics> {
+        let mut polls = 0u32;
+        loop {
+            let vm = c
+                .compute
+                .get_instance(&c.project, zone, instance)
+                .await
+                .map_err(|e| gcp_diag("Cannot read the workload VM", e))?
+                .ok_or_else(|| {
+                    Diagnostics::from(Diagnostic::error(
+                        "The workload VM disappeared",
+                        format!("{instance} was deleted while it ran."),
+                    ))
+                })?;
+            if vm["status"] == "TERMINATED" || vm["status"] == "STOPPED" {
+                return Ok(vm);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(if polls < 20 { 250 } else { 2000 })).await;
+            polls += 1;
+        }
+    }
+
+    async fn log_tail(&self, c: &Clients, zone: &str, instance: &str) -> String {
+        match c.compute.serial_output(&c.project, zone, instance, 0).await {
+            Ok(out) => {
+                let lines: Vec<&str> = out.contents.lines().collect();
+                lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+            }
+            Err(e) => format!("(the serial console could not be read: {e})"),
+        }
+    }
+
+    async fn converge(&self, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
+        let mut state = planned.clone();
+        let result: Result<(), Diagnostics> = async {
+            let c = self.state.clients()?;
+            if !prior.is_null() && prior.get("image_digest") == planned.get("image_digest") {
+                return Ok(()); // an in-place change (wait, timeouts): nothing runs again
+            }
+            let (manifest, image) = plan_image(&c, planned).await?.ok_or_else(|| {
+                Diagnostics::from(Diagnostic::error("dcr_workload: the image inputs are not known", "This is a bug in the provider."))
+            })?;
+            if planned.get("image_digest").as_str() != Some(image.digest.as_str()) {
+                return Err(Diagnostic::error(
+                    "The workload image changed between plan and apply",
+                    format!(
+                        "The plan built {}, apply built {}: the notebook or base image changed in between. Run terraform apply again.",
+                        planned.get("image_digest").as_str().unwrap_or("?"),
+                        image.digest
+                    ),
+                )
+                .into());
+            }
+            let reference = self.store_image(&c, planned, &image).await?;
+            state.set("image", Value::string(&reference));
+            self.ensure_output_access(&c, planned, &image.digest).await?;
+
+            let zone = str_attr(planned, "zone")?;
+            let instance = instance_name(&str_attr(planned, "name")?);
+            // A VM of this name is an earlier run of this workload (a failed apply): it goes first.
+            c.compute.delete_instance(&c.project, &zone, &instance).await.map_err(|e| gcp_diag("Cannot delete the earlier run's VM", e))?;
+            let body = instance_body(planned, &reference, c.is_local, c.local_endpoint.as_deref());
+            c.compute.insert_instance(&c.project, &zone, &body).await.map_err(|e| gcp_diag("Cannot create the workload VM", e))?;
+            state.set("status", Value::string("PROVISIONING"));
+            if !c.is_local && planned.get("wait").as_bool() == Some(false) {
+                for a in ["output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail"] {
+                    state.set(a, Value::Null);
+                }
+                return Ok(());
+            }
+            let vm = self.wait_for_end(&c, &zone, &instance).await?;
+            state.set("status", Value::opt_string(vm["status"].as_str()));
+            self.collect(&c, &mut state, &manifest, &image.digest, &zone, &instance, &vm).await
+        }
+        .await;
+        match result {
+            Ok(()) => (state, Diagnostics::new()),
+            Err(d) => (settle(&state), d),
+        }
+    }
+
+    /// Reads what the run released and verifies it; a failure report or a refused token fails the
+    /// apply with the reason.
+    #[allow(clippy::too_many_arguments)]
+    async fn collect(
+        &self,
+        c: &Clients,
+        state: &mut Value,
+        manifest: &WorkloadManifest,
+        digest: &str,
+        zone: &str,
+        instance: &str,
+        vm: &serde_json::Value,
+    ) -> Result<(), Diagnostics> {
+        let run = manifest.run_prefix(digest);
+        let (bucket, prefix) = dcr_attestation::workload::split_gs_uri(&run).unwrap_or_default();
+        let fail = |summary: String, detail: String| Diagnostics::from(Diagnostic::error(summary, detail));
+        if let Some(bytes) = read_object(c, bucket, &format!("{prefix}{FAILURE_OBJECT}")).await? {
+            let tail = self.log_tail(c, zone, instance).await;
+            state.set("log_tail", Value::string(&tail));
+            let report: Option<FailureReport> = serde_json::from_slice(&bytes).ok();
+            let (stage, message) = report
+                .map(|r| (r.stage, r.message))
+                .unwrap_or_else(|| ("?".into(), String::from_utf8_lossy(&bytes).into_owned()));
+            return Err(fail(
+                format!("The workload failed ({stage}); nothing was released"),
+                format!("{message}\n\nEnd of the VM's console:\n{tail}"),
+            ));
+        }
+        let Some(manifest_bytes) = read_object(c, bucket, &format!("{prefix}{OUTPUT_MANIFEST_OBJECT}")).await? else {
+            let tail = self.log_tail(c, zone, instance).await;
+            state.set("log_tail", Value::string(&tail));
+            return Err(fail(
+                "The workload released nothing".into(),
+                format!(
+                    "The VM ended ({}) without an output manifest or a failure report in {run}.\n\nEnd of the VM's console:\n{tail}",
+                    vm["statusMessage"].as_str().unwrap_or("no status message")
+                ),
+            ));
+        };
+        let token = read_object(c, bucket, &format!("{prefix}{TOKEN_OBJECT}")).await?.ok_or_else(|| {
+            fail("The workload released no attestation token".into(), format!("{run}{TOKEN_OBJECT} is missing."))
+        })?;
+        let token = String::from_utf8_lossy(&token).trim().to_string();
+        let issuer = if c.is_local { LOCAL_ISSUER } else { GOOGLE_ISSUER };
+        let jwks = c.issuer_jwks(issuer).await.map_err(|e| fail("Cannot fetch the issuer's keys".into(), e))?;
+        let expected = Expected {
+            issuer: issuer.to_string(),
+            audience: Some(run.clone()),
+            attested: Attested {
+                image_digest: Some(digest.to_string()),
+                nonce: Some(output_nonce(&manifest_bytes)),
+                require_confidential_hardware: !c.is_local,
+                allow_debug: Some(c.is_local),
+                ..Default::default()
+            },
+            valid_at: None,
+            jwks: None,
+            local_state_dir: None,
+        };
+        let claims = check(&token, &jwks, &expected).map_err(|why| {
+            fail(
+                "The workload's attestation token does not verify".into(),
+                format!("{why}. The results in {run} are not trusted."),
+            )
+        })?;
+        state.set("output_manifest_sha256", Value::string(output_nonce(&manifest_bytes)));
+        state.set("attestation_token", Value::string(token));
+        state.set("attestation_claims", claims_value(&claims));
+        state.set("log_tail", Value::Null);
+        Ok(())
+    }
+
+    async fn delete(&self, prior: &Value) -> Result<(), Diagnostics> {
+        let c = self.state.clients()?;
+        let name = str_attr(prior, "name")?;
+        if let Some(zone) = prior.get("zone").as_str() {
+            c.compute
+                .delete_instance(&c.project, zone, &instance_name(&name))
+                .await
+                .map_err(|e| gcp_diag("Cannot delete the workload VM", e))?;
+        }
+        let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
+        let pool = pool_name(&number, &output_pool_id(&name));
+        if let Some(bucket) = prior.get("output").get("bucket").as_str() {
+            // The results go with the workload: copy what you keep before destroying it.
+            empty_and_delete_bucket(&c, bucket).await?;
+        }
+        c.iam
+            .delete_if_present::<WorkloadIdentityPoolProvider>(&format!("{pool}/providers/{PROVIDER_ID}"))
+            .await
+            .map_err(|e| gcp_diag("Cannot delete the output workload identity provider", e))?;
+        c.iam
+            .delete_if_present::<WorkloadIdentityPool>(&pool)
+            .await
+            .map_err(|e| gcp_diag("Cannot delete the output workload identity pool", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resource for WorkloadResource {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        validate_config(config)
+    }
+
+    /// A run is a record: what it released stays as it was recorded.
+    async fn read(&self, state: Value, private: Vec<u8>) -> ReadResponse {
+        read_response(state.clone(), private, Ok(state))
+    }
+
+    async fn plan(&self, req: PlanRequest) -> PlanResponse {
+        if req.proposed_new_state.is_null() {
+            return PlanResponse::default();
+        }
+        let fail = |diagnostics: Diagnostics| PlanResponse { diagnostics, ..Default::default() };
+        let d = validate_config(&req.config);
+        if d.has_errors() {
+            return fail(d);
+        }
+        let c = match self.state.clients() {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        if !c.is_local && req.config.get("registry").is_null() {
+            return fail(
+                Diagnostic::attribute_error(
+                    AttributePath::root("registry"),
+                    "a registry is required on the gcp backend",
+                    "Confidential Space VMs pull the image from a registry: set registry, e.g. us-docker.pkg.dev/PROJECT/REPO.",
+                )
+                .into(),
+            );
+        }
+        let defaults = with_defaults(&req.config);
+        let image = match plan_image(&c, &defaults).await {
+            Ok(i) => i,
+            Err(e) => return fail(e),
+        };
+        let (planned_state, requires_replace) =
+            plan_state(&req.prior_state, &req.config, &c, image.as_ref().map(|(_, i)| i));
+        PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
+        let delete = self.delete(&req.prior_state);
+        let converge = self.converge(&req.prior_state, &req.planned_state);
+        let (state, diagnostics) = apply_converging(TYPE_NAME, &req, DEFAULT_TIMEOUT, delete, converge).await;
+        ApplyResponse { new_state: state, private: Vec::new(), diagnostics }
+    }
+
+    async fn import(&self, id: &str) -> Result<Value, Diagnostics> {
+        Err(Diagnostic::error(
+            format!("Cannot import {TYPE_NAME} {id:?}"),
+            "A workload is a run, recorded when it happens; it cannot be imported. Apply the configuration to run it.",
+        )
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_pool_admits_only_this_digest_on_the_backends_tee() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let local = attribute_condition(&output_rules(&d, true));
+        assert!(local.contains(&d) && !local.contains("swname"), "{local}");
+        let gcp = attribute_condition(&output_rules(&d, false));
+        assert!(gcp.contains("CONFIDENTIAL_SPACE") && gcp.contains("disabled-since-boot"), "{gcp}");
+    }
+
+    #[test]
+    fn bad_settings_name_their_attribute() {
+        let cfg = Value::object([
+            ("confidential_type", Value::string("SNP")),
+            ("registry", Value::string("no-slash")),
+            ("parameters", Value::string("[1]")),
+            ("name", Value::string("Bad")),
+        ]);
+        let d = validate_config(&cfg);
+        let text = format!("{d:?}");
+        for attr in ["confidential_type", "registry", "parameters", "name"] {
+            assert!(text.contains(attr), "{attr}: {text}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The workload image, from configuration: what `dcr_workload` builds and runs and what
+//! `data "dcr_image_digest"` computes for a data owner to pin. Both take the same attributes
+//! ([`image_attributes`]) and go through [`plan_image`], so the digest a policy pins is the digest
+//! that runs.
+//!
+//! The image is the base runtime image plus one layer: `/dcr/workload.json` (the
+//! [`WorkloadManifest`]), `/dcr/notebook.ipynb` and `/dcr/parameters.json`. The manifest names each
+//! input's policy by its audience and document location, derived from the policy's project number
+//! and name, never from the `dcr_policy` resource — the policy pins this image's digest, so the
+//! image cannot depend on the policy.
+
+use std::path::PathBuf;
+
+use dcr_attestation::workload::{
+    Backend, IMAGE_DIR, MANIFEST_FILE, NOTEBOOK_FILE, PARAMETERS_FILE, WORKLOAD_FORMAT, WorkloadInput,
+    WorkloadManifest, WorkloadOutput, is_input_name,
+};
+use dcr_gcp::workload_identity::{audience, pool_name};
+use dcr_image::{BaseImage, BuiltImage, FileEntry};
+use tfplugin6::schema::{Attribute, Block, NestedBlock};
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
+
+use crate::clients::Clients;
+use crate::resources::dataset::parse_id;
+use crate::resources::policy::{PROVIDER_ID, default_bucket, pool_id};
+
+/// The tag `runtime-image/build.sh` gives the base image.
+pub const BASE_TAG: &str = "dcr-runtime:0.1.0";
+const DEFAULT_MAX_RUN_SECONDS: i64 = 3600;
+/// Consumer pools are `dcr-out-NAME`, at most 32 characters.
+const OUT_POOL_PREFIX: &str = "dcr-out-";
+const MAX_NAME: usize = 32 - OUT_POOL_PREFIX.len();
+
+/// `oci:LAYOUT:TAG` of the base image `runtime-image/build.sh` builds by default.
+pub fn default_base_image() -> String {
+    let cache = std::env::var_os("DCR_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache/dcr")))
+        .unwrap_or_else(|| PathBuf::from(".dcr-cache"));
+    format!("oci:{}:{BASE_TAG}", cache.join("runtime-image/layout").display())
+}
+
+/// The attributes that decide the image, shared by the resource and the data source.
+pub fn image_attributes(b: Block) -> Block {
+    let input = Block::new("A dataset the notebook reads, under the policy that guards it.")
+        .attr(Attribute::required(
+            "name",
+            Type::String,
+            "Input name: the notebook reads the data from `$DCR_INPUTS_DIR/NAME.csv`. Letters, digits, `_` and `-`.",
+        ))
+        .attr(Attribute::required("dataset", Type::String, "The `dcr_dataset` id (`dcr_dataset.x.id`)."))
+        .attr(Attribute::required(
+            "policy",
+            Type::String,
+            "Name of the `dcr_policy` covering the dataset. Use the name as a string, not `dcr_policy.x.name`: the \
+             policy pins this image's digest, so the image cannot depend on the policy resource.",
+        ))
+        .attr(Attribute::optional(
+            "policy_project",
+            Type::String,
+            "Project of the policy (the data owner's), when it is not the provider's project.",
+        ));
+    let output = Block::new("Where released results go (the consumer's bucket).")
+        .attr(Attribute::required("bucket", Type::String, "Output bucket; created if it does not exist."))
+        .attr(Attribute::optional_computed(
+            "prefix",
+            Type::String,
+            "Object prefix, ending in `/`. Defaults to `NAME/`. Each run writes under `PREFIX<image digest hex>/`.",
+        ));
+    b.attr(Attribute::required(
+        "name",
+        Type::String,
+        &format!(
+            "Workload name: 3 to {MAX_NAME} lowercase letters, digits and `-`, starting with a letter. Changing it \
+             replaces the workload."
+        ),
+    ))
+    .attr(Attribute::required(
+        "notebook",
+        Type::String,
+        "Path of the notebook (`.ipynb`). Its bytes are in the image: any change gives a new digest.",
+    ))
+    .attr(Attribute::optional_computed(
+        "parameters",
+        Type::String,
+        "papermill parameters as a JSON object (`jsonencode({...})`), baked into the image. Defaults to `{}`.",
+    ))
+    .attr(Attribute::optional_computed(
+        "max_run_seconds",
+        Type::Number,
+        "Time limit the launcher enforces on the notebook, in seconds. Defaults to 3600.",
+    ))
+    .attr(Attribute::optional_computed(
+        "base_image",
+        Type::String,
+        "Base runtime image as `oci:LAYOUT_DIR:TAG`. Defaults to the layout `runtime-image/build.sh` writes \
+         (`~/.cache/dcr/runtime-image/layout`, tag `dcr-runtime:0.1.0`).",
+    ))
+    .block(NestedBlock::list("input", input).min_items(1))
+    .block(NestedBlock::single("output", output).min_items(1).max_items(1))
+}
+
+/// The configuration checks that need no cloud.
+pub fn validate(config: &Value) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if let Some(name) = config.get("name").as_str() {
+        let ok = (3..=MAX_NAME).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-');
+        if !ok {
+            d.push(Diagnostic::attribute_error(
+                AttributePath::root("name"),
+                format!("{name:?} is not a valid workload name"),
+                format!("Use 3 to {MAX_NAME} lowercase letters, digits and '-', starting with a letter."),
+            ));
+        }
+    }
+    if let Some(p) = config.get("parameters").as_str()
+        && !serde_json::from_str::<serde_json::Value>(p).is_ok_and(|v| v.is_object())
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("parameters"),
+            "parameters is not a JSON object",
+            "Write it with jsonencode({ name = value, ... }).",
+        ));
+    }
+    if let Some(n) = config.get("max_run_seconds").as_f64()
+        && !(1.0..=86_400.0).contains(&n)
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("max_run_seconds"),
+            format!("{n} is out of range"),
+            "Allowed: 1 to 86400 seconds.",
+        ));
+    }
+    if let Some(b) = config.get("base_image").as_str()
+        && parse_base(b).is_none()
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("base_image"),
+            format!("{b:?} is not an OCI layout reference"),
+            "Write oci:LAYOUT_DIR:TAG, e.g. the layout runtime-image/build.sh writes.",
+        ));
+    }
+    let inputs = config.get("input").elements();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let at = AttributePath::root("input").index(i);
+        if let Some(n) = input.get("name").as_str() {
+            if !is_input_name(n) {
+                d.push(Diagnostic::attribute_error(
+                    at.clone().attr("name"),
+                    format!("{n:?} is not a valid input name"),
+                    "It becomes a file name inside the TEE: letters, digits, '_' and '-', at most 63.",
+                ));
+            } else if !seen.insert(n.to_string()) {
+                d.push(Diagnostic::attribute_error(
+                    at.clone().attr("name"),
+                    format!("input {n:?} is listed twice"),
+                    "",
+                ));
+            }
+        }
+        if let Some(ds) = input.get("dataset").as_str()
+            && let Err(e) = parse_id(ds)
+        {
+            d.push(Diagnostic::attribute_error(at.clone().attr("dataset"), "not a dcr_dataset id", e));
+        }
+        if let Some(p) = input.get("policy").as_str()
+            && let Err(e) = crate::resources::policy::policy_name(p)
+        {
+            d.push(Diagnostic::attribute_error(at.attr("policy"), format!("{p:?} is not a policy name"), e));
+        }
+    }
+    if let Some(p) = config.get("output").get("prefix").as_str()
+        && (p.starts_with('/') || !p.ends_with('/') || p.contains("//"))
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("output").attr("prefix"),
+            format!("{p:?} is not an object prefix"),
+            "Use a relative prefix ending in '/', e.g. \"results/\".",
+        ));
+    }
+    d
+}
+
+fn parse_base(s: &str) -> Option<(PathBuf, String)> {
+    let rest = s.strip_prefix("oci:")?;
+    let (dir, tag) = rest.split_once(':')?;
+    (!dir.is_empty() && !tag.is_empty()).then(|| (PathBuf::from(dir), tag.to_string()))
+}
+
+/// The planned values of the image attributes' defaults.
+pub fn with_defaults(config: &Value) -> Value {
+    let mut v = config.clone();
+    if config.get("parameters").is_null() {
+        v.set("parameters", Value::string("{}"));
+    }
+    if config.get("max_run_seconds").is_null() {
+        v.set("max_run_seconds", Value::int(DEFAULT_MAX_RUN_SECONDS));
+    }
+    if config.get("base_image").is_null() {
+        v.set("base_image", Value::string(default_base_image()));
+    }
+    let output = config.get("output");
+    if !output.is_null() && output.get("prefix").is_null() {
+        let mut o = output.clone();
+        o.set("prefix", config.get("name").as_str().map(|n| Value::string(format!("{n}/"))).unwrap_or(Value::Unknown));
+        v.set("output", o);
+    }
+    v
+}
+
+/// The consumer pool a workload's results are written through.
+pub fn output_pool_id(name: &str) -> String {
+    format!("{OUT_POOL_PREFIX}{name}")
+}
+
+/// The manifest for `planned` (defaults applied), or `None` while something it needs is unknown.
+pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadManifest>, Diagnostics> {
+    if !["name", "max_run_seconds", "input", "output"].iter().all(|a| planned.get(a).is_wholly_known()) {
+        return Ok(None);
+    }
+    let name = planned.get("name").as_str().unwrap_or("").to_string();
+    let own_number = c
+        .project_number()
+        .await
+        .map_err(|e| crate::resources::common::gcp_diag("Cannot read the project number", e))?;
+    let mut inputs = std::collections::BTreeMap::new();
+    for input in planned.get("input").elements() {
+        let s = |a: &str| input.get(a).as_str().unwrap_or("").to_string();
+        let (bucket, dataset_name) =
+            parse_id(&s("dataset")).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
+        let policy = s("policy");
+        let (project, number) = match input.get("policy_project").as_str() {
+            None => (c.project.clone(), own_number.clone()),
+            Some(p) => (p.to_string(), c.number_of(p).await?),
+        };
+        let provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&number, &pool_id(&policy)));
+        inputs.insert(
+            s("name"),
+            WorkloadInput {
+                dataset: s("dataset"),
+                object_uri: format!("gs://{bucket}/{dataset_name}.csv.enc"),
+                policy_uri: format!("gs://{}/{}", default_bucket(&project, &policy), dcr_attestation::policy::OBJECT),
+                audience: audience(&provider),
+                policy,
+            },
+        );
+    }
+    let output = planned.get("output");
+    let out_provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&own_number, &output_pool_id(&name)));
+    Ok(Some(WorkloadManifest {
+        format: WORKLOAD_FORMAT.into(),
+        backend: if c.is_local { Backend::Local } else { Backend::Gcp },
+        timeout_seconds: planned.get("max_run_seconds").as_i64().unwrap_or(DEFAULT_MAX_RUN_SECONDS) as u64,
+        inputs,
+        output: WorkloadOutput {
+            uri: format!(
+                "gs://{}/{}",
+                output.get("bucket").as_str().unwrap_or(""),
+                output.get("prefix").as_str().unwrap_or("")
+            ),
+            audience: audience(&out_provider),
+        },
+        name,
+    }))
+}
+
+/// The base image `planned` names.
+pub fn base_image(planned: &Value) -> Result<BaseImage, Diagnostics> {
+    let spec = planned.get("base_image").as_str().map(str::to_string).unwrap_or_else(default_base_image);
+    let (dir, tag) = parse_base(&spec).ok_or_else(|| {
+        Diagnostics::from(Diagnostic::attribute_error(AttributePath::root("base_image"), "not oci:LAYOUT_DIR:TAG", ""))
+    })?;
+    BaseImage::from_layout(&dir, Some(&tag)).map_err(|e| {
+        Diagnostics::from(Diagnostic::attribute_error(
+            AttributePath::root("base_image"),
+            format!("cannot read the base image {spec}"),
+            format!("{e}. Build the base runtime image with runtime-image/build.sh (it writes that layout), or set base_image."),
+        ))
+    })
+}
+
+/// Builds the image for `planned` in memory (no push): its digest is what a policy pins.
+pub fn build(planned: &Value, manifest: &WorkloadManifest) -> Result<BuiltImage, Diagnostics> {
+    let notebook_path = planned.get("notebook").as_str().unwrap_or("");
+    let notebook = std::fs::read(notebook_path).map_err(|e| {
+        Diagnostics::from(Diagnostic::attribute_error(
+            AttributePath::root("notebook"),
+            format!("cannot read the notebook {notebook_path:?}"),
+            e.to_string(),
+        ))
+    })?;
+    if serde_json::from_slice::<serde_json::Value>(&notebook).map(|v| v.get("cells").is_none()).unwrap_or(true) {
+        return Err(Diagnostic::attribute_error(
+            AttributePath::root("notebook"),
+            format!("{notebook_path:?} is not a Jupyter notebook"),
+            "Expected an .ipynb file (JSON with a \"cells\" list).",
+        )
+        .into());
+    }
+    let parameters = planned.get("parameters").as_str().unwrap_or("{}").as_bytes().to_vec();
+    let files = vec![
+        FileEntry::new(format!("{IMAGE_DIR}/{MANIFEST_FILE}"), 0o644, manifest.to_bytes()),
+        FileEntry::new(format!("{IMAGE_DIR}/{NOTEBOOK_FILE}"), 0o644, notebook),
+        FileEntry::new(format!("{IMAGE_DIR}/{PARAMETERS_FILE}"), 0o644, parameters),
+    ];
+    let base = base_image(planned)?;
+    dcr_image::build(&base, &files, &format!("dcr_workload {}", manifest.name))
+        .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot build the workload image", e.to_string())))
+}
+
+/// Plans the image: the manifest and the built image, or `None` while an input is unknown.
+pub async fn plan_image(c: &Clients, planned: &Value) -> Result<Option<(WorkloadManifest, BuiltImage)>, Diagnostics> {
+    if !["notebook", "parameters", "base_image"].iter().all(|a| planned.get(a).is_wholly_known()) {
+        return Ok(None);
+    }
+    let Some(manifest) = manifest(c, planned).await? else { return Ok(None) };
+    let image = build(planned, &manifest)?;
+    Ok(Some((manifest, image)))
+}
