@@ -18,6 +18,7 @@ pub mod clean_room;
 pub mod conformance;
 pub mod fixtures;
 pub mod local_cloud;
+pub mod registry;
 pub mod terraform;
 pub mod workspace;
 

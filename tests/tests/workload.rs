@@ -5,6 +5,7 @@
 use dcr_e2e::clean_room::{AGGREGATE, base_image, notebook};
 use dcr_e2e::fixtures::{SMALL_CSV, resource_values, small_config};
 use dcr_e2e::local_cloud::{LocalCloudProcess, encode};
+use dcr_e2e::registry::Registry;
 use dcr_e2e::terraform::Terraform;
 use dcr_e2e::workspace::{Workspace, provider_bin};
 use serde_json::Value;
@@ -14,6 +15,11 @@ const OUT: &str = "trial-results";
 /// Dataset `trial`, a data source for the reviewed notebook `reviewed.ipynb`, a policy pinning its
 /// digest, and a workload running `run.ipynb`.
 fn config(max_bytes: u64) -> String {
+    config_with(max_bytes, "")
+}
+
+/// [`config`] with `workload_extra` inside the workload block.
+fn config_with(max_bytes: u64, workload_extra: &str) -> String {
     let image = |kind: &str, label: &str, nb: &str| {
         format!(
             r#"{kind} "{label}" "study" {{
@@ -30,7 +36,11 @@ fn config(max_bytes: u64) -> String {
   }}
 {extra}}}
 "#,
-            extra = if kind == "resource" { "  depends_on = [dcr_policy.study]\n" } else { "" }
+            extra = if kind == "resource" {
+                format!("  depends_on = [dcr_policy.study]\n{workload_extra}\n")
+            } else {
+                String::new()
+            }
         )
     };
     format!(
@@ -115,5 +125,33 @@ fn outputs_that_break_a_rule_are_not_released_and_the_apply_names_the_rule() {
     let failed = flat(&ws.apply_fails().text());
     assert!(failed.contains("output rule max_bytes: the outputs total"), "{failed}");
     assert!(released(&ws).iter().all(|o| o.ends_with("/failure.json")), "{:?}", released(&ws));
+    ws.destroy();
+}
+
+#[test]
+fn with_a_registry_the_image_is_pushed_and_the_vm_pulls_it_by_digest() {
+    base_image();
+    let ws = Workspace::new(&Terraform::latest());
+    let registry = Registry::start(&ws.path().join("registry"));
+    ws.write("main.tf", &config_with(10_000, &format!("  registry = \"{}/dcr\"", registry.addr)));
+    ws.write("data.csv", SMALL_CSV);
+    ws.write("reviewed.ipynb", &notebook(AGGREGATE));
+    ws.write("run.ipynb", &notebook(AGGREGATE));
+    ws.init();
+    ws.apply();
+    let show = ws.show_json();
+    let w = resource_values(&show, "dcr_workload", "study");
+    let digest = w["image_digest"].as_str().unwrap();
+    assert_eq!(w["image"], format!("{}/dcr/trial-study@{digest}", registry.addr));
+    assert_eq!(w["attestation_claims"]["image_digest"], digest);
+    // The registry holds the exact manifest the VM ran.
+    let url = format!("http://{}/v2/dcr/trial-study/manifests/{digest}", registry.addr);
+    let r = reqwest::blocking::Client::new()
+        .get(url)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["docker-content-digest"], digest);
     ws.destroy();
 }

@@ -3,8 +3,9 @@
 //! Needs `skopeo` and `docker-registry` (Debian packages; `tests/install-tools.sh` installs them).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use dcr_e2e::registry::Registry;
 use dcr_image::layout::Layout;
 use dcr_image::oci::{
     CONFIG_MEDIA_TYPE, Descriptor, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest, canonical, canonical_json,
@@ -124,49 +125,6 @@ fn builds_are_reproducible_and_sensitive_to_every_byte() {
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
     std::fs::remove_dir_all(&a).unwrap();
     std::fs::remove_dir_all(&b).unwrap();
-}
-
-/// Debian's docker-registry (distribution 2.8) on a loopback port, storing in a scratch directory.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(tool("docker-registry"))
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry starts");
-        let registry = Registry { child, addr };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&registry.addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "docker-registry did not listen on {}", registry.addr);
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        registry
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
