@@ -21,6 +21,14 @@ pub struct Destination {
     pub plain_http: Vec<String>,
 }
 
+/// Registries spoken to over plain HTTP: the host of `reference` when it is on this machine
+/// (`localhost`, `127.0.0.1`, `[::1]`, any port); every other registry gets HTTPS.
+pub fn loopback_plain_http(reference: &str) -> Vec<String> {
+    let host = reference.split('/').next().unwrap_or("");
+    let name = host.rsplit_once(':').map(|(n, _)| n).unwrap_or(host);
+    if ["localhost", "127.0.0.1", "[::1]"].contains(&name) { vec![host.to_string()] } else { Vec::new() }
+}
+
 /// Credentials for `host` from a Docker config file (`$DOCKER_CONFIG/config.json`, else
 /// `~/.docker/config.json`), as `docker login` writes them: `auth` (base64 `user:password`) or an
 /// `identitytoken`. Anonymous when the file or the host's entry is missing. Credential helpers
@@ -172,6 +180,13 @@ async fn push_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_registries_get_plain_http() {
+        assert_eq!(loopback_plain_http("127.0.0.1:5000/dcr/x@sha256:0"), vec!["127.0.0.1:5000"]);
+        assert_eq!(loopback_plain_http("localhost/x"), vec!["localhost"]);
+        assert!(loopback_plain_http("us-docker.pkg.dev/p/r/x").is_empty());
+    }
 
     #[test]
     fn docker_config_entries_become_credentials() {

@@ -8,22 +8,20 @@ use dcr_image::layout::Layout;
 use dcr_image::oci::Manifest;
 use serde_json::Value;
 
-/// Hosts spoken to over plain HTTP when pulling: registries on this machine.
-fn plain_http(reference: &str) -> Vec<String> {
-    let host = reference.split('/').next().unwrap_or("");
-    let name = host.split(':').next().unwrap_or("");
-    if ["localhost", "127.0.0.1", "[::1]"].contains(&name) { vec![host.to_string()] } else { Vec::new() }
-}
-
 /// The manifest and config of `reference` (pinned by `digest`), pulling it into `store` first when
 /// the store lacks it.
 pub async fn resolve(store: &Layout, reference: &str, digest: &str) -> Result<(Manifest, Value), String> {
     if !store.has_blob(digest) {
         let host = reference.split('/').next().unwrap_or("");
         let auth = dcr_image::registry::docker_config_auth(host).map_err(|e| e.to_string())?;
-        dcr_image::registry::pull_into_layout(reference, &auth, &plain_http(reference), store)
-            .await
-            .map_err(|e| format!("cannot pull {reference}: {e}"))?;
+        dcr_image::registry::pull_into_layout(
+            reference,
+            &auth,
+            &dcr_image::registry::loopback_plain_http(reference),
+            store,
+        )
+        .await
+        .map_err(|e| format!("cannot pull {reference}: {e}"))?;
     }
     let bytes = store.read_blob(digest).map_err(|e| e.to_string())?;
     let manifest = Manifest::parse(&bytes, &format!("manifest {digest}")).map_err(|e| e.to_string())?;

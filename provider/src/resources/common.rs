@@ -110,6 +110,27 @@ pub async fn grant(r: &dyn IamResource, role: &str, member: &str, present: bool)
     }
 }
 
+/// An object's bytes, or `None` when it does not exist (small objects: documents, manifests, tokens).
+pub async fn read_object(c: &Clients, bucket: &str, object: &str) -> Result<Option<Vec<u8>>, Diagnostics> {
+    let mut bytes = Vec::new();
+    let read = c.storage.download_object(bucket, object, |chunk| {
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    });
+    match read.await {
+        Ok(()) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(gcp_diag(&format!("Cannot read gs://{bucket}/{object}"), e)),
+    }
+}
+
+/// A string attribute the plan made known; its absence at apply is a provider bug.
+pub fn str_attr(type_name: &str, v: &Value, a: &str) -> Result<String, Diagnostics> {
+    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
+        Diagnostic::error(format!("{type_name}: {a} is not known"), "This is a bug in the provider.").into()
+    })
+}
+
 /// Hex SHA-256 of an object's bytes, streamed.
 pub async fn object_sha256(c: &Clients, bucket: &str, object: &str) -> Result<String, GcpError> {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);

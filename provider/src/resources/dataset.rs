@@ -415,9 +415,7 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
 }
 
 fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
-    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
-        Diagnostic::error(format!("dcr_dataset: {a} is not known"), "This is a bug in the provider.").into()
-    })
+    crate::resources::common::str_attr("dcr_dataset", v, a)
 }
 
 fn labels_of(v: &Value) -> BTreeMap<String, String> {

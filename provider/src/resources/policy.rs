@@ -29,7 +29,8 @@ use tfplugin6::{
 use crate::clients::Clients;
 use crate::provider::ProviderState;
 use crate::resources::common::{
-    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_response, settle,
+    self, apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_object,
+    read_response, settle,
 };
 use crate::resources::dataset::{DatasetLocation, locate, parse_id};
 use crate::{timeouts, validate};
@@ -628,9 +629,7 @@ fn want_provider(state: &Value) -> WorkloadIdentityPoolProvider {
 }
 
 fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
-    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
-        Diagnostic::error(format!("{TYPE_NAME}: {a} is not known"), "This is a bug in the provider.").into()
-    })
+    common::str_attr(TYPE_NAME, v, a)
 }
 
 /// The datasets of `planned`, located in the cloud; a missing one is an error naming it.
@@ -682,19 +681,7 @@ fn key_map(v: &Value) -> BTreeMap<String, String> {
 
 /// Reads the policy document: its bytes, or `None` when it is missing.
 async fn read_document(c: &Clients, bucket: &str) -> Result<Option<Vec<u8>>, Diagnostics> {
-    let mut bytes = Vec::new();
-    match c
-        .storage
-        .download_object(bucket, OBJECT, |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        })
-        .await
-    {
-        Ok(_) => Ok(Some(bytes)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(gcp_diag("Cannot read the policy document", e)),
-    }
+    read_object(c, bucket, OBJECT).await
 }
 
 impl PolicyResource {

@@ -32,7 +32,8 @@ use tfplugin6::{
 use crate::clients::Clients;
 use crate::provider::ProviderState;
 use crate::resources::common::{
-    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_response, settle,
+    self, apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_object,
+    read_response, settle,
 };
 use crate::resources::policy::PROVIDER_ID;
 use crate::timeouts;
@@ -285,25 +286,7 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
 }
 
 fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
-    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
-        Diagnostic::error(format!("{TYPE_NAME}: {a} is not known"), "This is a bug in the provider.").into()
-    })
-}
-
-async fn read_object(c: &Clients, bucket: &str, object: &str) -> Result<Option<Vec<u8>>, Diagnostics> {
-    let mut bytes = Vec::new();
-    match c
-        .storage
-        .download_object(bucket, object, |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        })
-        .await
-    {
-        Ok(()) => Ok(Some(bytes)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(gcp_diag(&format!("Cannot read gs://{bucket}/{object}"), e)),
-    }
+    common::str_attr(TYPE_NAME, v, a)
 }
 
 impl WorkloadResource {
