@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use dcr_attestation::claims::{LOCAL_ISSUER, same_issuer};
+use dcr_gcp::artifact_registry::ArtifactRegistryClient;
 use dcr_gcp::auth::{StaticToken, TokenSource};
 use dcr_gcp::compute::ComputeClient;
 use dcr_gcp::kms::KmsClient;
@@ -32,7 +33,13 @@ pub struct Clients {
     pub sts: StsClient,
     pub resource_manager: ResourceManagerClient,
     pub compute: ComputeClient,
+    pub artifact_registry: ArtifactRegistryClient,
     pub is_local: bool,
+    /// The provider block's default region and zone (`gcp` only).
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    /// The credentials every request carries; registries hosted by Google take them too.
+    tokens: Arc<dyn TokenSource>,
     /// The embedded local cloud's URL (what local workloads call back to).
     pub local_endpoint: Option<String>,
     /// For requests that carry no credentials (OIDC discovery).
@@ -54,6 +61,7 @@ impl Clients {
                     project: cfg.project.clone(),
                     admin_principal: dcr_local_cloud::default_admin_principal(),
                     request_log: std::env::var_os(REQUEST_LOG_ENV).map(Into::into),
+                    federated_token_ttl: None,
                 })
                 .await
                 .map_err(|e| {
@@ -74,7 +82,10 @@ impl Clients {
             Backend::Gcp(cfg) => {
                 let tokens = dcr_gcp::auth::from_environment()
                     .map_err(|e| Diagnostics::from(Diagnostic::error("No Google Cloud credentials", e.to_string())))?;
-                Self::build(&cfg.project, gcp_endpoints(cfg), tokens, false)
+                let mut c = Self::build(&cfg.project, gcp_endpoints(cfg), tokens, false)?;
+                c.region = cfg.region.clone();
+                c.zone = cfg.zone.clone();
+                Ok(c)
             }
         }
     }
@@ -86,7 +97,7 @@ impl Clients {
         is_local: bool,
     ) -> Result<Clients, Diagnostics> {
         let t = Arc::new(
-            Transport::new(tokens, RetryPolicy::default())
+            Transport::new(tokens.clone(), RetryPolicy::default())
                 .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot create HTTP client", e.to_string())))?,
         );
         Ok(Clients {
@@ -97,7 +108,11 @@ impl Clients {
             sts: StsClient::new(t.clone(), &ep.sts),
             resource_manager: ResourceManagerClient::new(t.clone(), &ep.resource_manager),
             compute: ComputeClient::new(t.clone(), &ep.compute),
+            artifact_registry: ArtifactRegistryClient::new(t.clone(), &ep.artifact_registry),
             is_local,
+            region: None,
+            zone: None,
+            tokens,
             local_endpoint: None,
             transport: t,
             project_number: tokio::sync::OnceCell::new(),
@@ -116,17 +131,10 @@ impl Clients {
             .cloned()
     }
 
-    /// The number of another project (a data owner's), for the names of its pools.
-    pub async fn number_of(&self, project: &str) -> Result<String, Diagnostics> {
-        if project == self.project {
-            return self
-                .project_number()
-                .await
-                .map_err(|e| crate::resources::common::gcp_diag("Cannot read the project number", e));
-        }
-        self.resource_manager.get_project(project).await.map(|p| p.project_number).map_err(|e| {
-            crate::resources::common::gcp_diag(&format!("Cannot read the number of project {project:?}"), e)
-        })
+    /// An access token of the provider's own credentials: Google-hosted registries take it as the
+    /// password of `oauth2accesstoken`.
+    pub async fn access_token(&self) -> Result<String, GcpError> {
+        self.tokens.token().await
     }
 
     /// The local cloud's image store, where local workload images go when no registry is set.
@@ -169,6 +177,8 @@ fn gcp_endpoints(cfg: &GcpConfig) -> Endpoints {
         (&cfg.iam_endpoint, &mut ep.iam),
         (&cfg.sts_endpoint, &mut ep.sts),
         (&cfg.resource_manager_endpoint, &mut ep.resource_manager),
+        (&cfg.compute_endpoint, &mut ep.compute),
+        (&cfg.artifact_registry_endpoint, &mut ep.artifact_registry),
     ] {
         if let Some(url) = over {
             *field = with_slash(url);
@@ -192,6 +202,8 @@ mod tests {
             iam_endpoint: Some("https://iam.private.example/v1".into()),
             sts_endpoint: None,
             resource_manager_endpoint: None,
+            compute_endpoint: Some("http://127.0.0.1:9/compute/v1".into()),
+            artifact_registry_endpoint: None,
         };
         let ep = gcp_endpoints(&cfg);
         assert_eq!(ep.storage, "https://private.example/storage/v1/");
@@ -199,5 +211,7 @@ mod tests {
         assert_eq!(ep.kms, "https://cloudkms.googleapis.com/v1/");
         assert_eq!(ep.iam, "https://iam.private.example/v1/");
         assert_eq!(ep.sts, "https://sts.googleapis.com/v1/");
+        assert_eq!(ep.compute, "http://127.0.0.1:9/compute/v1/");
+        assert_eq!(ep.artifact_registry, "https://artifactregistry.googleapis.com/v1/");
     }
 }

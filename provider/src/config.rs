@@ -83,6 +83,17 @@ pub fn schema() -> Schema {
                 Type::String,
                 "Override of the Cloud Resource Manager base URL, e.g. \
                      `https://cloudresourcemanager.googleapis.com/v1/`.",
+            ))
+            .attr(Attribute::optional(
+                "compute_endpoint",
+                Type::String,
+                "Override of the Compute Engine base URL, e.g. `https://compute.googleapis.com/compute/v1/`.",
+            ))
+            .attr(Attribute::optional(
+                "artifact_registry_endpoint",
+                Type::String,
+                "Override of the Artifact Registry API base URL (repositories and their IAM, not the Docker \
+                     registry itself), e.g. `https://artifactregistry.googleapis.com/v1/`.",
             )),
         )),
     )
@@ -110,11 +121,20 @@ pub struct GcpConfig {
     pub iam_endpoint: Option<String>,
     pub sts_endpoint: Option<String>,
     pub resource_manager_endpoint: Option<String>,
+    pub compute_endpoint: Option<String>,
+    pub artifact_registry_endpoint: Option<String>,
 }
 
 /// The endpoint overrides of the `gcp` block, by attribute name.
-pub const ENDPOINT_ATTRIBUTES: [&str; 5] =
-    ["storage_endpoint", "kms_endpoint", "iam_endpoint", "sts_endpoint", "resource_manager_endpoint"];
+pub const ENDPOINT_ATTRIBUTES: [&str; 7] = [
+    "storage_endpoint",
+    "kms_endpoint",
+    "iam_endpoint",
+    "sts_endpoint",
+    "resource_manager_endpoint",
+    "compute_endpoint",
+    "artifact_registry_endpoint",
+];
 
 fn first_env(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()))
@@ -178,6 +198,8 @@ pub fn resolve(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<B
             iam_endpoint: opt_str(gcp, "iam_endpoint"),
             sts_endpoint: opt_str(gcp, "sts_endpoint"),
             resource_manager_endpoint: opt_str(gcp, "resource_manager_endpoint"),
+            compute_endpoint: opt_str(gcp, "compute_endpoint"),
+            artifact_registry_endpoint: opt_str(gcp, "artifact_registry_endpoint"),
         }));
     }
     let local = config.get("local");

@@ -35,6 +35,9 @@ enum Command {
         /// Also mint a token for this principal (e.g. user:bob@example.com); repeatable.
         #[arg(long)]
         token_for: Vec<String>,
+        /// Lifetime of the federated tokens STS issues, in seconds (default 3600, as Google's).
+        #[arg(long)]
+        federated_token_seconds: Option<u64>,
     },
 }
 
@@ -77,12 +80,13 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::LocalCloud { state_dir, project, token_for }) => runtime.block_on(async {
+        Some(Command::LocalCloud { state_dir, project, token_for, federated_token_seconds }) => runtime.block_on(async {
             let cloud = dcr_local_cloud::LocalCloud::start(dcr_local_cloud::LocalCloudConfig {
                 state_dir,
                 project,
                 admin_principal: dcr_local_cloud::default_admin_principal(),
                 request_log: std::env::var_os(terraform_provider_dcr::clients::REQUEST_LOG_ENV).map(Into::into),
+                federated_token_ttl: federated_token_seconds.map(std::time::Duration::from_secs),
             })
             .await?;
             let mut tokens = serde_json::Map::new();

@@ -9,10 +9,11 @@ use tfplugin6::{DataSource, Diagnostic, Diagnostics, Function, Resource, Value};
 use crate::clients::Clients;
 use crate::config;
 
-/// State shared by the provider and its resources: the clients, once configured.
+/// State shared by the provider and its resources: the clients, once configured, and Ctrl-C.
 #[derive(Default)]
 pub struct ProviderState {
     clients: OnceLock<Arc<Clients>>,
+    pub stop: crate::stop::StopSignal,
 }
 
 impl ProviderState {
@@ -72,6 +73,11 @@ impl tfplugin6::Provider for DcrProvider {
 
     async fn validate(&self, config: &Value) -> Diagnostics {
         config::validate(config)
+    }
+
+    async fn stop(&self) {
+        tracing::info!("Terraform asked the provider to stop (Ctrl-C)");
+        self.state.stop.stop();
     }
 
     async fn configure(&self, terraform_version: &str, config: &Value) -> Diagnostics {

@@ -9,11 +9,16 @@ use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
 pub const OPERATIONS: [&str; 3] = ["create", "update", "delete"];
 
 pub fn block(default: &str) -> NestedBlock {
+    block_described(&format!("`{default}`"))
+}
+
+/// A `timeouts` block whose default is described in words (it depends on other attributes).
+pub fn block_described(default: &str) -> NestedBlock {
     let mut b = Block::new(&format!(
-        "How long each operation may take, as a number and a unit (`s`, `m`, `h`), e.g. `\"30m\"`. Defaults to `{default}`."
+        "How long each operation may take, as a number and a unit (`s`, `m`, `h`), e.g. `\"30m\"`. Defaults to {default}."
     ));
     for op in OPERATIONS {
-        b = b.attr(Attribute::optional(op, Type::String, &format!("Time limit for {op}. Defaults to `{default}`.")));
+        b = b.attr(Attribute::optional(op, Type::String, &format!("Time limit for {op}. Defaults to {default}.")));
     }
     NestedBlock::single("timeouts", b)
 }

@@ -23,6 +23,24 @@ pub fn bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A bucket name dcr derives from the project id when `bucket` is not set (`PROJECT-NAME`,
+/// `PROJECT-policy-NAME`). Checked at plan, so a long project id (ids have up to 30 characters) or a
+/// domain-scoped one (`example.com:proj`, whose `:` and `.` bucket names cannot hold) fails the plan
+/// naming `bucket` instead of failing the apply with Google's 400.
+pub fn default_bucket_diagnostic(
+    at: tfplugin6::AttributePath,
+    bucket: &str,
+    pattern: &str,
+) -> Option<tfplugin6::Diagnostic> {
+    bucket_name(bucket).err().map(|e| {
+        tfplugin6::Diagnostic::attribute_error(
+            at,
+            format!("the default bucket name {bucket:?} ({pattern}) is not a valid bucket name"),
+            format!("{e}. Set `bucket` to a name of your choice (3 to 63 lowercase letters, digits, '-' and '_')."),
+        )
+    })
+}
+
 /// A dataset name: it becomes part of bucket, object and key ring ids, so it is kept to
 /// characters all of them accept.
 pub fn dataset_name(name: &str) -> Result<(), String> {
@@ -109,6 +127,18 @@ pub fn reader_member(m: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_bucket_names_of_long_or_domain_scoped_projects_are_refused_naming_bucket() {
+        let at = tfplugin6::AttributePath::root("bucket");
+        assert!(default_bucket_diagnostic(at.clone(), "my-project-patients", "PROJECT-NAME").is_none());
+        let long = format!("{}-policy-{}", "p".repeat(30), "n".repeat(28));
+        for bad in [long.as_str(), "example.com:proj-patients"] {
+            let d = default_bucket_diagnostic(at.clone(), bad, "PROJECT-policy-NAME").expect(bad);
+            assert_eq!(d.attribute, Some(at.clone()));
+            assert!(d.detail.contains("Set `bucket`"), "{}", d.detail);
+        }
+    }
 
     #[test]
     fn bucket_names() {

@@ -15,7 +15,7 @@ use dcr_attestation::workload::{
     Backend, IMAGE_DIR, MANIFEST_FILE, NOTEBOOK_FILE, PARAMETERS_FILE, WORKLOAD_FORMAT, WorkloadInput,
     WorkloadManifest, WorkloadOutput, is_input_name,
 };
-use dcr_gcp::workload_identity::{audience, pool_name};
+use dcr_gcp::workload_identity::pool_name;
 use dcr_image::{BaseImage, BuiltImage, FileEntry};
 use tfplugin6::schema::{Attribute, Block, NestedBlock};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
@@ -41,8 +41,20 @@ pub fn default_base_image() -> String {
     format!("oci:{}:{BASE_TAG}", cache.join("runtime-image/layout").display())
 }
 
-/// The attributes that decide the image, shared by the resource and the data source.
-pub fn image_attributes(b: Block) -> Block {
+/// The `output` block's attributes that decide the image (the resource adds where its bucket lives).
+pub fn output_block() -> Block {
+    Block::new("Where released results go (the consumer's bucket).")
+        .attr(Attribute::required("bucket", Type::String, "Output bucket; created if it does not exist."))
+        .attr(Attribute::optional_computed(
+            "prefix",
+            Type::String,
+            "Object prefix, ending in `/`. Defaults to `NAME/`. Each run writes under `PREFIX<image digest hex>/`.",
+        ))
+}
+
+/// The attributes that decide the image, shared by the resource and the data source; `output` is
+/// the output block ([`output_block`], perhaps with more).
+pub fn image_attributes(b: Block, output: Block) -> Block {
     let input = Block::new("A dataset the notebook reads, under the policy that guards it.")
         .attr(Attribute::required(
             "name",
@@ -50,23 +62,36 @@ pub fn image_attributes(b: Block) -> Block {
             "Input name: the notebook reads the data from `$DCR_INPUTS_DIR/NAME.csv`. Letters, digits, `_` and `-`.",
         ))
         .attr(Attribute::required("dataset", Type::String, "The `dcr_dataset` id (`dcr_dataset.x.id`)."))
-        .attr(Attribute::required(
+        .attr(Attribute::optional(
             "policy",
             Type::String,
             "Name of the `dcr_policy` covering the dataset. Use the name as a string, not `dcr_policy.x.name`: the \
-             policy pins this image's digest, so the image cannot depend on the policy resource.",
+             policy pins this image's digest, so the image cannot depend on the policy resource. Required unless \
+             `audience` is set (the name is then read from it).",
         ))
         .attr(Attribute::optional(
             "policy_project",
             Type::String,
-            "Project of the policy (the data owner's), when it is not the provider's project.",
-        ));
-    let output = Block::new("Where released results go (the consumer's bucket).")
-        .attr(Attribute::required("bucket", Type::String, "Output bucket; created if it does not exist."))
-        .attr(Attribute::optional_computed(
-            "prefix",
+            "Project of the policy (the data owner's), when it is not the provider's project. dcr never reads \
+             another project's metadata: set `audience` (or `policy_project_number`) too.",
+        ))
+        .attr(Attribute::optional(
+            "policy_project_number",
             Type::String,
-            "Object prefix, ending in `/`. Defaults to `NAME/`. Each run writes under `PREFIX<image digest hex>/`.",
+            "Number of the policy's project, when `policy_project` is set and `audience` is not.",
+        ))
+        .attr(Attribute::optional(
+            "audience",
+            Type::String,
+            "The policy's `audience` as its `dcr_policy` exports it (`//iam.googleapis.com/projects/NUMBER/...`): \
+             the data owner hands it to consumers. Defaults to the one derived from the policy's project and name.",
+        ))
+        .attr(Attribute::optional(
+            "policy_uri",
+            Type::String,
+            "The policy's `policy_uri` as its `dcr_policy` exports it (`gs://BUCKET/policy.json`). Defaults to the \
+             document in the policy's default bucket (`PROJECT-policy-NAME`); set it when the policy names its own \
+             `bucket`.",
         ));
     b.attr(Attribute::required(
         "name",
@@ -168,11 +193,7 @@ pub fn validate(config: &Value) -> Diagnostics {
         {
             d.push(Diagnostic::attribute_error(at.clone().attr("dataset"), "not a dcr_dataset id", e));
         }
-        if let Some(p) = input.get("policy").as_str()
-            && let Err(e) = crate::resources::policy::policy_name(p)
-        {
-            d.push(Diagnostic::attribute_error(at.attr("policy"), format!("{p:?} is not a policy name"), e));
-        }
+        d.extend(validate_policy_ref(input, &at));
     }
     if let Some(p) = config.get("output").get("prefix").as_str()
         && (p.starts_with('/') || !p.ends_with('/') || p.contains("//"))
@@ -184,6 +205,142 @@ pub fn validate(config: &Value) -> Diagnostics {
         ));
     }
     d
+}
+
+/// The input's policy reference, as far as it can be checked without a cloud: the name, the
+/// audience's shape and its pool, the policy URI, and that a foreign policy says where it is.
+fn validate_policy_ref(input: &Value, at: &AttributePath) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    let policy = input.get("policy");
+    if let Some(p) = policy.as_str()
+        && let Err(e) = crate::resources::policy::policy_name(p)
+    {
+        d.push(Diagnostic::attribute_error(at.clone().attr("policy"), format!("{p:?} is not a policy name"), e));
+    }
+    match input.get("audience").as_str() {
+        Some(a) => match policy_of_audience(a) {
+            Err(e) => d.push(Diagnostic::attribute_error(at.clone().attr("audience"), "not a dcr_policy audience", e)),
+            Ok((_, name)) => {
+                if let Some(p) = policy.as_str().filter(|p| *p != name) {
+                    d.push(Diagnostic::attribute_error(
+                        at.clone().attr("policy"),
+                        format!("policy {p:?} does not match the audience, which names policy {name:?}"),
+                        "Leave policy unset when audience is set, or make them agree.",
+                    ));
+                }
+            }
+        },
+        None if policy.is_null() => d.push(Diagnostic::attribute_error(
+            at.clone().attr("policy"),
+            "the input names no policy",
+            "Set policy to the dcr_policy's name, or audience to the audience it exports.",
+        )),
+        None => {}
+    }
+    if let Some(n) = input.get("policy_project_number").as_str()
+        && (n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()))
+    {
+        d.push(Diagnostic::attribute_error(
+            at.clone().attr("policy_project_number"),
+            format!("{n:?} is not a project number"),
+            "A project number is all digits (the console's project info card shows it).",
+        ));
+    }
+    if let Some(u) = input.get("policy_uri").as_str()
+        && !dcr_attestation::workload::split_gs_uri(u).is_some_and(|(b, o)| !b.is_empty() && !o.is_empty())
+    {
+        d.push(Diagnostic::attribute_error(
+            at.clone().attr("policy_uri"),
+            format!("{u:?} is not a gs:// object URI"),
+            "Use the policy_uri the dcr_policy exports, e.g. \"gs://BUCKET/policy.json\".",
+        ));
+    }
+    d
+}
+
+/// The project number and policy name an audience names:
+/// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/dcr-NAME/providers/attestation`.
+pub fn policy_of_audience(audience: &str) -> Result<(String, String), String> {
+    let expected = format!(
+        "expected //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/dcr-NAME/providers/{PROVIDER_ID}, \
+         as dcr_policy exports it"
+    );
+    let rest = audience.strip_prefix("//iam.googleapis.com/projects/").ok_or_else(|| expected.clone())?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [number, "locations", "global", "workloadIdentityPools", pool, "providers", provider]
+            if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) && *provider == PROVIDER_ID =>
+        {
+            let name = pool
+                .strip_prefix("dcr-")
+                .ok_or_else(|| format!("pool {pool:?} is not a dcr_policy's pool (dcr-NAME)"))?;
+            crate::resources::policy::policy_name(name)?;
+            Ok((number.to_string(), name.to_string()))
+        }
+        _ => Err(expected),
+    }
+}
+
+/// Where a workload finds one input's policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRef {
+    pub policy: String,
+    pub audience: String,
+    pub policy_uri: String,
+}
+
+/// Resolves an input's policy reference from the configuration (already validated) and the
+/// provider's own project. Another project's number is never looked up: reading it needs
+/// `resourcemanager.projects.get` on the data owner's project, which a consumer rarely has.
+pub fn policy_ref(
+    input: &Value,
+    own_project: &str,
+    own_number: &str,
+    at: &AttributePath,
+) -> Result<PolicyRef, Diagnostic> {
+    let s = |a: &str| input.get(a).as_str().map(str::to_string);
+    let project = s("policy_project").unwrap_or_else(|| own_project.to_string());
+    let foreign = project != own_project;
+    let (audience, policy) = match s("audience") {
+        Some(a) => {
+            let (_, name) = policy_of_audience(&a).map_err(|e| {
+                Diagnostic::attribute_error(at.clone().attr("audience"), "not a dcr_policy audience", e)
+            })?;
+            (a, name)
+        }
+        None => {
+            let policy = s("policy").unwrap_or_default();
+            let number = match (s("policy_project_number"), foreign) {
+                (Some(n), _) => n,
+                (None, false) => own_number.to_string(),
+                (None, true) => {
+                    return Err(Diagnostic::attribute_error(
+                        at.clone().attr("policy_project"),
+                        format!("the audience of policy {policy:?} in project {project:?} is not known"),
+                        "Set audience to the audience the data owner's dcr_policy exports (or policy_project_number): \
+                         dcr does not read another project's number, which needs resourcemanager.projects.get there.",
+                    ));
+                }
+            };
+            let provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&number, &pool_id(&policy)));
+            (dcr_gcp::workload_identity::audience(&provider), policy)
+        }
+    };
+    let policy_uri = match s("policy_uri") {
+        Some(u) => u,
+        None => {
+            let bucket = default_bucket(&project, &policy);
+            if let Some(e) = crate::validate::default_bucket_diagnostic(
+                at.clone().attr("policy_uri"),
+                &bucket,
+                "PROJECT-policy-NAME",
+            ) {
+                return Err(e);
+            }
+            format!("gs://{bucket}/{}", dcr_attestation::policy::OBJECT)
+        }
+    };
+    Ok(PolicyRef { policy, audience, policy_uri })
 }
 
 fn parse_base(s: &str) -> Option<(PathBuf, String)> {
@@ -229,24 +386,19 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
         .await
         .map_err(|e| crate::resources::common::gcp_diag("Cannot read the project number", e))?;
     let mut inputs = std::collections::BTreeMap::new();
-    for input in planned.get("input").elements() {
+    for (i, input) in planned.get("input").elements().iter().enumerate() {
         let s = |a: &str| input.get(a).as_str().unwrap_or("").to_string();
         let (bucket, dataset_name) =
             parse_id(&s("dataset")).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
-        let policy = s("policy");
-        let (project, number) = match input.get("policy_project").as_str() {
-            None => (c.project.clone(), own_number.clone()),
-            Some(p) => (p.to_string(), c.number_of(p).await?),
-        };
-        let provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&number, &pool_id(&policy)));
+        let r = policy_ref(input, &c.project, &own_number, &AttributePath::root("input").index(i))?;
         inputs.insert(
             s("name"),
             WorkloadInput {
                 dataset: s("dataset"),
                 object_uri: format!("gs://{bucket}/{dataset_name}.csv.enc"),
-                policy_uri: format!("gs://{}/{}", default_bucket(&project, &policy), dcr_attestation::policy::OBJECT),
-                audience: audience(&provider),
-                policy,
+                policy_uri: r.policy_uri,
+                audience: r.audience,
+                policy: r.policy,
             },
         );
     }
@@ -263,7 +415,7 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
                 output.get("bucket").as_str().unwrap_or(""),
                 output.get("prefix").as_str().unwrap_or("")
             ),
-            audience: audience(&out_provider),
+            audience: dcr_gcp::workload_identity::audience(&out_provider),
         },
         name,
     }))

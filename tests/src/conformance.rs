@@ -106,6 +106,13 @@ const SERVICES: &[Service] = &[
         custom_verbs: true,
     },
     Service { name: "compute", doc: "compute.v1.json", mount: "", upload: false, custom_verbs: false },
+    Service {
+        name: "artifactregistry",
+        doc: "artifactregistry.v1.json",
+        mount: "/artifactregistry",
+        upload: false,
+        custom_verbs: true,
+    },
 ];
 
 /// Loads each discovery document once, however many logs it checks (compute.v1.json is 5 MB).

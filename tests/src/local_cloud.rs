@@ -23,8 +23,13 @@ pub struct LocalCloudProcess {
 impl LocalCloudProcess {
     /// Starts a local cloud on `state_dir`, minting tokens for `principals` too.
     pub fn start(provider_bin: &Path, state_dir: &Path, principals: &[&str]) -> LocalCloudProcess {
+        Self::start_with(provider_bin, state_dir, principals, &[])
+    }
+
+    /// [`start`](Self::start) with more `local-cloud` arguments (`--federated-token-seconds 3`).
+    pub fn start_with(provider_bin: &Path, state_dir: &Path, principals: &[&str], args: &[&str]) -> LocalCloudProcess {
         let mut cmd = Command::new(provider_bin);
-        cmd.arg("local-cloud").arg("--state-dir").arg(state_dir);
+        cmd.arg("local-cloud").arg("--state-dir").arg(state_dir).args(args);
         // What tests send is checked against the discovery documents too (tests/run.sh).
         if let Some(dir) = std::env::var_os(crate::workspace::REQUEST_LOG_DIR_ENV).filter(|d| !d.is_empty()) {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

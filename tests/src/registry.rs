@@ -12,6 +12,31 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(dir: &Path) -> Registry {
+        Self::start_with(dir, None)
+    }
+
+    /// A registry that lets only `user` with `password` in (htpasswd basic auth, a bcrypt hash made
+    /// with Python's crypt module, which glibc's libxcrypt backs).
+    pub fn start_with_login(dir: &Path, user: &str, password: &str) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("python3")
+            .args([
+                "-W",
+                "ignore",
+                "-c",
+                "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+            ])
+            .arg(password)
+            .output()
+            .expect("python3 hashes the password");
+        let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(hash.starts_with("$2"), "no bcrypt hash: {hash:?} {}", String::from_utf8_lossy(&out.stderr));
+        let file = dir.join("htpasswd");
+        std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
+        Self::start_with(dir, Some(&file))
+    }
+
+    fn start_with(dir: &Path, htpasswd: Option<&Path>) -> Registry {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(bin.is_file(), "docker-registry is not installed: run tests/install-tools.sh");
         std::fs::create_dir_all(dir).unwrap();
@@ -21,8 +46,11 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.join("data").display()
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
+                dir.join("data").display(),
+                htpasswd
+                    .map(|f| format!("auth:\n  htpasswd:\n    realm: dcr-test\n    path: {}\n", f.display()))
+                    .unwrap_or_default()
             ),
         )
         .unwrap();

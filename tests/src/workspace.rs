@@ -198,6 +198,24 @@ impl Workspace {
 
     /// Runs `terraform <args>` in the workspace and returns what it did, whatever the exit status.
     pub fn run(&self, args: &[&str]) -> Output {
+        let (cmd, command) = self.command(args);
+        run_with_timeout(cmd, command, &self.dir, timeout())
+    }
+
+    /// Starts `terraform <args>` without waiting, its output piped, in a process group of its own
+    /// (the child's pid is the group's id): a test interrupts it as a terminal's Ctrl-C does, by
+    /// signalling the group. Terraform 1.0.3 runs under panicwrap, whose parent process ignores a
+    /// SIGINT sent to it alone.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let (mut cmd, command) = self.command(args);
+        cmd.process_group(0);
+        cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"))
+    }
+
+    /// The command `terraform <args>` in the workspace, with the harness's environment, and how to
+    /// show it.
+    fn command(&self, args: &[&str]) -> (Command, String) {
         let extra_env = self.env.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut cmd = Command::new(&self.tf.bin);
         cmd.args(args).current_dir(&self.dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -225,7 +243,7 @@ impl Workspace {
             .collect::<Vec<_>>()
             .join(" ");
         let command = if extra_env.is_empty() { command } else { format!("{} {command}", render_env(&extra_env)) };
-        run_with_timeout(cmd, command, &self.dir, timeout())
+        (cmd, command)
     }
 
     /// Runs `terraform <args>` and panics with the full output unless it exits 0.

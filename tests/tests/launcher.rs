@@ -11,7 +11,8 @@ use dcr_attestation::workload::{FailureReport, OutputManifest, WorkloadManifest,
 use dcr_attestation::{Attested, Expectations, check_attested, verify};
 use dcr_e2e::clean_room::{AGGREGATE, AGGREGATE_RESULT, CleanRoom, OUT_BUCKET, notebook, run_prefix};
 use dcr_e2e::fixtures::PROJECT;
-use dcr_e2e::workspace::launcher_bin;
+use dcr_e2e::local_cloud::LocalCloudProcess;
+use dcr_e2e::workspace::{launcher_bin, provider_bin};
 use dcr_local_cloud::{LocalCloud, SimulatedIssuer, TeeSimulator};
 use serde_json::{Value, json};
 
@@ -46,6 +47,21 @@ struct Outcome {
 /// Runs the launcher on an image directory holding `manifest`, `notebook` and `parameters`, in a
 /// TEE that attests `digest`.
 fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, nb: &str, params: Value) -> Outcome {
+    launch_with(cloud, tag, digest, manifest, nb, params, &cloud.room.process.endpoint, &[])
+}
+
+/// [`launch`] against the local cloud at `endpoint`, with more environment variables.
+#[allow(clippy::too_many_arguments)]
+fn launch_with(
+    cloud: &Cloud,
+    tag: &str,
+    digest: &str,
+    manifest: &WorkloadManifest,
+    nb: &str,
+    params: Value,
+    endpoint: &str,
+    env: &[(&str, &str)],
+) -> Outcome {
     let base = cloud.room.ws.path().join(format!("launch-{tag}"));
     let image = base.join("dcr");
     std::fs::create_dir_all(&image).unwrap();
@@ -72,8 +88,9 @@ fn launch(cloud: &Cloud, tag: &str, digest: &str, manifest: &WorkloadManifest, n
         .env("DCR_IMAGE_DIR", &image)
         .env("DCR_RUN_DIR", &run)
         .env("DCR_TEESERVER_SOCKET", &socket)
-        .env("DCR_LOCAL_CLOUD", &cloud.room.process.endpoint)
+        .env("DCR_LOCAL_CLOUD", endpoint)
         .env("DCR_NOTEBOOK_PYTHON", &python)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     cloud.rt.block_on(tee.shutdown());
@@ -171,4 +188,91 @@ fn the_launcher_releases_only_what_the_rules_allow_with_a_token_bound_to_it() {
         assert!(!text.contains("secret-"), "the exception message stays inside: {text}");
     }
     drop(cloud);
+}
+
+/// A run longer than its tokens live: with federated tokens that expire after 3 seconds and a
+/// notebook that sleeps 6, the outputs are still released, because the launcher fetches a fresh
+/// attestation token and exchanges it again before the release (issue 9, 1e).
+#[test]
+fn a_run_that_outlives_its_first_tokens_still_releases() {
+    let cloud = cloud();
+    let short =
+        LocalCloudProcess::start_with(&provider_bin(), &cloud.room.state_dir, &[], &["--federated-token-seconds", "3"]);
+    let m = &cloud.room.manifest;
+    let run = launch_with(
+        &cloud,
+        "long",
+        D1,
+        m,
+        &notebook(AGGREGATE),
+        json!({"output_name": "summary.csv", "sleep_seconds": 6}),
+        &short.endpoint,
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let summary = object(&cloud, &format!("{}outputs/summary.csv", run_prefix(D1))).expect("released after the sleep");
+    assert_eq!(String::from_utf8(summary).unwrap(), AGGREGATE_RESULT);
+    assert!(object(&cloud, &format!("{}attestation-token.jwt", run_prefix(D1))).is_some());
+}
+
+/// IAM changes take a while on Google: a workload whose output grant appears only after it started
+/// waits for it (logging why), instead of failing at its first 403 (issue 9, 1f).
+#[test]
+fn the_launcher_waits_for_a_grant_that_is_still_propagating() {
+    let cloud = cloud();
+    let p = &cloud.room.process;
+    let iam = format!("/storage/v1/b/{OUT_BUCKET}/iam");
+    let policy: Value = p.get(&p.admin_token, &iam).json().unwrap();
+    let without: Vec<Value> = policy["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["role"] != "roles/storage.objectAdmin")
+        .cloned()
+        .collect();
+    let r = p.put_json(&p.admin_token, &iam, &json!({"bindings": without, "etag": policy["etag"]}));
+    assert!(r.status().is_success(), "{}", r.status());
+    // The grant comes back three seconds into the run.
+    let (endpoint, admin, grant) = (p.endpoint.clone(), p.admin_token.clone(), policy["bindings"].clone());
+    let restore = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let http = reqwest::blocking::Client::new();
+        let now: Value = http.get(format!("{endpoint}{iam}")).bearer_auth(&admin).send().unwrap().json().unwrap();
+        let r = http
+            .put(format!("{endpoint}{iam}"))
+            .bearer_auth(&admin)
+            .json(&json!({"bindings": grant, "etag": now["etag"]}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    });
+    let run = launch_with(
+        &cloud,
+        "propagating",
+        D1,
+        &cloud.room.manifest,
+        &notebook(AGGREGATE),
+        json!({"output_name": "summary.csv"}),
+        &p.endpoint,
+        &[("DCR_IAM_PROPAGATION_SECONDS", "60")],
+    );
+    restore.join().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("waiting 1 s for IAM to propagate"), "{}", run.stdout);
+    assert!(run.stdout.contains("IAM has propagated after"), "{}", run.stdout);
+    assert!(object(&cloud, &format!("{}outputs/summary.csv", run_prefix(D1))).is_some());
+
+    // A refusal no waiting changes is not retried: another digest fails at once at the input.
+    let refused = launch_with(
+        &cloud,
+        "refused",
+        D2,
+        &cloud.room.manifest,
+        &notebook(AGGREGATE),
+        json!({"output_name": "summary.csv"}),
+        &p.endpoint,
+        &[("DCR_IAM_PROPAGATION_SECONDS", "60")],
+    );
+    assert_eq!(refused.code, 4, "{}", refused.stdout);
+    assert!(!refused.stdout.contains("waiting"), "{}", refused.stdout);
 }

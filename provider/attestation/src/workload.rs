@@ -138,6 +138,21 @@ pub struct InputRecord {
     pub generation: String,
     pub policy: String,
     pub policy_version: u64,
+    /// The IAM members the policy lets read released output (its `output.readers`): a member may
+    /// read a run's results when every input's policy names it. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<String>,
+}
+
+/// The members every input's policy lets read the outputs: what a run's results may be shared with,
+/// besides the consumer who owns the output bucket.
+pub fn shared_readers(inputs: &[InputRecord]) -> Vec<String> {
+    let Some(first) = inputs.first() else { return Vec::new() };
+    let mut readers: Vec<String> =
+        first.readers.iter().filter(|r| inputs.iter().all(|i| i.readers.contains(r))).cloned().collect();
+    readers.sort();
+    readers.dedup();
+    readers
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +220,25 @@ pub struct FailureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_shared_with_the_readers_every_policy_names() {
+        let rec = |readers: &[&str]| InputRecord {
+            name: "n".into(),
+            dataset: "b/d".into(),
+            object_uri: "gs://b/d.csv.enc".into(),
+            generation: "1".into(),
+            policy: "p".into(),
+            policy_version: 1,
+            readers: readers.iter().map(|r| r.to_string()).collect(),
+        };
+        assert!(shared_readers(&[]).is_empty());
+        assert_eq!(shared_readers(&[rec(&["user:b@x.io", "user:a@x.io"])]), vec!["user:a@x.io", "user:b@x.io"]);
+        assert_eq!(shared_readers(&[rec(&["user:a@x.io", "user:b@x.io"]), rec(&["user:b@x.io"])]), vec!["user:b@x.io"]);
+        assert!(shared_readers(&[rec(&["user:a@x.io"]), rec(&[])]).is_empty());
+        // An input without readers leaves them out of the manifest's bytes.
+        assert!(!String::from_utf8(serde_json::to_vec(&rec(&[])).unwrap()).unwrap().contains("readers"));
+    }
 
     fn manifest() -> WorkloadManifest {
         WorkloadManifest {

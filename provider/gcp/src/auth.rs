@@ -1,13 +1,50 @@
 //! Where bearer tokens come from: a fixed token (the local cloud, or `GOOGLE_OAUTH_ACCESS_TOKEN`)
 //! or Application Default Credentials through google-cloud-auth.
+//!
+//! Credentials may name a quota project (gcloud's ADC file `quota_project_id`, or
+//! `GOOGLE_CLOUD_QUOTA_PROJECT`): requests then carry `x-goog-user-project`, which Google needs
+//! to bill and rate-limit calls made with end-user credentials
+//! (https://cloud.google.com/docs/authentication/troubleshoot-adc#user-creds-client-based).
 
 use async_trait::async_trait;
 
 use crate::error::GcpError;
 
+/// What a request presents: the bearer token and, when the credentials name one, the quota project.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub token: String,
+    pub quota_project: Option<String>,
+}
+
+/// The header Google reads the quota project from.
+pub const QUOTA_PROJECT_HEADER: &str = "x-goog-user-project";
+
 #[async_trait]
 pub trait TokenSource: Send + Sync {
     async fn token(&self) -> Result<String, GcpError>;
+
+    /// The token and quota project for one request.
+    async fn auth(&self) -> Result<Auth, GcpError> {
+        Ok(Auth { token: self.token().await?, quota_project: None })
+    }
+}
+
+/// A token source whose requests also name `quota_project` (`GOOGLE_CLOUD_QUOTA_PROJECT` beside
+/// `GOOGLE_OAUTH_ACCESS_TOKEN`, as google-cloud-auth reads it beside ADC).
+pub struct WithQuotaProject<T> {
+    pub inner: T,
+    pub quota_project: String,
+}
+
+#[async_trait]
+impl<T: TokenSource> TokenSource for WithQuotaProject<T> {
+    async fn token(&self) -> Result<String, GcpError> {
+        self.inner.token().await
+    }
+    async fn auth(&self) -> Result<Auth, GcpError> {
+        Ok(Auth { token: self.inner.token().await?, quota_project: Some(self.quota_project.clone()) })
+    }
 }
 
 /// A token that never changes.
@@ -52,14 +89,50 @@ impl TokenSource for AdcTokens {
     async fn token(&self) -> Result<String, GcpError> {
         self.0.access_token().await.map(|t| t.token).map_err(|e| GcpError::Credentials(e.to_string()))
     }
+
+    /// The headers google-cloud-auth derives (it adds `x-goog-user-project` when the ADC file or
+    /// `GOOGLE_CLOUD_QUOTA_PROJECT` names a quota project).
+    async fn auth(&self) -> Result<Auth, GcpError> {
+        use google_cloud_auth::credentials::{CacheableResource, CredentialsProvider};
+        let headers = match self.0.headers(http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => data,
+            Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
+            Err(e) => return Err(GcpError::Credentials(e.to_string())),
+        };
+        let quota_project = quota_project_of(&headers);
+        Ok(Auth { token: self.token().await?, quota_project })
+    }
+}
+
+#[cfg(feature = "adc")]
+fn quota_project_of(headers: &http::HeaderMap) -> Option<String> {
+    headers.get(QUOTA_PROJECT_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
 #[cfg(feature = "adc")]
 /// The credentials Google's tools would pick: `GOOGLE_OAUTH_ACCESS_TOKEN` if set (as the Google
-/// Terraform provider does), Application Default Credentials otherwise.
+/// Terraform provider does), with `GOOGLE_CLOUD_QUOTA_PROJECT` as its quota project when set;
+/// Application Default Credentials otherwise.
 pub fn from_environment() -> Result<std::sync::Arc<dyn TokenSource>, GcpError> {
-    match std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN") {
-        Ok(t) if !t.is_empty() => Ok(std::sync::Arc::new(StaticToken(t))),
+    let quota = std::env::var("GOOGLE_CLOUD_QUOTA_PROJECT").ok().filter(|q| !q.is_empty());
+    match (std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN"), quota) {
+        (Ok(t), Some(q)) if !t.is_empty() => {
+            Ok(std::sync::Arc::new(WithQuotaProject { inner: StaticToken(t), quota_project: q }))
+        }
+        (Ok(t), None) if !t.is_empty() => Ok(std::sync::Arc::new(StaticToken(t))),
         _ => Ok(std::sync::Arc::new(AdcTokens::new()?)),
+    }
+}
+
+#[cfg(all(test, feature = "adc"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_project_comes_from_the_credentials_headers() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(quota_project_of(&h), None);
+        h.insert(QUOTA_PROJECT_HEADER, http::HeaderValue::from_static("billing-project"));
+        assert_eq!(quota_project_of(&h).as_deref(), Some("billing-project"));
     }
 }

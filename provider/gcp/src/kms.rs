@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GcpError;
-use crate::iam::{IamResource, Policy};
+use crate::iam::AipIam;
 use crate::retry::Idempotency::{Idempotent, NotIdempotent};
 use crate::transport::Transport;
 
@@ -193,38 +192,9 @@ impl KmsClient {
         decode_b64(&op, &r.plaintext)
     }
 
-    /// The IAM policy of a key ring or crypto key (`resource` is its full name).
-    pub fn iam(&self, resource: &str) -> KmsIam {
-        KmsIam { client: self.clone(), resource: resource.to_string() }
-    }
-}
-
-pub struct KmsIam {
-    client: KmsClient,
-    resource: String,
-}
-
-#[async_trait]
-impl IamResource for KmsIam {
-    fn describe(&self) -> String {
-        self.resource.clone()
-    }
-    async fn get_policy(&self) -> Result<Policy, GcpError> {
-        let url = format!("{}{}:getIamPolicy", self.client.base, self.resource);
-        self.client
-            .t
-            .json(&format!("read IAM policy of {}", self.resource), Idempotent, |c| {
-                c.get(&url).query(&[("options.requestedPolicyVersion", "3")])
-            })
-            .await
-    }
-    async fn set_policy(&self, policy: &Policy) -> Result<Policy, GcpError> {
-        let url = format!("{}{}:setIamPolicy", self.client.base, self.resource);
-        let policy = Policy { kind: None, resource_id: None, ..policy.clone() };
-        let body = serde_json::json!({ "policy": policy, "updateMask": "bindings,etag" });
-        self.client
-            .t
-            .json(&format!("set IAM policy of {}", self.resource), Idempotent, |c| c.post(&url).json(&body))
-            .await
+    /// The IAM policy of a key ring or crypto key (`resource` is its full name). KMS's
+    /// `SetIamPolicyRequest` takes an `updateMask`.
+    pub fn iam(&self, resource: &str) -> AipIam {
+        AipIam::new(self.t.clone(), &self.base, resource, Some("bindings,etag"))
     }
 }

@@ -1,5 +1,6 @@
 //! Typed REST clients for the Google Cloud APIs dcr calls: Cloud Storage (JSON API), Cloud KMS, IAM
-//! workload identity federation, STS, Resource Manager and OIDC discovery.
+//! workload identity federation, STS, Resource Manager, Compute Engine, Artifact Registry and OIDC
+//! discovery.
 //!
 //! The same clients talk to real Google Cloud and to dcr's embedded local cloud; only the base URLs
 //! ([`Endpoints`]) and the credentials ([`auth::TokenSource`]) differ. Every call goes through one
@@ -7,6 +8,7 @@
 //! 429, 5xx and connection errors (only when the call is idempotent or guarded by a precondition),
 //! and turns Google's two error shapes into one [`GcpError`] that keeps Google's message.
 
+pub mod artifact_registry;
 pub mod auth;
 pub mod compute;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod transport;
 pub mod workload_identity;
 
 pub use error::GcpError;
+pub use reqwest::StatusCode;
 pub use transport::Transport;
 
 /// Base URLs of each service, with a trailing slash. Paths from Google's discovery documents are
@@ -35,6 +38,7 @@ pub struct Endpoints {
     pub sts: String,
     pub resource_manager: String,
     pub compute: String,
+    pub artifact_registry: String,
 }
 
 impl Endpoints {
@@ -48,6 +52,7 @@ impl Endpoints {
             sts: "https://sts.googleapis.com/v1/".into(),
             resource_manager: "https://cloudresourcemanager.googleapis.com/v1/".into(),
             compute: "https://compute.googleapis.com/compute/v1/".into(),
+            artifact_registry: "https://artifactregistry.googleapis.com/v1/".into(),
         }
     }
 
@@ -63,6 +68,7 @@ impl Endpoints {
             sts: format!("{base}/sts/v1/"),
             resource_manager: format!("{base}/cloudresourcemanager/v1/"),
             compute: format!("{base}/compute/v1/"),
+            artifact_registry: format!("{base}/artifactregistry/v1/"),
         }
     }
 }

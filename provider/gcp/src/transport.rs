@@ -71,7 +71,14 @@ impl Transport {
         let mut attempt = 1;
         loop {
             let req = match credentials {
-                Credentials::Bearer => build(&self.client).bearer_auth(self.tokens.token().await?),
+                Credentials::Bearer => {
+                    let auth = self.tokens.auth().await?;
+                    let req = build(&self.client).bearer_auth(auth.token);
+                    match auth.quota_project {
+                        Some(q) => req.header(crate::auth::QUOTA_PROJECT_HEADER, q),
+                        None => req,
+                    }
+                }
                 Credentials::None => build(&self.client),
             };
             let can_retry = attempt < self.retry.max_attempts;
@@ -141,4 +148,49 @@ pub fn segment(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::auth::{StaticToken, WithQuotaProject};
+    use crate::retry::Idempotency::Idempotent;
+
+    /// Accepts one request on loopback, answers `{}`, and returns the request head, lowercased.
+    async fn one_request(listener: tokio::net::TcpListener) -> String {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let (mut buf, mut got) = (vec![0u8; 8192], Vec::new());
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "connection closed before the request head ended");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let answer =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+        s.write_all(answer.as_bytes()).await.expect("write");
+        String::from_utf8_lossy(&got).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn a_quota_project_goes_out_as_x_goog_user_project() {
+        for (tokens, quota) in [
+            (
+                Arc::new(WithQuotaProject { inner: StaticToken("tok".into()), quota_project: "billing-1".into() })
+                    as Arc<dyn TokenSource>,
+                true,
+            ),
+            (Arc::new(StaticToken("tok".into())) as Arc<dyn TokenSource>, false),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+            let server = tokio::spawn(one_request(listener));
+            let t = Transport::new(tokens, RetryPolicy::default()).expect("transport");
+            let _: serde_json::Value = t.json("probe", Idempotent, |c| c.get(&url)).await.expect("request");
+            let head = server.await.expect("server");
+            assert!(head.contains("authorization: bearer tok"), "{head}");
+            assert_eq!(head.contains("x-goog-user-project: billing-1"), quota, "{head}");
+        }
+    }
 }

@@ -101,8 +101,11 @@ pub fn is_deleted<T: WifResource>(r: &T) -> bool {
     r.state() == Some("DELETED")
 }
 
-/// The top-level fields whose values differ between what we want and what exists: the
-/// `updateMask` of the patch that makes them equal.
+/// The fields whose values differ between what we want and what exists: the `updateMask` of the
+/// patch that makes them equal. Top-level fields go by their JSON names; a changed `oidc` goes as
+/// its sub-fields, as terraform-provider-google sends it
+/// (`google/services/iambeta/resource_iam_workload_identity_pool_provider.go`, Update:
+/// `oidc.allowed_audiences`, `oidc.issuer_uri`, and `oidc.jwks_json` since JWKS upload exists).
 pub fn changed_fields<T: Serialize>(want: &T, have: &T) -> Vec<String> {
     let (w, h) = (serde_json::to_value(want).unwrap_or(Value::Null), serde_json::to_value(have).unwrap_or(Value::Null));
     let empty = serde_json::Map::new();
@@ -110,8 +113,19 @@ pub fn changed_fields<T: Serialize>(want: &T, have: &T) -> Vec<String> {
     let mut keys: Vec<&String> = w.keys().chain(h.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter().filter(|k| w.get(*k) != h.get(*k)).cloned().collect()
+    let mut mask = Vec::new();
+    for k in keys.into_iter().filter(|k| w.get(*k) != h.get(*k)) {
+        if k == "oidc" {
+            mask.extend(OIDC_MASK.iter().map(|f| f.to_string()));
+        } else {
+            mask.push(k.clone());
+        }
+    }
+    mask
 }
+
+/// The `updateMask` paths of a provider's OIDC settings.
+pub const OIDC_MASK: [&str; 3] = ["oidc.allowed_audiences", "oidc.issuer_uri", "oidc.jwks_json"];
 
 #[derive(Clone)]
 pub struct WorkloadIdentityClient {
@@ -129,8 +143,14 @@ impl WorkloadIdentityClient {
         self.t.json_opt(&format!("read {} {name}", T::KIND), |c| c.get(&url)).await
     }
 
-    async fn run<T: WifResource>(&self, what: &str, op: Operation) -> Result<T, GcpError> {
-        wait(&self.t, &self.base, what, op).await
+    /// Waits for `op`, then reads `name` back: IAM's pool operations finish with an empty
+    /// `response` (see [`crate::operation`]), so the resource as it now is comes from a GET.
+    async fn run_then_read<T: WifResource>(&self, what: &str, op: Operation, name: &str) -> Result<T, GcpError> {
+        wait(&self.t, &self.base, what, op).await?;
+        self.get(name).await?.ok_or_else(|| GcpError::Decode {
+            operation: what.to_string(),
+            detail: format!("the operation finished but {name} cannot be read back (404)"),
+        })
     }
 
     /// Creates `parent/COLLECTION/id`. A lost response retried would answer 409, so creation is
@@ -140,7 +160,7 @@ impl WorkloadIdentityClient {
         let url = format!("{}{parent}/{}", self.base, T::COLLECTION);
         let op: Operation =
             self.t.json(&what, NotIdempotent, |c| c.post(&url).query(&[(T::ID_PARAM, id)]).json(want)).await?;
-        self.run(&what, op).await
+        self.run_then_read(&what, op, &format!("{parent}/{}/{id}", T::COLLECTION)).await
     }
 
     pub async fn patch<T: WifResource>(&self, name: &str, want: &T, mask: &[String]) -> Result<T, GcpError> {
@@ -151,21 +171,22 @@ impl WorkloadIdentityClient {
             .t
             .json(&what, Idempotent, |c| c.patch(&url).query(&[("updateMask", mask.as_str())]).json(want))
             .await?;
-        self.run(&what, op).await
+        self.run_then_read(&what, op, name).await
     }
 
-    pub async fn delete<T: WifResource>(&self, name: &str) -> Result<T, GcpError> {
+    /// Soft-deletes `name` (it lingers as `state: DELETED`).
+    pub async fn delete<T: WifResource>(&self, name: &str) -> Result<(), GcpError> {
         let what = format!("delete {} {name}", T::KIND);
         let url = format!("{}{name}", self.base);
         let op: Operation = self.t.json(&what, Idempotent, |c| c.delete(&url)).await?;
-        self.run(&what, op).await
+        wait(&self.t, &self.base, &what, op).await.map(|_| ())
     }
 
     pub async fn undelete<T: WifResource>(&self, name: &str) -> Result<T, GcpError> {
         let what = format!("undelete {} {name}", T::KIND);
         let url = format!("{}{name}:undelete", self.base);
         let op: Operation = self.t.json(&what, Idempotent, |c| c.post(&url).json(&serde_json::json!({}))).await?;
-        self.run(&what, op).await
+        self.run_then_read(&what, op, name).await
     }
 
     /// Makes `parent/COLLECTION/id` exist, be active and look like `want`: creates it when missing,
@@ -201,7 +222,7 @@ impl WorkloadIdentityClient {
     pub async fn delete_if_present<T: WifResource>(&self, name: &str) -> Result<(), GcpError> {
         match self.get::<T>(name).await? {
             Some(r) if !is_deleted(&r) => match self.delete::<T>(name).await {
-                Ok(_) => Ok(()),
+                Ok(()) => Ok(()),
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(e),
             },
@@ -243,6 +264,11 @@ mod tests {
         have.attribute_condition = Some("b".into());
         have.display_name = Some("x".into());
         assert_eq!(changed_fields(&want, &have), vec!["attributeCondition", "displayName"]);
+        have.oidc = Some(Oidc { issuer_uri: "https://other".into(), ..Default::default() });
+        assert_eq!(
+            changed_fields(&want, &have),
+            vec!["attributeCondition", "displayName", "oidc.allowed_audiences", "oidc.issuer_uri", "oidc.jwks_json"]
+        );
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! the digest that runs, and anyone can recompute it.
 //!
 //! [`layer`] builds layers, [`oci`] holds the image formats, [`layout`] reads and writes OCI image
-//! layouts (the local store), [`build`] puts a base image and a layer together, and [`registry`]
+//! layouts (the local store), [`build`] puts a base image and a layer together, [`registry`]
 //! pushes the exact bytes to a registry (oci-client re-serialises manifests in its high-level
-//! `push`, which would change the digest).
+//! `push`, which would change the digest), and [`credentials`] finds who we are to a registry.
 
 pub mod build;
+pub mod credentials;
 pub mod error;
 pub mod layer;
 pub mod layout;

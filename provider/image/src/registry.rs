@@ -2,8 +2,8 @@
 //! the manifest's exact bytes (`push_manifest_raw`), then a read back by digest to prove the
 //! registry holds the image under the digest we computed.
 
+pub use crate::credentials::RegistryAuth;
 use oci_client::client::{ClientConfig, ClientProtocol};
-pub use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::build::BuiltImage;
@@ -29,43 +29,9 @@ pub fn loopback_plain_http(reference: &str) -> Vec<String> {
     if ["localhost", "127.0.0.1", "[::1]"].contains(&name) { vec![host.to_string()] } else { Vec::new() }
 }
 
-/// Credentials for `host` from a Docker config file (`$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`), as `docker login` writes them: `auth` (base64 `user:password`) or an
-/// `identitytoken`. Anonymous when the file or the host's entry is missing. Credential helpers
-/// (`credsStore`) are not run.
+/// Credentials for `host` from the Docker config (no Google token): see [`crate::credentials`].
 pub fn docker_config_auth(host: &str) -> Result<RegistryAuth, ImageError> {
-    let dir = match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        Some(d) => std::path::PathBuf::from(d),
-        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            Some(h) => std::path::PathBuf::from(h).join(".docker"),
-            None => return Ok(RegistryAuth::Anonymous),
-        },
-    };
-    let path = dir.join("config.json");
-    let Ok(bytes) = std::fs::read(&path) else { return Ok(RegistryAuth::Anonymous) };
-    auth_from_docker_config(&bytes, host)
-        .map_err(|why| ImageError::Format { what: path.display().to_string(), detail: why })
-}
-
-fn auth_from_docker_config(bytes: &[u8], host: &str) -> Result<RegistryAuth, String> {
-    use base64::Engine;
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let auths = v["auths"].as_object().cloned().unwrap_or_default();
-    let entry = auths.iter().find(|(k, _)| {
-        let k = k.trim_start_matches("https://").trim_start_matches("http://");
-        k == host || k.split('/').next() == Some(host)
-    });
-    let Some((_, entry)) = entry else { return Ok(RegistryAuth::Anonymous) };
-    if let Some(t) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
-        return Ok(RegistryAuth::Bearer(t.to_string()));
-    }
-    let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) else { return Ok(RegistryAuth::Anonymous) };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .map_err(|_| format!("auths.{host}.auth is not base64"))?;
-    let text = String::from_utf8(decoded).map_err(|_| format!("auths.{host}.auth is not UTF-8"))?;
-    let (user, pass) = text.split_once(':').ok_or_else(|| format!("auths.{host}.auth is not user:password"))?;
-    Ok(RegistryAuth::Basic(user.to_string(), pass.to_string()))
+    crate::credentials::registry_auth(host, None)
 }
 
 /// Where a blob's bytes come from: read only when the registry lacks it.
@@ -186,18 +152,5 @@ mod tests {
         assert_eq!(loopback_plain_http("127.0.0.1:5000/dcr/x@sha256:0"), vec!["127.0.0.1:5000"]);
         assert_eq!(loopback_plain_http("localhost/x"), vec!["localhost"]);
         assert!(loopback_plain_http("us-docker.pkg.dev/p/r/x").is_empty());
-    }
-
-    #[test]
-    fn docker_config_entries_become_credentials() {
-        let cfg = br#"{"auths": {"https://reg.example:5000": {"auth": "dXNlcjpwYTpzcw=="},
-                                  "tok.example": {"identitytoken": "t0k"}}}"#;
-        match auth_from_docker_config(cfg, "reg.example:5000").unwrap() {
-            RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "pa:ss")),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(auth_from_docker_config(cfg, "tok.example").unwrap(), RegistryAuth::Bearer(t) if t == "t0k"));
-        assert!(matches!(auth_from_docker_config(cfg, "other.example").unwrap(), RegistryAuth::Anonymous));
-        assert!(auth_from_docker_config(br#"{"auths": {"h": {"auth": "!!"}}}"#, "h").is_err());
     }
 }

@@ -83,7 +83,7 @@ fn family_supports(machine_type: &str, confidential: &str) -> bool {
 
 /// Checks an insert body as Compute does for the fields dcr uses, plus the local cloud's own limit:
 /// only Confidential Space VMs can be simulated.
-pub fn check_instance(body: &Value, zone: &str) -> ApiResult<()> {
+pub fn check_instance(body: &Value, project: &str, zone: &str) -> ApiResult<()> {
     check_fields(body, INSTANCE_FIELDS, "Instance")?;
     let name = body["name"].as_str().unwrap_or("");
     if !valid_name(name) {
@@ -133,6 +133,10 @@ pub fn check_instance(body: &Value, zone: &str) -> ApiResult<()> {
     if boot.len() != 1 {
         return Err(invalid("resource.disks", "exactly one boot disk is required"));
     }
+    if let Some(t) = boot[0]["initializeParams"]["diskType"].as_str() {
+        check_disk_type(t, project, zone, machine)?;
+    }
+    check_network_interfaces(body, project, zone)?;
     let image = boot[0]["initializeParams"]["sourceImage"].as_str().unwrap_or("");
     let image_path = image.trim_start_matches(BASE);
     let cs = image_path
@@ -170,6 +174,125 @@ pub fn check_instance(body: &Value, zone: &str) -> ApiResult<()> {
     }
     if total >= 512 * 1024 {
         return Err(invalid("resource.metadata", "all metadata together must be under 512 KB"));
+    }
+    Ok(())
+}
+
+/// The region of a zone (`us-central1-a` → `us-central1`, `local-a` → `local`).
+pub fn region_of(zone: &str) -> &str {
+    zone.rsplit_once('-').map(|(r, _)| r).unwrap_or(zone)
+}
+
+/// Strips `https://www.googleapis.com/compute/v1/` and `projects/P/` from a full or partial URL;
+/// returns the project it names (or `default_project`) and the rest.
+fn partial_url<'a>(url: &'a str, default_project: &'a str) -> (&'a str, &'a str) {
+    let rest = url.strip_prefix(BASE).unwrap_or(url);
+    match rest.strip_prefix("projects/").and_then(|r| r.split_once('/')) {
+        Some((p, r)) => (p, r),
+        None => (default_project, rest),
+    }
+}
+
+/// The Persistent Disk and Hyperdisk types each machine family accepts, for the families
+/// Confidential VMs run on ("Machine series support",
+/// https://cloud.google.com/compute/docs/disks/persistent-disks#machine-series-support and
+/// https://cloud.google.com/compute/docs/disks/hyperdisks#machine-type-support): C3 and the
+/// fourth generation take no Standard PD.
+fn disk_types_of(machine: &str) -> &'static [&'static str] {
+    match machine.split('-').next().unwrap_or("") {
+        "n2d" | "c2d" => &["pd-standard", "pd-balanced", "pd-ssd"],
+        "c3" | "c3d" => &["pd-balanced", "pd-ssd", "hyperdisk-balanced", "hyperdisk-extreme", "hyperdisk-throughput"],
+        _ => &["hyperdisk-balanced"],
+    }
+}
+
+/// `initializeParams.diskType`: a full or partial URL `zones/ZONE/diskTypes/TYPE` in the instance's
+/// zone (compute.v1 `AttachedDiskInitializeParams.diskType`), of a type the machine series supports.
+fn check_disk_type(url: &str, project: &str, zone: &str, machine: &str) -> ApiResult<()> {
+    let field = "resource.disks[0].initializeParams.diskType";
+    let (_, rest) = partial_url(url, project);
+    let parts: Vec<&str> = rest.split('/').collect();
+    let ["zones", z, "diskTypes", t] = parts.as_slice() else {
+        return Err(invalid(field, format!("'{url}'. Expected zones/ZONE/diskTypes/TYPE (a full or partial URL)")));
+    };
+    if *z != zone {
+        return Err(invalid(field, format!("'{url}'. The disk type must be in the instance's zone {zone}")));
+    }
+    if !disk_types_of(machine).contains(t) {
+        return Err(invalid(field, format!("'{url}'. [{t}] disk type cannot be used by [{machine}] machine type")));
+    }
+    Ok(())
+}
+
+/// Network interfaces as Compute checks them for the fields dcr sends (compute.v1
+/// `NetworkInterface`): `network` and `subnetwork` as full or partial URLs, the subnetwork in the
+/// instance's region, at most one access config, of type ONE_TO_ONE_NAT ("Currently, only one
+/// access config, ONE_TO_ONE_NAT, is supported"). The local cloud has one network, `default`, in
+/// auto subnet mode: a subnetwork `default` in every region, as a new project's default network.
+fn check_network_interfaces(body: &Value, project: &str, zone: &str) -> ApiResult<()> {
+    let nics = match &body["networkInterfaces"] {
+        Value::Null => return Ok(()),
+        Value::Array(a) => a.clone(),
+        _ => return Err(invalid("resource.networkInterfaces", "must be a list")),
+    };
+    if nics.len() > 8 {
+        return Err(invalid("resource.networkInterfaces", "an instance has at most 8 network interfaces"));
+    }
+    // Compute names a missing referenced resource by its path.
+    let not_found = |p: &str, rest: &str| {
+        ApiError::new(404, "notFound", format!("The resource 'projects/{p}/{rest}' was not found"))
+    };
+    for (i, nic) in nics.iter().enumerate() {
+        let at = |f: &str| format!("resource.networkInterfaces[{i}].{f}");
+        check_fields(
+            nic,
+            &["network", "subnetwork", "accessConfigs", "networkIP", "stackType", "nicType", "kind", "name"],
+            "NetworkInterface",
+        )?;
+        if let Some(n) = nic["network"].as_str() {
+            let (p, rest) = partial_url(n, project);
+            let parts: Vec<&str> = rest.split('/').collect();
+            let ["global", "networks", name] = parts.as_slice() else {
+                return Err(invalid(&at("network"), format!("'{n}'. The URL is malformed.")));
+            };
+            if p != project || *name != "default" {
+                return Err(not_found(p, rest));
+            }
+        }
+        if let Some(sn) = nic["subnetwork"].as_str() {
+            let (p, rest) = partial_url(sn, project);
+            let parts: Vec<&str> = rest.split('/').collect();
+            let ["regions", region, "subnetworks", name] = parts.as_slice() else {
+                return Err(invalid(&at("subnetwork"), format!("'{sn}'. The URL is malformed.")));
+            };
+            if *region != region_of(zone) {
+                return Err(invalid(
+                    &at("subnetwork"),
+                    format!("'{sn}'. The subnetwork must be in the instance's region {}", region_of(zone)),
+                ));
+            }
+            if p != project || *name != "default" {
+                return Err(not_found(p, rest));
+            }
+        }
+        let configs = match &nic["accessConfigs"] {
+            Value::Null => Vec::new(),
+            Value::Array(a) => a.clone(),
+            _ => return Err(invalid(&at("accessConfigs"), "must be a list")),
+        };
+        if configs.len() > 1 {
+            return Err(invalid(&at("accessConfigs"), "only one access config per network interface is supported"));
+        }
+        for c in &configs {
+            check_fields(c, &["type", "name", "natIP", "networkTier", "kind"], "AccessConfig")?;
+            let t = c["type"].as_str().unwrap_or("ONE_TO_ONE_NAT");
+            if t != "ONE_TO_ONE_NAT" {
+                return Err(invalid(
+                    &at("accessConfigs[0].type"),
+                    format!("'{t}'. The only access config type for IPv4 is ONE_TO_ONE_NAT"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -324,7 +447,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     if let Some(op) = replayed(&tx, &project, &zone, rid)? {
                         (op, Effect::None)
                     } else {
-                        check_instance(&body, &zone)?;
+                        check_instance(&body, &project, &zone)?;
                         let name = body["name"].as_str().unwrap_or("").to_string();
                         if load_instance(&tx, &project, &zone, &name)?.is_some() {
                             return Err(ApiError {
@@ -447,10 +570,21 @@ fn new_instance(body: &Value, project: &str, zone: &str) -> Value {
     i["metadata"]["kind"] = json!("compute#metadata");
     i["metadata"]["fingerprint"] = json!(crate::iam::etag(1));
     if let Some(nics) = i["networkInterfaces"].as_array_mut() {
+        let region = region_of(zone);
         for (n, nic) in nics.iter_mut().enumerate() {
             nic["kind"] = json!("compute#networkInterface");
             nic["name"] = json!(format!("nic{n}"));
             nic["networkIP"] = json!("127.0.0.1");
+            // Compute answers with full URLs, the inferred network and subnetwork filled in.
+            nic["network"] = json!(format!("{BASE}projects/{project}/global/networks/default"));
+            nic["subnetwork"] = json!(format!("{BASE}projects/{project}/regions/{region}/subnetworks/default"));
+            if let Some(configs) = nic["accessConfigs"].as_array_mut() {
+                for c in configs {
+                    c["kind"] = json!("compute#accessConfig");
+                    c["type"] = json!("ONE_TO_ONE_NAT");
+                    c["natIP"] = json!("127.0.0.1");
+                }
+            }
         }
     }
     i
@@ -474,7 +608,7 @@ mod tests {
 
     #[test]
     fn insert_bodies_are_checked_like_compute_does() {
-        assert!(check_instance(&body(), "local-a").is_ok());
+        assert!(check_instance(&body(), "p", "local-a").is_ok());
         type Edit = fn(&mut Value);
         let cases: Vec<(Edit, &str)> = vec![
             (|b| b["name"] = json!("Bad_Name"), "resource.name"),
@@ -498,20 +632,82 @@ mod tests {
             ),
             (|b| b["unknownField"] = json!(1), "Unknown name \"unknownField\""),
             (|b| b["disks"] = json!([]), "exactly one boot disk"),
+            (|b| b["disks"][0]["initializeParams"]["diskType"] = json!("pd-balanced"), "zones/ZONE/diskTypes/TYPE"),
+            (
+                |b| b["disks"][0]["initializeParams"]["diskType"] = json!("zones/other-b/diskTypes/pd-balanced"),
+                "in the instance's zone",
+            ),
+            (|b| b["networkInterfaces"] = json!([{"network": "networks/default"}]), "The URL is malformed"),
+            (
+                |b| b["networkInterfaces"] = json!([{"subnetwork": "regions/us-east1/subnetworks/default"}]),
+                "instance's region local",
+            ),
+            (
+                |b| b["networkInterfaces"] = json!([{"accessConfigs": [{"type": "DIRECT_IPV6"}]}]),
+                "only access config type for IPv4 is ONE_TO_ONE_NAT",
+            ),
+            (
+                |b| {
+                    b["networkInterfaces"] =
+                        json!([{"accessConfigs": [{"type": "ONE_TO_ONE_NAT"}, {"type": "ONE_TO_ONE_NAT"}]}])
+                },
+                "only one access config",
+            ),
+            (|b| b["networkInterfaces"] = json!([{"accessConfig": []}]), "Unknown name \"accessConfig\""),
         ];
         for (edit, says) in cases {
             let mut b = body();
             edit(&mut b);
-            let e = check_instance(&b, "local-a").unwrap_err();
+            let e = check_instance(&b, "p", "local-a").unwrap_err();
             assert!(e.message.contains(says), "{}", e.message);
             assert_eq!(e.status, 400);
         }
         let mut tdx = body();
         tdx["machineType"] = json!("zones/local-a/machineTypes/c3-standard-4");
         tdx["confidentialInstanceConfig"] = json!({"confidentialInstanceType": "TDX"});
-        assert!(check_instance(&tdx, "local-a").is_ok());
+        assert!(check_instance(&tdx, "p", "local-a").is_ok());
         tdx["scheduling"] = json!({"onHostMaintenance": "MIGRATE"});
-        assert!(check_instance(&tdx, "local-a").unwrap_err().message.contains("TERMINATE"));
+        assert!(check_instance(&tdx, "p", "local-a").unwrap_err().message.contains("TERMINATE"));
+        tdx["scheduling"] = json!({"onHostMaintenance": "TERMINATE"});
+        tdx["disks"][0]["initializeParams"]["diskType"] = json!("zones/local-a/diskTypes/pd-standard");
+        assert!(
+            check_instance(&tdx, "p", "local-a")
+                .unwrap_err()
+                .message
+                .contains("[pd-standard] disk type cannot be used")
+        );
+        tdx["disks"][0]["initializeParams"]["diskType"] = json!("projects/p/zones/local-a/diskTypes/pd-balanced");
+        assert!(check_instance(&tdx, "p", "local-a").is_ok());
+    }
+
+    #[test]
+    fn networks_are_the_default_network_and_its_subnetworks_given_as_full_or_partial_urls() {
+        let accepted = [
+            json!([{"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}]),
+            json!([{"network": "projects/p/global/networks/default"}]),
+            json!([{"network": "https://www.googleapis.com/compute/v1/projects/p/global/networks/default"}]),
+            json!([{"subnetwork": "regions/local/subnetworks/default"}]),
+            json!([{}]),
+        ];
+        for nics in accepted {
+            let mut b = body();
+            b["networkInterfaces"] = nics.clone();
+            assert!(check_instance(&b, "p", "local-a").is_ok(), "{nics}");
+        }
+        for (nics, says) in [
+            (json!([{"network": "global/networks/corp-vpc"}]), "'projects/p/global/networks/corp-vpc' was not found"),
+            (json!([{"network": "projects/host/global/networks/default"}]), "'projects/host/global/networks/default'"),
+            (
+                json!([{"subnetwork": "regions/local/subnetworks/private"}]),
+                "'projects/p/regions/local/subnetworks/private'",
+            ),
+        ] {
+            let mut b = body();
+            b["networkInterfaces"] = nics;
+            let e = check_instance(&b, "p", "local-a").unwrap_err();
+            assert_eq!(e.status, 404, "{}", e.message);
+            assert!(e.message.contains(says), "{}", e.message);
+        }
     }
 
     #[test]

@@ -92,6 +92,20 @@ pub fn role_permissions(role: &str) -> Option<&'static [&'static str]> {
             "iam.workloadIdentityPoolProviders.get",
             "iam.workloadIdentityPoolProviders.list",
         ],
+        // Artifact Registry's predefined roles, the permissions dcr's calls need
+        // (https://cloud.google.com/artifact-registry/docs/access-control#roles).
+        "roles/artifactregistry.reader" => &[
+            "artifactregistry.repositories.get",
+            "artifactregistry.repositories.list",
+            "artifactregistry.repositories.downloadArtifacts",
+        ],
+        "roles/artifactregistry.writer" => &[
+            "artifactregistry.repositories.get",
+            "artifactregistry.repositories.list",
+            "artifactregistry.repositories.downloadArtifacts",
+            "artifactregistry.repositories.uploadArtifacts",
+        ],
+        "roles/artifactregistry.admin" => &["artifactregistry.*"],
         "roles/cloudkms.viewer" => &[
             "cloudkms.keyRings.get",
             "cloudkms.keyRings.list",
@@ -140,12 +154,82 @@ fn member_matches(member: &str, who: &Identity) -> bool {
         || (member.starts_with("principalSet://") && who.sets.iter().any(|s| s == member))
 }
 
-/// Whether `policy` grants `permission` to `who`. Conditional bindings are not evaluated by
-/// this local cloud and never grant anything (deny is the safe reading).
+/// The resource a permission is checked on, as IAM Conditions see it (`resource.name`,
+/// `resource.type`, `resource.service`: https://cloud.google.com/iam/docs/conditions-resource-attributes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionResource {
+    pub name: String,
+    pub type_: String,
+    pub service: String,
+}
+
+impl ConditionResource {
+    /// A Cloud Storage bucket, or an object in it: `projects/_/buckets/B[/objects/O]`, the names
+    /// Cloud Storage gives conditions (https://cloud.google.com/storage/docs/access-control/iam#conditions).
+    pub fn storage(bucket: &str, object: Option<&str>) -> ConditionResource {
+        let service = "storage.googleapis.com".to_string();
+        match object {
+            Some(o) => ConditionResource {
+                name: format!("projects/_/buckets/{bucket}/objects/{o}"),
+                type_: "storage.googleapis.com/Object".into(),
+                service,
+            },
+            None => ConditionResource {
+                name: format!("projects/_/buckets/{bucket}"),
+                type_: "storage.googleapis.com/Bucket".into(),
+                service,
+            },
+        }
+    }
+}
+
+/// Whether a binding's condition holds on `on`. A condition that cannot be evaluated (no resource
+/// known, an attribute the local cloud does not model, a CEL error) does not hold: such a binding
+/// grants nothing, which is how IAM treats a condition that evaluates to an error.
+fn condition_holds(condition: &Value, on: Option<&ConditionResource>) -> bool {
+    let (Some(expr), Some(on)) = (condition["expression"].as_str(), on) else { return false };
+    let Ok(program) = cel::Program::compile(expr) else { return false };
+    let mut ctx = cel::Context::default();
+    let resource = serde_json::json!({"name": on.name, "type": on.type_, "service": on.service});
+    if ctx.add_variable("resource", &resource).is_err() {
+        return false;
+    }
+    matches!(program.execute(&ctx), Ok(cel::Value::Bool(true)))
+}
+
+/// Checks a binding's condition when it is set: a title and a CEL expression that compiles
+/// (IAM's `Expr`: https://cloud.google.com/iam/docs/conditions-overview#structure).
+fn validate_condition(condition: &Value) -> Result<(), ApiError> {
+    let title = condition["title"].as_str().unwrap_or("");
+    if title.is_empty() || title.chars().count() > 100 {
+        return Err(ApiError::bad_request("A condition needs a title of 1 to 100 characters."));
+    }
+    let expr = condition["expression"].as_str().unwrap_or("");
+    if expr.is_empty() || expr.len() > 12_800 {
+        return Err(ApiError::bad_request("A condition needs an expression of at most 12800 characters."));
+    }
+    cel::Program::compile(expr)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(format!("Condition expression {expr:?} is not valid CEL: {e}")))
+}
+
+/// Whether `policy` has a conditional binding.
+pub fn has_conditions(policy: &Value) -> bool {
+    policy["bindings"].as_array().is_some_and(|b| b.iter().any(|b| b.get("condition").is_some()))
+}
+
+/// Whether `policy` grants `permission` to `who`; conditional bindings grant nothing here (see
+/// [`allows_on`]).
 pub fn allows(policy: &Value, who: &Identity, permission: &str) -> bool {
+    allows_on(policy, who, permission, None)
+}
+
+/// Whether `policy` grants `permission` to `who` on resource `on`: unconditional bindings, and
+/// conditional ones whose condition holds on `on`.
+pub fn allows_on(policy: &Value, who: &Identity, permission: &str, on: Option<&ConditionResource>) -> bool {
     policy["bindings"].as_array().is_some_and(|bindings| {
         bindings.iter().any(|b| {
-            b.get("condition").is_none()
+            b.get("condition").is_none_or(|c| condition_holds(c, on))
                 && b["role"]
                     .as_str()
                     .and_then(role_permissions)
@@ -210,8 +294,11 @@ pub fn validate_policy(policy: &Value) -> Result<(), ApiError> {
                 return Err(ApiError::bad_request(format!("Invalid argument: member {m:?} is not a valid principal.")));
             }
         }
-        if b.get("condition").is_some() && version < 3 {
-            return Err(ApiError::bad_request("Conditional role bindings require policy version 3."));
+        if let Some(c) = b.get("condition") {
+            if version < 3 {
+                return Err(ApiError::bad_request("Conditional role bindings require policy version 3."));
+            }
+            validate_condition(c)?;
         }
     }
     Ok(())
@@ -272,9 +359,34 @@ mod tests {
     }
 
     #[test]
-    fn conditional_bindings_never_grant() {
-        let p = json!({"version": 3, "bindings": [{"role": "roles/owner", "members": ["user:a@b.co"], "condition": {"expression": "true"}}]});
-        assert!(!allows(&p, &Identity::new("user:a@b.co"), "storage.objects.get"));
+    fn conditional_bindings_grant_only_where_their_condition_holds() {
+        let p = json!({"version": 3, "bindings": [{"role": "roles/storage.objectViewer", "members": ["user:a@b.co"],
+            "condition": {"title": "run 1", "expression": "resource.name.startsWith('projects/_/buckets/out/objects/study/aa/')"}}]});
+        let a = Identity::new("user:a@b.co");
+        let inside = ConditionResource::storage("out", Some("study/aa/outputs/summary.csv"));
+        let beside = ConditionResource::storage("out", Some("study/bb/outputs/summary.csv"));
+        assert!(allows_on(&p, &a, "storage.objects.get", Some(&inside)));
+        assert!(!allows_on(&p, &a, "storage.objects.get", Some(&beside)));
+        assert!(!allows_on(&p, &a, "storage.objects.list", Some(&ConditionResource::storage("out", None))));
+        assert!(!allows(&p, &a, "storage.objects.get"), "no resource known: the condition does not hold");
+        let broken = json!({"version": 3, "bindings": [{"role": "roles/owner", "members": ["user:a@b.co"],
+            "condition": {"title": "t", "expression": "resource.nope.startsWith('x')"}}]});
+        assert!(!allows_on(&broken, &a, "storage.objects.get", Some(&inside)), "an error grants nothing");
+    }
+
+    #[test]
+    fn conditions_need_version_3_a_title_and_valid_cel() {
+        let with = |c: Value, v: i64| json!({"version": v, "bindings": [{"role": "roles/storage.objectViewer", "members": ["user:a@b.co"], "condition": c}]});
+        assert!(
+            validate_policy(&with(json!({"title": "t", "expression": "resource.name.startsWith('x')"}), 3)).is_ok()
+        );
+        for (c, v) in [
+            (json!({"title": "t", "expression": "true"}), 1),
+            (json!({"expression": "true"}), 3),
+            (json!({"title": "t", "expression": "resource.name.startsWith("}), 3),
+        ] {
+            assert!(validate_policy(&with(c.clone(), v)).is_err(), "{c} v{v}");
+        }
     }
 
     #[test]

@@ -606,17 +606,7 @@ fn get_policy(c: &Connection, ctx: &Ctx, table: &str, name: &str, key: Option<&s
     if !exists {
         return Err(ApiError::not_found(format!("{name} not found.")));
     }
-    let (policy, etag): (String, i64) = c
-        .query_row(&format!("SELECT policy, policy_etag FROM {table} WHERE name = ?1"), [name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(sql)?;
-    let mut p: Value = serde_json::from_str(&policy).unwrap_or(json!({}));
-    p["etag"] = json!(crate::iam::etag(etag));
-    if p.get("version").is_none() {
-        p["version"] = json!(1);
-    }
-    Ok(p)
+    crate::aip_iam::read(c, table, name)
 }
 
 fn set_policy(
@@ -628,10 +618,7 @@ fn set_policy(
     body: Value,
     exists: bool,
 ) -> ApiResult<Value> {
-    check_fields(&body, &["policy", "updateMask"], "SetIamPolicyRequest")?;
-    let policy = body.get("policy").cloned().ok_or_else(|| ApiError::bad_request("policy is required."))?;
-    check_fields(&policy, &["version", "bindings", "etag", "auditConfigs"], "Policy")?;
-    crate::iam::validate_policy(&policy)?;
+    let policy = crate::aip_iam::requested_policy(&body, &["policy", "updateMask"])?;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
     require(
         &tx,
@@ -643,31 +630,14 @@ fn set_policy(
     if !exists {
         return Err(ApiError::not_found(format!("{name} not found.")));
     }
-    let current: i64 =
-        tx.query_row(&format!("SELECT policy_etag FROM {table} WHERE name = ?1"), [name], |r| r.get(0)).map_err(sql)?;
     // KMS reports a stale etag as ABORTED (409): the caller should re-read and retry.
-    if let Some(e) = policy.get("etag").and_then(Value::as_str)
-        && e != crate::iam::etag(current)
-    {
-        return Err(ApiError::new(
-            409,
-            "aborted",
-            "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
-        ));
-    }
-    let bindings = crate::iam::stored_bindings(&policy);
-    let mut stored = json!({"version": policy["version"].as_i64().unwrap_or(1)});
-    if !bindings.is_empty() {
-        stored["bindings"] = Value::Array(bindings);
-    }
-    let next = current + 1;
-    tx.execute(
-        &format!("UPDATE {table} SET policy = ?1, policy_etag = ?2 WHERE name = ?3"),
-        params![stored.to_string(), next, name],
-    )
-    .map_err(sql)?;
+    let stale = ApiError::new(
+        409,
+        "aborted",
+        "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+    );
+    let stored = crate::aip_iam::write(&tx, table, name, &policy, stale)?;
     tx.commit().map_err(sql)?;
-    stored["etag"] = json!(crate::iam::etag(next));
     Ok(stored)
 }
 

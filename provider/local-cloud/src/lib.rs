@@ -8,7 +8,9 @@
 //! processes — several Terraform runs — can share it at the same time. It is product code: the
 //! provider talks to it through exactly the clients it uses for Google Cloud.
 
+mod aip_iam;
 mod api;
+mod artifact_registry;
 mod compute;
 mod error;
 mod iam;
@@ -42,6 +44,9 @@ pub struct LocalCloudConfig {
     pub admin_principal: String,
     /// When set, one JSON line per request is appended to this file.
     pub request_log: Option<PathBuf>,
+    /// How long the federated tokens STS issues live; `None`: an hour, as Google's (`expires_in`
+    /// 3600). Shorter lifetimes let tests see a long run outlive its first tokens.
+    pub federated_token_ttl: Option<Duration>,
 }
 
 /// A running local cloud; dropping it (or [`LocalCloud::shutdown`]) stops the server.
@@ -79,7 +84,13 @@ impl LocalCloud {
             let store = store::Store::open(&dir)?;
             let conn = store.connect()?;
             // The admin owns the project; a second admin (another login) is added, not swapped in.
-            let cfg = LocalCloudConfig { state_dir: dir.clone(), project, admin_principal, request_log: None };
+            let cfg = LocalCloudConfig {
+                state_dir: dir.clone(),
+                project,
+                admin_principal,
+                request_log: None,
+                federated_token_ttl: None,
+            };
             let existing: Option<String> = conn
                 .query_row("SELECT policy FROM projects WHERE id = ?1", [&cfg.project], |r| r.get(0))
                 .ok();
@@ -114,8 +125,15 @@ impl LocalCloud {
         let http = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() })
             .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
         let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone())));
-        let app =
-            Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http), vm });
+        let federated_token_secs =
+            cfg.federated_token_ttl.map(|d| d.as_secs().max(1) as i64).unwrap_or(sts::FEDERATED_TOKEN_SECS);
+        let app = Arc::new(server::App {
+            store: store.clone(),
+            request_log: cfg.request_log,
+            http: Arc::new(http),
+            vm,
+            federated_token_secs,
+        });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

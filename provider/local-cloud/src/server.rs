@@ -22,6 +22,8 @@ pub struct App {
     pub http: std::sync::Arc<dcr_gcp::Transport>,
     /// The simulated Confidential Space VMs this process supervises.
     pub vm: std::sync::Arc<crate::vm::Vms>,
+    /// Lifetime of the federated tokens STS issues.
+    pub federated_token_secs: i64,
 }
 
 /// One parsed request, before its body is read.
@@ -77,6 +79,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
         ("iam", Shape::Aip)
     } else if raw_path.starts_with("/cloudresourcemanager/v1/") {
         ("cloudresourcemanager", Shape::Aip)
+    } else if raw_path.starts_with("/artifactregistry/v1/") {
+        ("artifactregistry", Shape::Aip)
     } else if raw_path.starts_with("/compute/v1/") {
         ("compute", Shape::Storage)
     } else if raw_path.starts_with("/sts/v1/") {
@@ -121,7 +125,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             "storage-upload" => crate::storage::upload(&app, &r, body).await,
             "storage" if r.query("alt") == Some("media") => crate::storage::download(&app, &r).await,
             "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await,
-            "storage" | "cloudkms" | "iam" | "compute" => {
+            "storage" | "cloudkms" | "iam" | "compute" | "artifactregistry" => {
                 let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
                     .await
                     .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
@@ -138,6 +142,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                     "storage" => crate::storage::handle(&app, &r, json).await,
                     "cloudkms" => crate::kms::handle(&app, &r, json).await,
                     "compute" => crate::compute::handle(&app, &r, json).await,
+                    "artifactregistry" => crate::artifact_registry::handle(&app, &r, json).await,
                     _ => crate::wif::handle(&app, &r, json).await,
                 }
             }

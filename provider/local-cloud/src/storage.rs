@@ -142,11 +142,15 @@ pub fn project_policy(c: &rusqlite::Connection, project: &str) -> ApiResult<Opti
     load_policy(c, "SELECT policy FROM projects WHERE id = ?1", project)
 }
 
-/// Whether `principal` holds `permission` through the project's or the bucket's policy.
+/// Whether `principal` holds `permission` through the project's or the bucket's policy, on the
+/// bucket or (`object`) on one object of it: conditional bindings of the bucket's policy grant
+/// where their condition holds on that resource (an object prefix condition grants objects under
+/// it, not listing the bucket, as on Google).
 fn bucket_allows(
     c: &rusqlite::Connection,
     principal: &crate::iam::Identity,
     bucket: &str,
+    object: Option<&str>,
     permission: &str,
 ) -> ApiResult<bool> {
     let row: Option<(String, String)> = c
@@ -156,7 +160,9 @@ fn bucket_allows(
     let Some((project, policy)) = row else { return Ok(false) };
     let policy: Value = serde_json::from_str(&policy).unwrap_or(Value::Null);
     let proj = project_policy(c, &project)?.unwrap_or(Value::Null);
-    Ok(crate::iam::allows(&proj, principal, permission) || crate::iam::allows(&policy, principal, permission))
+    let on = crate::iam::ConditionResource::storage(bucket, object);
+    Ok(crate::iam::allows(&proj, principal, permission)
+        || crate::iam::allows_on(&policy, principal, permission, Some(&on)))
 }
 
 fn denied_bucket(principal: &crate::iam::Identity, permission: &str, bucket: &str) -> ApiError {
@@ -183,7 +189,7 @@ fn require_bucket(
         c.query_row("SELECT resource FROM buckets WHERE name = ?1", [bucket], |r| r.get(0)).optional().map_err(sql)?;
     match res {
         Some(r) => {
-            if !bucket_allows(c, principal, bucket, permission)? {
+            if !bucket_allows(c, principal, bucket, None, permission)? {
                 return Err(denied_bucket(principal, permission, bucket));
             }
             Ok(serde_json::from_str(&r).unwrap_or(Value::Null))
@@ -204,7 +210,8 @@ fn require_object_permission(
     if !exists {
         return Err(ApiError::not_found("The specified bucket does not exist."));
     }
-    if !bucket_allows(c, principal, bucket, permission)? {
+    let on = (!object.is_empty()).then_some(object);
+    if !bucket_allows(c, principal, bucket, on, permission)? {
         return Err(denied_object(principal, permission, bucket, object));
     }
     Ok(())
@@ -230,6 +237,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         ("DELETE", ["b", bucket]) => delete_bucket(app, r, bucket).await,
         ("GET", ["b", bucket, "iam"]) => {
             let bucket = bucket.to_string();
+            let requested = r.query_i64("optionsRequestedPolicyVersion")?.unwrap_or(1);
             let v = app
                 .store
                 .call(move |c| {
@@ -239,6 +247,16 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                             Ok((r.get(0)?, r.get(1)?))
                         })
                         .map_err(sql)?;
+                    // storage.v1 `optionsRequestedPolicyVersion`: "If the optionsRequestedPolicyVersion is
+                    // for an older version that doesn't support part of the requested IAM policy, the
+                    // request fails."
+                    let parsed: Value = serde_json::from_str(&policy).unwrap_or(Value::Null);
+                    if requested < 3 && crate::iam::has_conditions(&parsed) {
+                        return Err(ApiError::bad_request(format!(
+                            "The policy of bucket {bucket} has conditional role bindings: request it with \
+                             optionsRequestedPolicyVersion=3."
+                        )));
+                    }
                     Ok(render_policy(&bucket, &policy, etag))
                 })
                 .await?;
@@ -254,7 +272,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 .call(move |c| {
                     let mut granted = Vec::new();
                     for p in asked {
-                        if bucket_allows(c, &principal, &bucket, &p)? {
+                        if bucket_allows(c, &principal, &bucket, None, &p)? {
                             granted.push(p);
                         }
                     }
@@ -1021,7 +1039,9 @@ async fn finalize(
             if pre.if_generation_match.is_some_and(|g| g != current) || pre.if_generation_not_match.is_some_and(|g| g == current) {
                 return Err(ApiError::precondition("At least one of the pre-conditions you specified did not hold."));
             }
-            if old.is_some() && !crate::storage::bucket_allows(&tx, &principal, &bucket, "storage.objects.delete")? {
+            if old.is_some()
+                && !crate::storage::bucket_allows(&tx, &principal, &bucket, Some(&name), "storage.objects.delete")?
+            {
                 return Err(denied_object(&principal, "storage.objects.delete", &bucket, &name));
             }
             // Generations are microsecond timestamps, strictly increasing per object.

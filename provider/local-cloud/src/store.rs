@@ -57,6 +57,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(|e| store.db_err(e))?;
         conn.execute_batch(crate::wif::SCHEMA).map_err(|e| store.db_err(e))?;
         conn.execute_batch(crate::compute::SCHEMA).map_err(|e| store.db_err(e))?;
+        conn.execute_batch(crate::artifact_registry::SCHEMA).map_err(|e| store.db_err(e))?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],

@@ -287,16 +287,17 @@ pub async fn exchange(app: &App, fields: BTreeMap<String, String>) -> StsResult<
 
     let pool_name = format!("projects/{number}/locations/global/workloadIdentityPools/{pool_id}");
     let identity = federated_identity(&pool_name, &subject, &google, &attribute);
+    let ttl = app.federated_token_secs;
     let access_token = app
         .store
-        .call(move |c| crate::tokens::mint_federated(c, &identity, &number, &pool_id, FEDERATED_TOKEN_SECS))
+        .call(move |c| crate::tokens::mint_federated(c, &identity, &number, &pool_id, ttl))
         .await
         .map_err(|e| StsError::internal(e.message))?;
     Ok(json!({
         "access_token": access_token,
         "issued_token_type": ACCESS_TOKEN,
         "token_type": "Bearer",
-        "expires_in": FEDERATED_TOKEN_SECS,
+        "expires_in": ttl,
     }))
 }
 

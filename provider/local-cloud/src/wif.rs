@@ -183,17 +183,37 @@ fn provider_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResu
     Ok(())
 }
 
-/// Splits an `updateMask` and checks it names only `allowed` fields.
-fn update_mask<'a>(mask: Option<&'a str>, allowed: &[&str]) -> ApiResult<Vec<&'a str>> {
+/// Splits an `updateMask` and checks it names only `allowed` fields. A field mask path may be
+/// written in the proto's snake_case or in JSON's lowerCamelCase (the FieldMask JSON mapping,
+/// https://protobuf.dev/reference/protobuf/google.protobuf/#field-mask; terraform-provider-google
+/// sends `oidc.allowed_audiences`): paths are returned in lowerCamelCase.
+fn update_mask(mask: Option<&str>, allowed: &[&str]) -> ApiResult<Vec<String>> {
     let mask = mask.filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("updateMask is required."))?;
-    let fields: Vec<&str> = mask.split(',').map(str::trim).collect();
-    if let Some(bad) = fields.iter().find(|f| !allowed.contains(f)) {
+    let fields: Vec<String> = mask.split(',').map(|f| lower_camel_path(f.trim())).collect();
+    if let Some(bad) = fields.iter().find(|f| !allowed.contains(&f.as_str())) {
         return Err(ApiError::bad_request(format!(
             "Invalid updateMask: '{bad}' cannot be updated; updatable fields: {}.",
             allowed.join(", ")
         )));
     }
     Ok(fields)
+}
+
+/// `oidc.allowed_audiences` → `oidc.allowedAudiences`; lowerCamelCase paths stay as they are.
+fn lower_camel_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,12 +271,13 @@ fn mark_active(v: &mut Value) {
 }
 
 /// Records a finished operation on `resource` and returns what the mutation answers: the
-/// operation, not yet marked done.
-fn start_operation(c: &Connection, resource: &str, type_name: &str, result: &Value) -> ApiResult<Value> {
+/// operation, not yet marked done. Once done it carries no `response`: Google's identity pool
+/// operations leave it empty (gcloud, `command_lib/iam/identity_pool_waiter.py`: "Identity Pools
+/// GetOperation does not return anything in the Operation.response field"), so clients read the
+/// resource back by the operation's name without its last two segments, as gcloud does.
+fn start_operation(c: &Connection, resource: &str) -> ApiResult<Value> {
     let name = format!("{resource}/operations/{}", uuid::Uuid::new_v4().simple());
-    let mut response = result.clone();
-    response["@type"] = json!(format!("type.googleapis.com/google.iam.v1.{type_name}"));
-    let done = json!({"name": name, "done": true, "response": response});
+    let done = json!({"name": name, "done": true});
     c.execute("INSERT INTO operations (name, result) VALUES (?1, ?2)", params![name, done.to_string()]).map_err(sql)?;
     Ok(json!({"name": name, "done": false}))
 }
@@ -318,7 +339,7 @@ struct Kind {
     parent_column: &'static str,
     /// The permission prefix (`iam.workloadIdentityPools`).
     permission: &'static str,
-    /// The message type in operation responses.
+    /// The message type, as error messages name it.
     type_name: &'static str,
     collection: &'static str,
     id_param: &'static str,
@@ -544,7 +565,7 @@ fn create(ctx: &Ctx, k: &Kind, parent: &str, id: Option<String>, body: &Value) -
             params![name, parent, v.to_string()],
         )
         .map_err(sql)?;
-    start_operation(ctx.c, &name, k.type_name, &v)
+    start_operation(ctx.c, &name)
 }
 
 fn patch(ctx: &Ctx, k: &Kind, name: &str, mask: Option<String>, body: &Value) -> ApiResult<Value> {
@@ -555,10 +576,11 @@ fn patch(ctx: &Ctx, k: &Kind, name: &str, mask: Option<String>, body: &Value) ->
     if is_deleted(&v) {
         return Err(ApiError::failed_precondition(format!("Cannot update {name}: it is deleted; undelete it first.")));
     }
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
     (k.settings)(body, &fields, &mut v)?;
     (k.check)(&v)?;
     save(ctx.c, k.table, name, &v)?;
-    start_operation(ctx.c, name, k.type_name, &v)
+    start_operation(ctx.c, name)
 }
 
 fn list(ctx: &Ctx, k: &Kind, parent: &str, show_deleted: Option<String>) -> ApiResult<Value> {
@@ -587,7 +609,7 @@ fn delete(ctx: &Ctx, k: &Kind, name: &str) -> ApiResult<Value> {
     }
     mark_deleted(&mut v);
     save(ctx.c, k.table, name, &v)?;
-    start_operation(ctx.c, name, k.type_name, &v)
+    start_operation(ctx.c, name)
 }
 
 fn undelete(ctx: &Ctx, k: &Kind, name: &str) -> ApiResult<Value> {
@@ -599,7 +621,7 @@ fn undelete(ctx: &Ctx, k: &Kind, name: &str) -> ApiResult<Value> {
     }
     mark_active(&mut v);
     save(ctx.c, k.table, name, &v)?;
-    start_operation(ctx.c, name, k.type_name, &v)
+    start_operation(ctx.c, name)
 }
 
 #[cfg(test)]
@@ -679,5 +701,11 @@ mod tests {
         assert_eq!(update_mask(Some("displayName,disabled"), &["displayName", "disabled"]).unwrap().len(), 2);
         assert!(update_mask(None, &["displayName"]).is_err());
         assert!(update_mask(Some("name"), &["displayName"]).unwrap_err().message.contains("'name'"));
+        // terraform-provider-google's snake_case paths name the same fields.
+        assert_eq!(
+            update_mask(Some("oidc.allowed_audiences,oidc.issuer_uri,attributeCondition"), PROVIDER.update_fields)
+                .unwrap(),
+            vec!["oidc.allowedAudiences", "oidc.issuerUri", "attributeCondition"]
+        );
     }
 }

@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path) -> LocalCloud {
         project: PROJECT.into(),
         admin_principal: "user:owner@example.com".into(),
         request_log: None,
+        federated_token_ttl: None,
     })
     .await
     .expect("local cloud starts")

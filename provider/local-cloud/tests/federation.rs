@@ -18,6 +18,7 @@ async fn start(tag: &str) -> (LocalCloud, std::path::PathBuf) {
         project: PROJECT.into(),
         admin_principal: "user:owner@example.com".into(),
         request_log: None,
+        federated_token_ttl: None,
     })
     .await
     .expect("local cloud starts");
@@ -43,18 +44,24 @@ impl Api {
         (status, serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null))
     }
 
-    /// Runs a mutation and follows its operation to the end, as a client must.
+    /// Runs a mutation, follows its operation to the end, and reads the resource back, as gcloud
+    /// does: Google's identity pool operations finish with no `response`
+    /// (`googlecloudsdk/command_lib/iam/identity_pool_waiter.py`), and the resource's name is the
+    /// operation's without `/operations/ID`.
     async fn op(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (s, op) = self.call(Some(token), method, path, body).await;
         if s != 200 {
             return (s, op);
         }
         assert_eq!(op["done"], false, "the local cloud makes clients poll: {op}");
-        let (s, done) =
-            self.call(Some(token), Method::GET, &format!("/iam/v1/{}", op["name"].as_str().unwrap()), None).await;
+        let op_name = op["name"].as_str().unwrap();
+        let (s, done) = self.call(Some(token), Method::GET, &format!("/iam/v1/{op_name}"), None).await;
         assert_eq!(s, 200, "{done}");
         assert_eq!(done["done"], true);
-        (s, done["response"].clone())
+        assert!(done.get("response").is_none(), "Google leaves an identity pool operation's response empty: {done}");
+        assert!(done.get("error").is_none(), "{done}");
+        let resource = op_name.rsplitn(3, '/').nth(2).expect("operations/ID suffix");
+        self.call(Some(token), Method::GET, &format!("/iam/v1/{resource}"), None).await
     }
 
     async fn sts(&self, audience: &str, subject: &str) -> (StatusCode, Value) {
@@ -156,6 +163,17 @@ async fn pools_and_providers_follow_googles_lifecycle() {
         )
         .await;
     assert_eq!((s, p["attributeCondition"].as_str()), (StatusCode::OK, Some("true")));
+    // The mask paths terraform-provider-google sends for OIDC changes (snake_case sub-fields).
+    let (s, p) = api
+        .op(
+            &admin,
+            Method::PATCH,
+            &format!("{prov}?updateMask=oidc.allowed_audiences,oidc.issuer_uri,oidc.jwks_json"),
+            Some(json!({"oidc": {"issuerUri": "https://issuer.example", "allowedAudiences": ["aud-1"]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["oidc"], json!({"issuerUri": "https://issuer.example", "allowedAudiences": ["aud-1"]}));
 
     // Soft delete: still readable as DELETED, the id blocked, undelete brings it back.
     let (s, d) = api.op(&admin, Method::DELETE, &prov, None).await;

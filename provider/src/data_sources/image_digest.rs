@@ -9,7 +9,7 @@ use tfplugin6::schema::{Attribute, Block, Schema};
 use tfplugin6::{DataSource, Diagnostic, Diagnostics, Type, Value};
 
 use crate::provider::ProviderState;
-use crate::workload_image::{image_attributes, plan_image, validate, with_defaults};
+use crate::workload_image::{image_attributes, output_block, plan_image, validate, with_defaults};
 
 pub const TYPE_NAME: &str = "dcr_image_digest";
 
@@ -30,7 +30,7 @@ pub fn schema() -> Schema {
          resource builds it, so a data owner can pin a reviewed notebook in `dcr_policy.allowed_image_digests` \
          before the workload runs.",
     );
-    let b = image_attributes(b)
+    let b = image_attributes(b, output_block())
         .attr(Attribute::computed("digest", Type::String, "The image digest (`sha256:...`)."))
         .attr(Attribute::computed(
             "manifest",

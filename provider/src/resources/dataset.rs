@@ -691,7 +691,8 @@ impl DatasetResource {
             let new_key = planned.get("crypto_key").as_str() != Some(key.as_str());
             state.set("crypto_key", Value::string(&key));
             if state.get("ciphertext_sha256").is_unknown() || new_key {
-                let up = upload_encrypted(&c, &state, &key).await?;
+                let what = format!("the upload of {}", str_attr(planned, "source")?);
+                let up = self.state.stop.unless_stopped(&what, upload_encrypted(&c, &state, &key)).await??;
                 state.set("object_generation", Value::string(up.generation));
                 state.set("ciphertext_sha256", Value::string(up.ciphertext_sha256));
             }
@@ -833,6 +834,15 @@ impl Resource for DatasetResource {
             Ok(c) => c,
             Err(e) => return PlanResponse { diagnostics: e, ..Default::default() },
         };
+        if let (Value::Null, Some(name)) = (req.config.get("bucket"), req.config.get("name").as_str())
+            && let Some(e) = crate::validate::default_bucket_diagnostic(
+                AttributePath::root("bucket"),
+                &default_bucket(&clients.project, name),
+                "PROJECT-NAME",
+            )
+        {
+            return PlanResponse { diagnostics: e.into(), ..Default::default() };
+        }
         let mut facts = PlanFacts { project: clients.project.clone(), ..Default::default() };
         let schema = match DatasetSchema::from_config(req.config.get("schema")) {
             Ok(s) => s,

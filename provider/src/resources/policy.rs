@@ -901,6 +901,15 @@ impl Resource for PolicyResource {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
+        if let (Value::Null, Some(name)) = (req.config.get("bucket"), req.config.get("name").as_str())
+            && let Some(e) = crate::validate::default_bucket_diagnostic(
+                AttributePath::root("bucket"),
+                &default_bucket(&c.project, name),
+                "PROJECT-policy-NAME",
+            )
+        {
+            return fail(e.into());
+        }
         let (rules, issuer, warnings) = match effective_rules(&req.config, c.is_local) {
             Ok(r) => r,
             Err(e) => return fail(e),

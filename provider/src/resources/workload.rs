@@ -16,7 +16,8 @@ use dcr_attestation::claims::{CONFIDENTIAL_HARDWARE, GOOGLE_ISSUER, LOCAL_ISSUER
 use dcr_attestation::condition::{PolicyRules, attribute_condition, attribute_mapping};
 use dcr_attestation::verify::Attested;
 use dcr_attestation::workload::{
-    FAILURE_OBJECT, FailureReport, OUTPUT_MANIFEST_OBJECT, TOKEN_OBJECT, WorkloadManifest, output_nonce,
+    FAILURE_OBJECT, FailureReport, OUTPUT_MANIFEST_OBJECT, OutputManifest, TOKEN_OBJECT, WorkloadManifest,
+    output_nonce, shared_readers,
 };
 use dcr_gcp::workload_identity::{
     Oidc, WorkloadIdentityPool, WorkloadIdentityPoolProvider, pool_name, pool_principal_set,
@@ -30,6 +31,7 @@ use tfplugin6::{
 };
 
 use crate::clients::Clients;
+use crate::image_registry;
 use crate::provider::ProviderState;
 use crate::resources::common::{
     self, apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_object,
@@ -38,10 +40,20 @@ use crate::resources::common::{
 use crate::resources::policy::PROVIDER_ID;
 use crate::timeouts;
 use crate::verification::{Expected, check, claims_type, claims_value};
-use crate::workload_image::{image_attributes, output_pool_id, plan_image, with_defaults};
+use crate::workload_image::{image_attributes, output_block, output_pool_id, plan_image, with_defaults};
 
 pub const TYPE_NAME: &str = "dcr_workload";
-const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// What a run needs besides the notebook's own time: the VM's boot, the pull of the ~165 MB base
+/// image, the launcher's bounded wait for IAM changes to propagate (5 minutes at most), and the
+/// release. The default time limit of every operation is `max_run_seconds` plus this.
+const RUN_MARGIN: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+/// The boot disk's type: Balanced PD, which both N2D (SEV) and C3 (TDX) take (C3 takes no
+/// Standard PD, Compute's default for older series; compute.v1 `AttachedDiskInitializeParams`).
+const BOOT_DISK_TYPE: &str = "pd-balanced";
+/// Roles the VM's service account needs, for the docs and diagnostics.
+const SERVICE_ACCOUNT_ROLES: &str = "`roles/confidentialcomputing.workloadUser` on the VM's project (to get attestation \
+     tokens), `roles/artifactregistry.reader` on the image repository (dcr grants it on Artifact Registry \
+     repositories it manages) and `roles/logging.logWriter` (for the launcher's logs)";
 /// Images in the local image store are named under this host, which never resolves: the local
 /// cloud finds them by digest.
 pub const LOCAL_IMAGE_HOST: &str = "images.dcr.invalid";
@@ -49,7 +61,7 @@ const OUTPUT_WRITER: &str = "roles/storage.objectAdmin";
 const CONFIDENTIAL_SPACE_IMAGE: &str = "projects/confidential-space-images/global/images/family/confidential-space";
 const LOG_TAIL_LINES: usize = 40;
 /// Changing any of these is a different run.
-const RUN_ATTRIBUTES: [&str; 11] = [
+const RUN_ATTRIBUTES: [&str; 14] = [
     "name",
     "image_digest",
     "registry",
@@ -57,6 +69,9 @@ const RUN_ATTRIBUTES: [&str; 11] = [
     "machine_type",
     "confidential_type",
     "service_account",
+    "network",
+    "subnetwork",
+    "external_ip",
     "output",
     "base_image",
     "max_run_seconds",
@@ -82,7 +97,13 @@ pub fn schema() -> Schema {
          image digest, with the SHA-256 of the output manifest as nonce.",
     )
     .attr(Attribute::computed("id", Type::String, "The workload name."));
-    let b = image_attributes(b)
+    let output = output_block().attr(Attribute::optional_computed(
+        "location",
+        Type::String,
+        "Location of the output bucket when dcr creates it (`US`, `EU`, a region such as `europe-west4`). Defaults \
+         to the provider's region on `gcp`, else `US`. An organization policy `gcp.resourceLocations` may restrict it.",
+    ));
+    let b = image_attributes(b, output)
         .attr(Attribute::optional(
             "registry",
             Type::String,
@@ -92,7 +113,8 @@ pub fn schema() -> Schema {
         .attr(Attribute::optional_computed(
             "zone",
             Type::String,
-            "Zone of the VM. Defaults to `us-central1-a` on `gcp` and `local-a` on `local`.",
+            "Zone of the VM. Defaults to the provider's `zone` on `gcp` (`us-central1-a` when the provider sets \
+             neither zone nor region) and `local-a` on `local`.",
         ))
         .attr(Attribute::optional_computed(
             "confidential_type",
@@ -107,7 +129,33 @@ pub fn schema() -> Schema {
         .attr(Attribute::optional(
             "service_account",
             Type::String,
-            "Service account email the VM runs as (gcp). It needs `roles/confidentialcomputing.workloadUser`.",
+            &format!(
+                "Email of the service account the VM runs as. Required on `gcp`: Confidential Space's launcher uses \
+                 it to get attestation tokens and to pull the image. It needs {SERVICE_ACCOUNT_ROLES}; whoever \
+                 applies needs `roles/iam.serviceAccountUser` on it."
+            ),
+        ))
+        .attr(Attribute::optional(
+            "network",
+            Type::String,
+            "VPC network of the VM, as a full or partial URL (`projects/PROJECT/global/networks/NAME`, \
+             `global/networks/NAME`). Defaults to the project's `default` network unless `subnetwork` is set \
+             (the network is then inferred).",
+        ))
+        .attr(Attribute::optional(
+            "subnetwork",
+            Type::String,
+            "Subnetwork of the VM, in the zone's region, as a full or partial URL \
+             (`projects/PROJECT/regions/REGION/subnetworks/NAME`, `regions/REGION/subnetworks/NAME`). Required for \
+             custom-mode networks.",
+        ))
+        .attr(Attribute::optional_computed(
+            "external_ip",
+            Type::Bool,
+            "Give the VM an ephemeral external IP (a `ONE_TO_ONE_NAT` access config), its way to Google APIs and the \
+             registry. Defaults to `true`. With `false` the subnetwork needs Private Google Access (and Cloud NAT \
+             for a registry outside Google), and an organization policy `compute.vmExternalIpAccess` no longer \
+             matters.",
         ))
         .attr(Attribute::optional_computed(
             "wait",
@@ -117,7 +165,12 @@ pub fn schema() -> Schema {
         .attr(Attribute::computed("image", Type::String, "The image that ran, pinned by digest (`REPO@sha256:...`)."))
         .attr(Attribute::computed("image_digest", Type::String, "Digest of the workload image; known at plan time."))
         .attr(Attribute::computed("instance", Type::String, "Name of the VM."))
-        .attr(Attribute::computed("status", Type::String, "The VM's last status (`TERMINATED` once the run ended)."))
+        .attr(Attribute::computed(
+            "status",
+            Type::String,
+            "The VM's last status (`TERMINATED` once the run ended; `INTERRUPTED` when Ctrl-C stopped the apply and \
+             dcr deleted the VM).",
+        ))
         .attr(Attribute::computed(
             "output_uri",
             Type::String,
@@ -135,11 +188,19 @@ pub fn schema() -> Schema {
         )
         .attr(Attribute::computed("attestation_claims", claims_type(), "The verified claims of the token."))
         .attr(Attribute::computed(
+            "shared_with",
+            Type::set(Type::String),
+            "Members every input policy's `output.readers` names: they were granted read access to this run's \
+             results (objects under `output_uri`) and to nothing else in the bucket.",
+        ))
+        .attr(Attribute::computed(
             "log_tail",
             Type::String,
             "The end of the VM's serial console when the run failed (launcher lines; never cell output).",
         ))
-        .block(timeouts::block("30m"));
+        .block(timeouts::block_described(
+            "`max_run_seconds` plus 20 minutes (the VM's boot, the image pull, IAM propagation and the release)",
+        ));
     Schema::new(0, b)
 }
 
@@ -155,6 +216,16 @@ fn validate_config(config: &Value) -> Diagnostics {
             "Allowed: SEV, TDX.",
         ));
     }
+    d.extend(validate_network(config));
+    if let Some(sa) = config.get("service_account").as_str()
+        && !is_service_account_email(sa)
+    {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("service_account"),
+            format!("{sa:?} is not a service account email"),
+            "Write NAME@PROJECT.iam.gserviceaccount.com (or PROJECT_NUMBER-compute@developer.gserviceaccount.com).",
+        ));
+    }
     if let Some(r) = config.get("registry").as_str()
         && (r.is_empty() || r.contains('@') || r.ends_with('/') || !r.contains('/'))
     {
@@ -165,6 +236,62 @@ fn validate_config(config: &Value) -> Diagnostics {
         ));
     }
     d
+}
+
+/// `NAME@DOMAIN` with the domains Google gives service accounts.
+fn is_service_account_email(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(name, domain)| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && (domain.ends_with(".iam.gserviceaccount.com") || domain == "developer.gserviceaccount.com")
+    })
+}
+
+/// `network` and `subnetwork` as Compute takes them: full or partial URLs
+/// (compute.v1 `NetworkInterface.network` and `.subnetwork`).
+fn validate_network(config: &Value) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    let shapes = [
+        ("network", &["global", "networks", "*"][..], "global/networks/NAME or projects/PROJECT/global/networks/NAME"),
+        (
+            "subnetwork",
+            &["regions", "*", "subnetworks", "*"][..],
+            "regions/REGION/subnetworks/NAME or projects/PROJECT/regions/REGION/subnetworks/NAME",
+        ),
+    ];
+    for (attr, shape, example) in shapes {
+        let Some(url) = config.get(attr).as_str() else { continue };
+        let rest = url.strip_prefix("https://www.googleapis.com/compute/v1/").unwrap_or(url);
+        let rest = match rest.strip_prefix("projects/").and_then(|r| r.split_once('/')) {
+            Some((p, r)) if !p.is_empty() => r,
+            _ => rest,
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let fits = parts.len() == shape.len()
+            && parts.iter().zip(shape).all(|(p, s)| if *s == "*" { compute_name(p) } else { p == s });
+        if !fits {
+            d.push(Diagnostic::attribute_error(
+                AttributePath::root(attr),
+                format!("{url:?} is not a {attr} URL"),
+                format!("Write {example} (or the full https://www.googleapis.com/compute/v1/ URL)."),
+            ));
+        }
+    }
+    d
+}
+
+/// Compute's resource names: `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63.
+fn compute_name(n: &str) -> bool {
+    (1..=63).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !n.ends_with('-')
+}
+
+/// The default time limit: the run's own limit plus [`RUN_MARGIN`].
+fn default_timeout(v: &Value) -> std::time::Duration {
+    let run = v.get("max_run_seconds").as_i64().filter(|n| *n > 0).unwrap_or(3600) as u64;
+    std::time::Duration::from_secs(run).saturating_add(RUN_MARGIN)
 }
 
 fn hex_of(digest: &str) -> &str {
@@ -217,9 +344,10 @@ pub fn instance_body(planned: &Value, image: &str, is_local: bool, local_endpoin
         "shieldedInstanceConfig": {"enableSecureBoot": true, "enableVtpm": true, "enableIntegrityMonitoring": true},
         "scheduling": {"onHostMaintenance": "TERMINATE", "automaticRestart": false},
         "disks": [{"boot": true, "autoDelete": true, "initializeParams": {
-            "sourceImage": if is_local { format!("{CONFIDENTIAL_SPACE_IMAGE}-debug") } else { CONFIDENTIAL_SPACE_IMAGE.to_string() }
+            "sourceImage": if is_local { format!("{CONFIDENTIAL_SPACE_IMAGE}-debug") } else { CONFIDENTIAL_SPACE_IMAGE.to_string() },
+            "diskType": format!("zones/{}/diskTypes/{BOOT_DISK_TYPE}", s("zone")),
         }}],
-        "networkInterfaces": [{"network": "global/networks/default"}],
+        "networkInterfaces": [network_interface(planned)],
         "metadata": {"items": items},
         "labels": {"dcr-workload": name},
     });
@@ -227,6 +355,73 @@ pub fn instance_body(planned: &Value, image: &str, is_local: bool, local_endpoin
         body["serviceAccounts"] = json!([{"email": sa, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}]);
     }
     body
+}
+
+/// Lets `readers` read this run's results and nothing else in the bucket: a conditional
+/// `roles/storage.objectViewer` binding on the output bucket limited to the run's prefix
+/// (`resource.name.startsWith('projects/_/buckets/B/objects/PREFIX')`, the form Cloud Storage
+/// documents for prefix-scoped access: https://cloud.google.com/storage/docs/access-control/iam#conditions).
+/// Object names under the prefix are in the output manifest; listing the bucket stays the
+/// consumer's. The binding is keyed by its title, so a re-run of the same image replaces it.
+async fn share_run(
+    c: &Clients,
+    bucket: &str,
+    prefix: &str,
+    digest: &str,
+    readers: &[String],
+) -> Result<(), Diagnostics> {
+    let condition = run_condition(bucket, prefix, digest);
+    let result = dcr_gcp::iam::read_modify_write(&c.storage.bucket_iam(bucket), |p| {
+        p.set_conditional_members(RUN_READER_ROLE, &condition, readers)
+    })
+    .await;
+    result.map(|_| ()).map_err(|e| gcp_diag(&format!("Cannot share the run's results in gs://{bucket}/{prefix}"), e))
+}
+
+const RUN_READER_ROLE: &str = "roles/storage.objectViewer";
+
+/// The condition of a run's reader binding.
+fn run_condition(bucket: &str, prefix: &str, digest: &str) -> dcr_gcp::iam::Expr {
+    dcr_gcp::iam::Expr {
+        expression: format!(
+            "resource.name.startsWith({})",
+            cel_string(&format!("projects/_/buckets/{bucket}/objects/{prefix}"))
+        ),
+        title: Some(format!("dcr run {}", &hex_of(digest)[..12.min(hex_of(digest).len())])),
+        description: Some(format!(
+            "Readers the input policies name, for the results of image {digest} (managed by dcr)"
+        )),
+    }
+}
+
+/// A CEL string literal (single-quoted, `\\` and `'` escaped): object prefixes may hold quotes.
+fn cel_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The VM's one network interface. Without an access config a VM has no external internet access
+/// (compute.v1 `NetworkInterface.accessConfigs`), and Confidential Space's launcher must reach the
+/// registry, the attestation service, STS, Storage and KMS: an ephemeral external IP is the default,
+/// as gcloud gives one (Google's `launcher/image/test/create_vm.sh` creates VMs this way).
+fn network_interface(planned: &Value) -> serde_json::Value {
+    let mut nic = serde_json::Map::new();
+    match (planned.get("network").as_str(), planned.get("subnetwork").as_str()) {
+        (None, None) => {
+            nic.insert("network".into(), json!("global/networks/default"));
+        }
+        (network, subnetwork) => {
+            if let Some(n) = network {
+                nic.insert("network".into(), json!(n));
+            }
+            if let Some(s) = subnetwork {
+                nic.insert("subnetwork".into(), json!(s));
+            }
+        }
+    }
+    if planned.get("external_ip").as_bool() != Some(false) {
+        nic.insert("accessConfigs".into(), json!([{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]));
+    }
+    serde_json::Value::Object(nic)
 }
 
 /// Planned state: image attribute defaults, backend defaults, the planned image and names; results
@@ -238,9 +433,10 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
             planned.set(attr, v);
         }
     };
-    default("zone", Value::string(if c.is_local { "local-a" } else { "us-central1-a" }));
+    default("zone", Value::string(default_zone(c).unwrap_or_default()));
     default("confidential_type", Value::string("SEV"));
     default("wait", Value::Bool(true));
+    default("external_ip", Value::Bool(true));
     let machine = match planned.get("confidential_type").as_str() {
         Some("TDX") => Value::string("c3-standard-4"),
         Some(_) => Value::string("n2d-standard-2"),
@@ -252,6 +448,13 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
     let name = config.get("name").as_str().map(str::to_string);
     planned.set("id", Value::opt_string(name.clone()));
     planned.set("instance", Value::opt_string(name.as_deref().map(instance_name)));
+    let output = planned.get("output").clone();
+    if !output.is_null() && output.get("location").is_null() {
+        let location = output_location(c, &planned);
+        let mut o = output;
+        o.set("location", Value::string(location));
+        planned.set("output", o);
+    }
     match image {
         Some(img) => {
             planned.set("image_digest", Value::string(&img.digest));
@@ -277,12 +480,72 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
             }
         }
     }
-    let results = ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail"];
+    let results =
+        ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"];
     for a in results {
         let v = if !prior.is_null() && replace.is_empty() { prior.get(a).clone() } else { Value::Unknown };
         planned.set(a, v);
     }
     (planned, replace)
+}
+
+/// The zone a VM goes to when the resource names none: the provider's `zone`; on `gcp` without a
+/// zone or region, `us-central1-a`. A region without a zone is not guessed into a zone (not every
+/// region has an `-a`): `None`, and plan asks for one.
+fn default_zone(c: &Clients) -> Option<String> {
+    if c.is_local {
+        return Some("local-a".into());
+    }
+    match (&c.zone, &c.region) {
+        (Some(z), _) => Some(z.clone()),
+        (None, None) => Some("us-central1-a".into()),
+        (None, Some(_)) => None,
+    }
+}
+
+/// The output bucket's location: `output.location`, else the provider's region, else `US`.
+fn output_location(c: &Clients, planned: &Value) -> String {
+    planned
+        .get("output")
+        .get("location")
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| c.region.clone().map(|r| r.to_uppercase()))
+        .unwrap_or_else(|| "US".into())
+}
+
+/// Checks that need the backend: what Confidential Space needs on `gcp`.
+fn validate_for_backend(config: &Value, c: &Clients) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if c.is_local {
+        return d;
+    }
+    if config.get("registry").is_null() {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("registry"),
+            "a registry is required on the gcp backend",
+            "Confidential Space VMs pull the image from a registry: set registry, e.g. \
+             us-docker.pkg.dev/PROJECT/REPO (dcr creates an Artifact Registry repository that does not exist yet).",
+        ));
+    }
+    if config.get("service_account").is_null() {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("service_account"),
+            "a service account is required on the gcp backend",
+            format!(
+                "Confidential Space's launcher gets attestation tokens and pulls the image as the VM's service \
+                 account: set service_account to one that has {SERVICE_ACCOUNT_ROLES}."
+            ),
+        ));
+    }
+    if config.get("zone").is_null() && default_zone(c).is_none() {
+        d.push(Diagnostic::attribute_error(
+            AttributePath::root("zone"),
+            "no zone for the VM",
+            "The provider sets a region but no zone: set zone here, or zone in the provider's gcp block.",
+        ));
+    }
+    d
 }
 
 fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
@@ -309,15 +572,15 @@ impl WorkloadResource {
                 image.write_to(&layout, planned.get("name").as_str().unwrap_or("workload")).map_err(fail)?;
                 Ok(format!("{repo}@{}", image.digest))
             }
-            Some(_) => {
+            Some(registry) => {
+                if !c.is_local {
+                    image_registry::prepare(c, registry, &str_attr(planned, "service_account")?).await?;
+                }
                 let host = repo.split('/').next().unwrap_or("").to_string();
-                let name = host.split(':').next().unwrap_or("");
-                let plain_http =
-                    if ["localhost", "127.0.0.1"].contains(&name) { vec![host.clone()] } else { Vec::new() };
                 let dest = dcr_image::registry::Destination {
                     reference: format!("{repo}:{}", &hex_of(&image.digest)[..12]),
-                    auth: dcr_image::registry::docker_config_auth(&host).map_err(fail)?,
-                    plain_http,
+                    auth: image_registry::push_auth(c, &host).await?,
+                    plain_http: dcr_image::registry::loopback_plain_http(&repo),
                 };
                 dcr_image::registry::push(image, &dest).await.map_err(fail)
             }
@@ -330,7 +593,7 @@ impl WorkloadResource {
         let name = str_attr(planned, "name")?;
         let bucket = str_attr(planned.get("output"), "bucket")?;
         let labels = std::collections::BTreeMap::from([("dcr-workload".to_string(), name.clone())]);
-        ensure_bucket(c, &private_bucket(&bucket, "US", &labels)).await?;
+        ensure_bucket(c, &private_bucket(&bucket, &output_location(c, planned), &labels)).await?;
         let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
         let parent = format!("projects/{number}/locations/global");
         let pool = WorkloadIdentityPool {
@@ -416,7 +679,8 @@ impl WorkloadResource {
                 )
                 .into());
             }
-            let reference = self.store_image(&c, planned, &image).await?;
+            let reference =
+                self.state.stop.unless_stopped("the image push", self.store_image(&c, planned, &image)).await??;
             state.set("image", Value::string(&reference));
             self.ensure_output_access(&c, planned, &image.digest).await?;
 
@@ -428,12 +692,25 @@ impl WorkloadResource {
             c.compute.insert_instance(&c.project, &zone, &body).await.map_err(|e| gcp_diag("Cannot create the workload VM", e))?;
             state.set("status", Value::string("PROVISIONING"));
             if !c.is_local && planned.get("wait").as_bool() == Some(false) {
-                for a in ["output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail"] {
+                for a in ["output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"] {
                     state.set(a, Value::Null);
                 }
                 return Ok(());
             }
-            let vm = self.wait_for_end(&c, &zone, &instance).await?;
+            let vm = match self.state.stop.unless_stopped("the run", self.wait_for_end(&c, &zone, &instance)).await {
+                Ok(vm) => vm?,
+                Err(interrupted) => {
+                    // A run cut short must not go on unsupervised on the data: the VM goes now, and
+                    // the next apply starts a new run (a failed create is replaced).
+                    let deleted = c.compute.delete_instance(&c.project, &zone, &instance).await;
+                    state.set("status", Value::string(if deleted.is_ok() { "INTERRUPTED" } else { "RUNNING" }));
+                    let mut d = interrupted;
+                    if let Err(e) = deleted {
+                        d.extend(gcp_diag(&format!("Cannot delete the interrupted run's VM {instance}"), e));
+                    }
+                    return Err(d);
+                }
+            };
             state.set("status", Value::opt_string(vm["status"].as_str()));
             self.collect(&c, &mut state, &manifest, &image.digest, &zone, &instance, &vm).await
         }
@@ -509,6 +786,15 @@ impl WorkloadResource {
                 format!("{why}. The results in {run} are not trusted."),
             )
         })?;
+        let released = OutputManifest::from_bytes(&manifest_bytes).map_err(|e| {
+            fail(
+                "The workload's output manifest is not readable".into(),
+                format!("{e} ({run}{OUTPUT_MANIFEST_OBJECT})"),
+            )
+        })?;
+        let readers = shared_readers(&released.inputs);
+        share_run(c, bucket, prefix, digest, &readers).await?;
+        state.set("shared_with", Value::Set(readers.iter().map(Value::string).collect()));
         state.set("output_manifest_sha256", Value::string(output_nonce(&manifest_bytes)));
         state.set("attestation_token", Value::string(token));
         state.set("attestation_claims", claims_value(&claims));
@@ -575,15 +861,9 @@ impl Resource for WorkloadResource {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        if !c.is_local && req.config.get("registry").is_null() {
-            return fail(
-                Diagnostic::attribute_error(
-                    AttributePath::root("registry"),
-                    "a registry is required on the gcp backend",
-                    "Confidential Space VMs pull the image from a registry: set registry, e.g. us-docker.pkg.dev/PROJECT/REPO.",
-                )
-                .into(),
-            );
+        let backend = validate_for_backend(&req.config, &c);
+        if backend.has_errors() {
+            return fail(backend);
         }
         let defaults = with_defaults(&req.config);
         let image = match plan_image(&c, &defaults).await {
@@ -598,7 +878,9 @@ impl Resource for WorkloadResource {
     async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
         let delete = self.delete(&req.prior_state);
         let converge = self.converge(&req.prior_state, &req.planned_state);
-        let (state, diagnostics) = apply_converging(TYPE_NAME, &req, DEFAULT_TIMEOUT, delete, converge).await;
+        let limits_from = if req.planned_state.is_null() { &req.prior_state } else { &req.planned_state };
+        let (state, diagnostics) =
+            apply_converging(TYPE_NAME, &req, default_timeout(limits_from), delete, converge).await;
         ApplyResponse { new_state: state, private: Vec::new(), diagnostics }
     }
 
@@ -622,6 +904,65 @@ mod tests {
         assert!(local.contains(&d) && !local.contains("swname"), "{local}");
         let gcp = attribute_condition(&output_rules(&d, false));
         assert!(gcp.contains("CONFIDENTIAL_SPACE") && gcp.contains("disabled-since-boot"), "{gcp}");
+    }
+
+    #[test]
+    fn a_run_is_shared_by_a_condition_on_its_prefix() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let c = run_condition("out", "study/abab/", &d);
+        assert_eq!(c.expression, "resource.name.startsWith('projects/_/buckets/out/objects/study/abab/')");
+        assert_eq!(c.title.as_deref(), Some("dcr run abababababab"));
+        assert_eq!(cel_string(r"it's a\b"), r"'it\'s a\\b'");
+    }
+
+    #[test]
+    fn vms_get_an_external_ip_unless_told_otherwise_and_a_balanced_boot_disk() {
+        let planned = Value::object([
+            ("name", Value::string("study")),
+            ("zone", Value::string("europe-west4-b")),
+            ("machine_type", Value::string("n2d-standard-2")),
+            ("confidential_type", Value::string("SEV")),
+            ("external_ip", Value::Bool(true)),
+        ]);
+        let b = instance_body(&planned, "r@sha256:00", false, None);
+        assert_eq!(
+            b["networkInterfaces"],
+            json!([{"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}])
+        );
+        assert_eq!(b["disks"][0]["initializeParams"]["diskType"], "zones/europe-west4-b/diskTypes/pd-balanced");
+        let mut private = planned.clone();
+        private.set("external_ip", Value::Bool(false));
+        private.set("subnetwork", Value::string("regions/europe-west4/subnetworks/private"));
+        let b = instance_body(&private, "r@sha256:00", false, None);
+        assert_eq!(b["networkInterfaces"], json!([{"subnetwork": "regions/europe-west4/subnetworks/private"}]));
+    }
+
+    #[test]
+    fn the_default_time_limit_covers_the_run_and_its_margin() {
+        assert_eq!(default_timeout(&Value::Null), std::time::Duration::from_secs(3600 + 20 * 60));
+        let long = Value::object([("max_run_seconds", Value::int(86_400))]);
+        assert_eq!(default_timeout(&long), std::time::Duration::from_secs(86_400 + 20 * 60));
+    }
+
+    #[test]
+    fn network_urls_and_service_accounts_are_checked() {
+        for (attr, good) in [
+            ("network", "global/networks/default"),
+            ("network", "projects/host-proj/global/networks/shared"),
+            ("network", "https://www.googleapis.com/compute/v1/projects/p/global/networks/n"),
+            ("subnetwork", "regions/europe-west4/subnetworks/private"),
+            ("subnetwork", "projects/host/regions/us-east1/subnetworks/s-1"),
+        ] {
+            assert!(validate_network(&Value::object([(attr, Value::string(good))])).0.is_empty(), "{good}");
+        }
+        for (attr, bad) in [("network", "default"), ("network", "global/networks/Bad"), ("subnetwork", "subnetworks/s")]
+        {
+            let d = validate_network(&Value::object([(attr, Value::string(bad))]));
+            assert_eq!(d.0[0].attribute, Some(AttributePath::root(attr)), "{bad}");
+        }
+        assert!(is_service_account_email("dcr-vm@my-proj.iam.gserviceaccount.com"));
+        assert!(is_service_account_email("123456-compute@developer.gserviceaccount.com"));
+        assert!(!is_service_account_email("alice@example.com"));
     }
 
     #[test]

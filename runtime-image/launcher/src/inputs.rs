@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dcr_attestation::policy::{OutputRules, PolicyDocument};
 use dcr_attestation::workload::{InputRecord, WorkloadInput, split_gs_uri};
@@ -17,6 +18,7 @@ use dcr_gcp::{Endpoints, Transport};
 use futures::StreamExt;
 
 use crate::error::LauncherError;
+use crate::propagation::{self, Call};
 
 /// The envelope header is at most this far into the object (magic, length, 64 KiB of JSON).
 const MAX_HEADER_BYTES: usize = 12 + 64 * 1024;
@@ -41,6 +43,8 @@ pub fn clients_for(token: &str, endpoints: &Endpoints) -> Result<(StorageClient,
     ))
 }
 
+/// Fetches one input. `patience` bounds the wait for IAM propagation on the exchange and on the
+/// first use of each granted resource (the policy document, the data object, the key).
 pub async fn fetch(
     name: &str,
     input: &WorkloadInput,
@@ -48,23 +52,33 @@ pub async fn fetch(
     sts: &StsClient,
     endpoints: &Endpoints,
     inputs_dir: &Path,
+    patience: Duration,
 ) -> Result<FetchedInput, LauncherError> {
     let fail = |message: String| LauncherError::Input { input: name.into(), policy: input.policy.clone(), message };
-    let federated = sts.exchange(&input.audience, attestation_token).await.map_err(|e| {
+    let what = |step: &str| format!("input {name:?}: {step}");
+    let federated = propagation::retry(&what("token exchange"), Call::Exchange, patience, || {
+        sts.exchange(&input.audience, attestation_token)
+    })
+    .await
+    .map_err(|e| {
         fail(format!("the policy's workload identity provider refused this workload's attestation token: {e}"))
     })?;
     let (storage, kms) = clients_for(&federated.access_token, endpoints).map_err(fail)?;
 
     let (pbucket, pobject) = split_gs_uri(&input.policy_uri)
         .ok_or_else(|| fail(format!("policy_uri {:?} is not gs://", input.policy_uri)))?;
-    let mut policy_bytes = Vec::new();
-    storage
-        .download_object(pbucket, pobject, |b| {
-            policy_bytes.extend_from_slice(b);
-            Ok(())
-        })
-        .await
-        .map_err(|e| fail(format!("cannot read the policy document: {e}")))?;
+    let policy_bytes = propagation::retry(&what("read the policy document"), Call::FirstUse, patience, || async {
+        let mut bytes = Vec::new();
+        storage
+            .download_object(pbucket, pobject, |b| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            })
+            .await
+            .map(|()| bytes)
+    })
+    .await
+    .map_err(|e| fail(format!("cannot read the policy document: {e}")))?;
     let policy = PolicyDocument::from_bytes(&policy_bytes).map_err(fail)?;
     if policy.audience != input.audience {
         return Err(fail(format!(
@@ -78,14 +92,16 @@ pub async fn fetch(
 
     let (bucket, object) = split_gs_uri(&input.object_uri)
         .ok_or_else(|| fail(format!("object_uri {:?} is not gs://", input.object_uri)))?;
-    let meta = storage
-        .get_object(bucket, object)
-        .await
-        .map_err(|e| fail(format!("cannot read {}: {e}", input.object_uri)))?
-        .ok_or_else(|| fail(format!("{} does not exist", input.object_uri)))?;
+    let meta = propagation::retry(&what("read the data object"), Call::FirstUse, patience, || {
+        storage.get_object(bucket, object)
+    })
+    .await
+    .map_err(|e| fail(format!("cannot read {}: {e}", input.object_uri)))?
+    .ok_or_else(|| fail(format!("{} does not exist", input.object_uri)))?;
     let generation = meta.generation.unwrap_or_default();
     let path = inputs_dir.join(format!("{name}.csv"));
-    decrypt_into(&storage, &kms, bucket, object, &generation, &path).await.map_err(fail)?;
+    let unwrap = Unwrap { kms: &kms, what: what("unwrap the data key"), patience };
+    decrypt_into(&storage, &unwrap, bucket, object, &generation, &path).await.map_err(fail)?;
 
     Ok(FetchedInput {
         record: InputRecord {
@@ -95,6 +111,7 @@ pub async fn fetch(
             generation,
             policy: input.policy.clone(),
             policy_version: policy.version,
+            readers: policy.output.readers.clone(),
         },
         rules: policy.output,
         path,
@@ -104,9 +121,16 @@ pub async fn fetch(
 /// Streams `gs://bucket/object` (at `generation`) through the envelope decryption into `path`.
 /// The header is read first on the async side so the data key is unwrapped before the pipe
 /// to the decryption thread fills; memory holds a few network chunks and one envelope chunk.
+/// Unwrapping the data key: the first use of the key's grant.
+struct Unwrap<'a> {
+    kms: &'a KmsClient,
+    what: String,
+    patience: Duration,
+}
+
 async fn decrypt_into(
     storage: &StorageClient,
-    kms: &KmsClient,
+    unwrap: &Unwrap<'_>,
     bucket: &str,
     object: &str,
     generation: &str,
@@ -136,10 +160,11 @@ async fn decrypt_into(
     };
     let wrapped = header.wrapped_key_bytes().map_err(|e| e.to_string())?;
     let aad = dcr_envelope::wrap_aad(bucket, object);
-    let key = kms
-        .decrypt(&header.kms_key, &wrapped, Some(&aad))
-        .await
-        .map_err(|e| format!("cannot unwrap the data key with {}: {e}", header.kms_key))?;
+    let key = propagation::retry(&unwrap.what, Call::FirstUse, unwrap.patience, || {
+        unwrap.kms.decrypt(&header.kms_key, &wrapped, Some(&aad))
+    })
+    .await
+    .map_err(|e| format!("cannot unwrap the data key with {}: {e}", header.kms_key))?;
 
     // The header's own bytes are consumed again by the decryption thread's reader.
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(PIPE_DEPTH);

@@ -6,7 +6,8 @@
 //! an output manifest and a fresh attestation token whose nonce is the manifest's SHA-256. When
 //! anything fails it releases a failure report with no data in it and exits non-zero.
 //!
-//! [`settings`] says where things are, [`teeserver`] talks to the TEE, [`inputs`] fetches and
+//! [`settings`] says where things are, [`teeserver`] talks to the TEE (and keeps its token fresh),
+//! [`propagation`] waits out IAM changes that have not reached every server yet, [`inputs`] fetches and
 //! decrypts, [`notebook`] runs papermill, [`rules`] decides what may leave, [`release`] writes to
 //! the output bucket, and [`run`] puts the stages in order. `docs/guides/launcher.md` is the
 //! user-facing description (paths, manifest format, exit codes).
@@ -14,6 +15,8 @@
 pub mod error;
 pub mod inputs;
 pub mod notebook;
+pub mod progress;
+pub mod propagation;
 pub mod release;
 pub mod rules;
 pub mod run;

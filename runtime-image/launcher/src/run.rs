@@ -7,7 +7,6 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use dcr_attestation::workload::Backend;
 use dcr_attestation::workload::{
@@ -21,38 +20,33 @@ use dcr_gcp::{Endpoints, Transport};
 use crate::error::LauncherError;
 use crate::release::Release;
 use crate::settings::Settings;
-use crate::teeserver::{TeeClient, attested_image_digest};
-use crate::{inputs, notebook, rules};
+use crate::teeserver::{Attestation, REFRESH_AFTER, TeeClient, attested_image_digest};
+use crate::{inputs, notebook, progress, propagation, rules};
 
 /// `statfs` magic numbers of the memory-backed file systems.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
-struct Log(Instant);
-
-impl Log {
-    /// Progress on stdout (the serial console): stages and timings, never data or tokens.
-    fn say(&self, message: impl std::fmt::Display) {
-        println!("dcr-launcher [{:>7} ms] {message}", self.0.elapsed().as_millis());
-    }
-}
-
 pub async fn run(s: &Settings) -> Result<(), LauncherError> {
-    let log = Log(Instant::now());
-    log.say("started");
+    progress::start();
+    progress::say("started");
     let manifest = read_manifest(&s.image_dir)?;
     prepare_run_dir(s)?;
-    let tee = TeeClient::new(&s.teeserver_socket, &s.token_file);
-    let token = tee.default_token().await?;
-    let digest = attested_image_digest(&token)?;
-    log.say(format_args!("workload {:?}, image {digest}", manifest.name));
+    let mut attestation = Attestation::fetch(TeeClient::new(&s.teeserver_socket, &s.token_file)).await?;
+    let digest = attested_image_digest(attestation.token())?;
+    progress::say(format_args!("workload {:?}, image {digest}", manifest.name));
     let endpoints = endpoints(&manifest, s)?;
+    let patience = s.iam_patience.unwrap_or(match manifest.backend {
+        Backend::Gcp => propagation::GCP_BUDGET,
+        Backend::Local => propagation::LOCAL_BUDGET,
+    });
     let anonymous = Transport::anonymous(RetryPolicy::default()).map_err(|e| LauncherError::Setup(e.to_string()))?;
     let sts = StsClient::new(Arc::new(anonymous), &endpoints.sts);
-    let release = Release::connect(&manifest, &digest, &token, &sts, &endpoints).await?;
-    release.clear().await?;
+    let mut release = Release::connect(&manifest, &digest, attestation.token(), &sts, &endpoints, patience).await?;
+    release.clear(patience).await?;
 
-    let outcome = stages(s, &log, &manifest, &digest, &token, &sts, &endpoints, &release, &tee).await;
+    let ctx = Ctx { s, manifest: &manifest, digest: &digest, sts: &sts, endpoints: &endpoints, patience };
+    let outcome = stages(&ctx, &mut attestation, &mut release).await;
     let _ = std::fs::remove_dir_all(s.inputs_dir());
     if let Err(e) = &outcome {
         let report = FailureReport {
@@ -64,39 +58,45 @@ pub async fn run(s: &Settings) -> Result<(), LauncherError> {
             exit_code: e.exit_code(),
         };
         let bytes = serde_json::to_vec_pretty(&report).expect("json");
+        // After a long run the output token may have expired: renew it first (best effort).
+        if let Err(w) = release.renew_if_older(REFRESH_AFTER, &mut attestation, &sts).await {
+            progress::say(format_args!("could not renew the output token: {w}"));
+        }
         match release.put_bytes(FAILURE_OBJECT, bytes, "application/json").await {
-            Ok(()) => log.say(format_args!("failure report written to {}", release.uri(FAILURE_OBJECT))),
-            Err(w) => log.say(format_args!("could not write the failure report: {w}")),
+            Ok(()) => progress::say(format_args!("failure report written to {}", release.uri(FAILURE_OBJECT))),
+            Err(w) => progress::say(format_args!("could not write the failure report: {w}")),
         }
     }
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn stages(
-    s: &Settings,
-    log: &Log,
-    manifest: &WorkloadManifest,
-    digest: &str,
-    token: &str,
-    sts: &StsClient,
-    endpoints: &Endpoints,
-    release: &Release,
-    tee: &TeeClient,
-) -> Result<(), LauncherError> {
+/// What every stage reads.
+struct Ctx<'a> {
+    s: &'a Settings,
+    manifest: &'a WorkloadManifest,
+    digest: &'a str,
+    sts: &'a StsClient,
+    endpoints: &'a Endpoints,
+    patience: std::time::Duration,
+}
+
+async fn stages(ctx: &Ctx<'_>, attestation: &mut Attestation, release: &mut Release) -> Result<(), LauncherError> {
+    let (s, manifest, digest) = (ctx.s, ctx.manifest, ctx.digest);
     let mut fetched = Vec::new();
     for (name, input) in &manifest.inputs {
-        let f = inputs::fetch(name, input, token, sts, endpoints, &s.inputs_dir()).await?;
-        log.say(format_args!(
+        // Inputs fetched after a long while (a slow download before) get a fresh token.
+        let token = attestation.refreshed_if_older(REFRESH_AFTER).await?.to_string();
+        let f = inputs::fetch(name, input, &token, ctx.sts, ctx.endpoints, &s.inputs_dir(), ctx.patience).await?;
+        progress::say(format_args!(
             "input {name:?}: policy {:?} version {} allows it; decrypted",
             input.policy, f.record.policy_version
         ));
         fetched.push(f);
     }
 
-    log.say("starting papermill");
+    progress::say("starting papermill");
     notebook::run(s, manifest.timeout_seconds).await?;
-    log.say("notebook finished");
+    progress::say("notebook finished");
 
     let candidates = rules::collect(&s.outputs_dir()).map_err(LauncherError::OutputRules)?;
     let policies: Vec<_> = fetched.iter().map(|f| (f.record.policy.clone(), f.rules.clone())).collect();
@@ -117,15 +117,18 @@ async fn stages(
         inputs: fetched.into_iter().map(|f| f.record).collect(),
         outputs,
     };
+    // The notebook may have run for up to max_run_seconds: release with a fresh attestation token
+    // and a fresh exchange, never with the ones from before the run.
+    release.renew_if_older(std::time::Duration::ZERO, attestation, ctx.sts).await?;
     for c in &candidates {
         release.put_file(&format!("{OUTPUTS_DIR}{}", c.name), &s.outputs_dir().join(&c.name)).await?;
     }
     let manifest_bytes = output_manifest.to_bytes();
     let nonce = output_nonce(&manifest_bytes);
     release.put_bytes(OUTPUT_MANIFEST_OBJECT, manifest_bytes, "application/json").await?;
-    let bound = tee.custom_token(&manifest.run_prefix(digest), &[nonce]).await?;
+    let bound = attestation.custom_token(&manifest.run_prefix(digest), &[nonce]).await?;
     release.put_bytes(TOKEN_OBJECT, bound.into_bytes(), "application/jwt").await?;
-    log.say(format_args!("released {} file(s) to {}", candidates.len(), release.uri("")));
+    progress::say(format_args!("released {} file(s) to {}", candidates.len(), release.uri("")));
     Ok(())
 }
 

@@ -25,6 +25,9 @@ pub struct Settings {
     pub local_cloud: Option<String>,
     /// The Python with papermill and ipykernel.
     pub python: PathBuf,
+    /// How long to wait for IAM changes to propagate; `None`: by backend (5 minutes on Google
+    /// Cloud). `DCR_IAM_PROPAGATION_SECONDS` sets it for tests running the launcher by hand.
+    pub iam_patience: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -38,6 +41,10 @@ impl Settings {
             token_file: path("DCR_TOKEN_FILE", TOKEN_FILE),
             local_cloud: var("DCR_LOCAL_CLOUD").and_then(|v| v.into_string().ok()),
             python: path("DCR_NOTEBOOK_PYTHON", "python3"),
+            iam_patience: var("DCR_IAM_PROPAGATION_SECONDS")
+                .and_then(|v| v.into_string().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(std::time::Duration::from_secs),
         }
     }
 

@@ -70,6 +70,43 @@ impl TeeClient {
     }
 }
 
+/// Confidential Space's default token lives one hour ("tokens last one hour, and are
+/// automatically refreshed": https://cloud.google.com/confidential-computing/confidential-vm/docs/reference/cs-attestation-policies),
+/// and so does the federated token STS gives for it. A token older than this is fetched again
+/// before it is exchanged, so every exchange leaves the next step most of an hour.
+pub const REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(45 * 60);
+
+/// The TEE's default attestation token, with the time it was fetched.
+pub struct Attestation {
+    tee: TeeClient,
+    token: String,
+    fetched: tokio::time::Instant,
+}
+
+impl Attestation {
+    pub async fn fetch(tee: TeeClient) -> Result<Attestation, LauncherError> {
+        let token = tee.default_token().await?;
+        Ok(Attestation { tee, token, fetched: tokio::time::Instant::now() })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The token, fetched again first when it is at least `age` old (`Duration::ZERO`: always).
+    pub async fn refreshed_if_older(&mut self, age: std::time::Duration) -> Result<&str, LauncherError> {
+        if self.fetched.elapsed() >= age {
+            self.token = self.tee.default_token().await?;
+            self.fetched = tokio::time::Instant::now();
+        }
+        Ok(&self.token)
+    }
+
+    pub async fn custom_token(&self, audience: &str, nonces: &[String]) -> Result<String, LauncherError> {
+        self.tee.custom_token(audience, nonces).await
+    }
+}
+
 /// The claims of a token from our own TEE, read without verifying: the launcher trusts its TEE
 /// and only wants to know what it attests (the image digest). Verifiers check the signature.
 pub fn unverified_claims(token: &str) -> Result<Value, LauncherError> {
