@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,15 +46,18 @@ pub struct StorageEmulator {
 }
 
 impl StorageEmulator {
-    pub fn start() -> StorageEmulator {
+    /// Starts the emulator, its request log (one line per request) going to `log`.
+    pub fn start(log: &Path) -> StorageEmulator {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
+        let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let child = Command::new(venv_bin("gcp-storage-emulator"))
             .args(["start", "--host", "127.0.0.1", "--port", &port.to_string(), "--in-memory"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
             .spawn()
             .expect("gcp-storage-emulator starts");
+        eprintln!("gcp-storage-emulator on port {port}, log in {}", log.display());
         let mut emulator = StorageEmulator { child, base: format!("http://127.0.0.1:{port}") };
         emulator.wait_ready();
         emulator
