@@ -229,15 +229,46 @@ fn claim_sets() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Where an exchange stops: both engines must refuse a token at the same stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stage {
+    /// The mapping failed or gave no usable `google.subject`.
+    Mapping,
+    /// The attribute condition was not `true`.
+    Condition,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Verdict {
     Accept,
-    Refuse(String),
+    Refuse(Stage, String),
 }
 
 impl Verdict {
-    fn accepted(&self) -> bool {
-        *self == Verdict::Accept
+    fn stage(&self) -> Option<Stage> {
+        match self {
+            Verdict::Accept => None,
+            Verdict::Refuse(stage, _) => Some(*stage),
+        }
+    }
+}
+
+/// The local cloud's STS answer, sorted by stage: `unauthorized_client` is the attribute
+/// condition's refusal (Google's code for it); the mapping's refusals name the mapping or the
+/// subject. Any other refusal means the token itself was wrong — a defect of this test.
+fn local_verdict(outcome: Result<String, (u16, Value)>) -> Verdict {
+    let (status, body) = match outcome {
+        Ok(_) => return Verdict::Accept,
+        Err(e) => e,
+    };
+    assert_eq!(status, 400, "a refusal is a client error: {body}");
+    let description = body["error_description"].as_str().unwrap_or("").to_string();
+    if body["error"] == "unauthorized_client" {
+        Verdict::Refuse(Stage::Condition, description)
+    } else if description.contains("attribute mapping") || description.contains("google.subject") {
+        Verdict::Refuse(Stage::Mapping, description)
+    } else {
+        panic!("STS refused the token before the mapping and condition were reached: {body}");
     }
 }
 
@@ -264,18 +295,18 @@ fn google_mapping(outcomes: &Value) -> Mapped {
 fn google_verdict(mapped: &Mapped, condition: &Value) -> Verdict {
     let (google, _) = match mapped {
         Ok(m) => m,
-        Err(e) => return Verdict::Refuse(format!("mapping failed: {e}")),
+        Err(e) => return Verdict::Refuse(Stage::Mapping, format!("mapping failed: {e}")),
     };
     match google.get("subject") {
-        None => return Verdict::Refuse("no google.subject".into()),
+        None => return Verdict::Refuse(Stage::Mapping, "no google.subject".into()),
         Some(s) if s.is_empty() || s.len() > MAX_SUBJECT_BYTES => {
-            return Verdict::Refuse(format!("google.subject of {} bytes", s.len()));
+            return Verdict::Refuse(Stage::Mapping, format!("google.subject of {} bytes", s.len()));
         }
         Some(_) => {}
     }
     match condition["value"] {
         Value::Bool(true) => Verdict::Accept,
-        _ => Verdict::Refuse(format!("condition: {condition}")),
+        _ => Verdict::Refuse(Stage::Condition, format!("condition: {condition}")),
     }
 }
 
@@ -341,29 +372,25 @@ fn cel_python_agrees_with_the_local_cloud_on_every_generated_condition_and_claim
     }
     // Every condition on every token: the local cloud's STS over HTTP against Google's rules
     // applied to cel-python's values.
-    let (mut accepted, mut refused) = (0, 0);
+    let (mut accepted, mut at_mapping, mut at_condition) = (0, 0, 0);
     for (ci, (cond, audience)) in conditions.iter().zip(&audiences).enumerate() {
         let mut accepted_here = 0;
         for (ki, ((what, _), token)) in claims.iter().zip(&tokens).enumerate() {
-            let local = match cloud.sts_exchange(audience, token) {
-                Ok(_) => Verdict::Accept,
-                Err((status, body)) => {
-                    assert_eq!(status, 400, "a refusal is a client error: {body}");
-                    Verdict::Refuse(body["error_description"].as_str().unwrap_or("").to_string())
-                }
-            };
+            let local = local_verdict(cloud.sts_exchange(audience, token));
             let py = google_verdict(&py_mapped[ki], &answer["conditions"][ci][ki]);
-            if local.accepted() != py.accepted() {
+            if local.stage() != py.stage() {
                 disagreements.push(format!(
                     "condition {:?} ({}) on {what}: local cloud {local:?}, cel-python {py:?}",
                     cond.expr, cond.sources[0]
                 ));
             }
-            if local.accepted() {
-                accepted += 1;
-                accepted_here += 1;
-            } else {
-                refused += 1;
+            match local.stage() {
+                None => {
+                    accepted += 1;
+                    accepted_here += 1;
+                }
+                Some(Stage::Mapping) => at_mapping += 1,
+                Some(Stage::Condition) => at_condition += 1,
             }
         }
         // Not a degenerate matrix: a condition that pins digests admits some token, and one that
@@ -377,12 +404,16 @@ fn cel_python_agrees_with_the_local_cloud_on_every_generated_condition_and_claim
     let cases = conditions.len() * claims.len();
     eprintln!(
         "cel-python vs local cloud: {} conditions (from {} configurations) x {} claim sets = {cases} cases, \
-         {accepted} accepted, {refused} refused, {} disagreements",
+         {accepted} accepted, refused {at_mapping} by the mapping and {at_condition} by the condition, {} \
+         disagreements",
         conditions.len(),
         conditions.iter().map(|c| c.sources.len()).sum::<usize>(),
         claims.len(),
         disagreements.len()
     );
-    assert!(accepted > 0 && refused > 0, "the matrix must hold both accepted and refused tokens");
+    assert!(
+        accepted > 0 && at_mapping > 0 && at_condition > 0,
+        "the matrix must hold accepted tokens and tokens refused at each stage"
+    );
     assert!(disagreements.is_empty(), "cel-python and the local cloud disagree:\n{}", disagreements.join("\n"));
 }
