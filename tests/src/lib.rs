@@ -11,6 +11,7 @@
 //! - [`local_cloud`]: a standalone local cloud over a state directory, to inspect what runs left.
 //! - [`fixtures`]: configurations, data and helpers several tests share.
 //! - [`clean_room`]: a dataset, policy and consumer output location for workload tests.
+//! - [`peers`]: implementations nobody here wrote (cel-python, gcp-storage-emulator) to check dcr against.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub mod clean_room;
 pub mod conformance;
 pub mod fixtures;
 pub mod local_cloud;
+pub mod peers;
 pub mod registry;
 pub mod terraform;
 pub mod workspace;

@@ -66,14 +66,14 @@ pub fn evaluate_condition(expr: &str, b: &Bindings) -> Result<bool, CelError> {
 }
 
 /// Evaluates an attribute mapping: it must return a string (`None` when the claim it reads is
-/// absent, which leaves the attribute unset, as Google does).
+/// absent, which leaves the attribute unset). Any other value is an error, not converted: the
+/// iam.v1 reference has a mapping yield "the normalized attribute", which principal identifiers
+/// carry as a string, and how Google would spell a number (a JSON number is a CEL double) is not
+/// documented — so a claim of the wrong type refuses the exchange rather than being guessed at.
+/// cel-python agrees (tests/tests/cel_agreement.rs).
 pub fn evaluate_mapping(expr: &str, b: &Bindings) -> Result<Option<String>, CelError> {
     match evaluate(expr, b) {
         Ok(CelValue::String(s)) => Ok(Some(s.to_string())),
-        Ok(CelValue::Null) => Ok(None),
-        Ok(CelValue::Int(i)) => Ok(Some(i.to_string())),
-        Ok(CelValue::UInt(i)) => Ok(Some(i.to_string())),
-        Ok(CelValue::Bool(v)) => Ok(Some(v.to_string())),
         Ok(other) => Err(CelError::Type(type_name(&other), "string")),
         Err(CelError::Evaluation(e)) if e.contains("No such key") => Ok(None),
         Err(e) => Err(e),
@@ -234,6 +234,13 @@ mod tests {
         assert_eq!(m.google["subject"], "vm-1");
         assert_eq!(m.attribute["image_digest"], "sha256:aa");
         assert!(!m.attribute.contains_key("absent"));
+        // A claim of another type is not turned into a string.
+        for claim in [json!(3), json!(true), Value::Null, json!(["x"])] {
+            let mut a = assertion();
+            a["sub"] = claim.clone();
+            let m: BTreeMap<String, String> = [("google.subject".to_string(), "assertion.sub".to_string())].into();
+            assert!(map_attributes(&m, &a).unwrap_err().contains("not a string"), "{claim}");
+        }
     }
 
     #[test]

@@ -311,8 +311,9 @@ fn instance_name(name: &str) -> String {
     format!("dcr-{name}")
 }
 
-/// The rules the consumer's pool applies: this digest only, on the backend's TEE.
-fn output_rules(digest: &str, is_local: bool) -> PolicyRules {
+/// The rules the consumer's pool applies: this digest only, on the backend's TEE. Public for the
+/// CEL agreement test (tests/tests/cel_agreement.rs), which checks the condition they generate.
+pub fn output_rules(digest: &str, is_local: bool) -> PolicyRules {
     PolicyRules {
         allowed_image_digests: vec![digest.to_string()],
         require_confidential_hardware: !is_local,
