@@ -11,12 +11,14 @@
 //! - [`local_cloud`]: a standalone local cloud over a state directory, to inspect what runs left.
 //! - [`fixtures`]: configurations, data and helpers several tests share.
 //! - [`clean_room`]: a dataset, policy and consumer output location for workload tests.
+//! - [`google_clients`]: Google's Python client libraries against a local cloud.
 
 use std::path::PathBuf;
 
 pub mod clean_room;
 pub mod conformance;
 pub mod fixtures;
+pub mod google_clients;
 pub mod local_cloud;
 pub mod registry;
 pub mod terraform;

@@ -11,6 +11,7 @@
 mod api;
 mod compute;
 mod error;
+mod fields;
 mod iam;
 mod issuer;
 mod kms;
@@ -21,6 +22,7 @@ mod server;
 mod storage;
 mod store;
 mod sts;
+mod system;
 mod teeserver;
 mod tokens;
 mod vm;
@@ -114,8 +116,14 @@ impl LocalCloud {
         let http = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() })
             .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
         let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone())));
-        let app =
-            Arc::new(server::App { store: store.clone(), request_log: cfg.request_log, http: Arc::new(http), vm });
+        let endpoint = format!("http://{addr}");
+        let app = Arc::new(server::App {
+            store: store.clone(),
+            request_log: cfg.request_log,
+            http: Arc::new(http),
+            vm,
+            endpoint: endpoint.clone(),
+        });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -125,7 +133,7 @@ impl LocalCloud {
                 })
                 .await;
         });
-        Ok(LocalCloud { endpoint: format!("http://{addr}"), admin_token, store, stop: Some(tx), task: Some(task) })
+        Ok(LocalCloud { endpoint, admin_token, store, stop: Some(tx), task: Some(task) })
     }
 
     pub fn endpoint(&self) -> String {
