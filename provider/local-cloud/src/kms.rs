@@ -251,14 +251,12 @@ fn key_json(c: &Connection, name: &str) -> ApiResult<Option<Value>> {
 }
 
 pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
+    let unserved = || ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Cloud KMS");
     let segs = segments(&r.raw_path);
     let segs: Vec<String> = segs.into_iter().skip(2).collect(); // after cloudkms/v1
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     if s.len() < 5 || s[0] != "projects" || s[2] != "locations" || s[4].split(':').next() != Some("keyRings") {
-        return Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's KMS API",
-            r.method, r.raw_path
-        )));
+        return Err(unserved());
     }
     let (project, location) = (s[1].to_string(), s[3].to_string());
     if !valid_location(&location) {
@@ -323,7 +321,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
@@ -362,12 +360,12 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 let v = store.call(move |c| set_policy(c, &ctx, "key_rings", &kr, None, body, ring_exists(c)?)).await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
     if s[6].split(':').next() != Some("cryptoKeys") {
-        return Err(ApiError::not_found(format!("{} is not a KMS resource", r.raw_path)));
+        return Err(unserved());
     }
 
     // cryptoKeys collection
@@ -476,7 +474,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
@@ -617,12 +615,12 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
     if s[8].split(':').next() != Some("cryptoKeyVersions") {
-        return Err(ApiError::not_found(format!("{} is not a KMS resource", r.raw_path)));
+        return Err(unserved());
     }
     if s.len() == 9 && method == "GET" {
         let k = key.clone();
@@ -710,10 +708,10 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
-    Err(ApiError::not_found(format!("{} {} is not part of the local cloud's KMS API", r.method, r.raw_path)))
+    Err(unserved())
 }
 
 fn get_policy(c: &Connection, ctx: &Ctx, table: &str, name: &str, key: Option<&str>, exists: bool) -> ApiResult<Value> {

@@ -510,10 +510,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
             Ok(respond(r, v))
         }
         ("DELETE", ["b", bucket, "o", object]) => delete_object(app, r, bucket, object).await,
-        _ => Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's Storage API",
-            r.method, r.raw_path
-        ))),
+        _ => Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Storage")),
     }
 }
 
@@ -1133,7 +1130,7 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
     let seg = segments(&r.raw_path);
     let seg: Vec<&str> = seg.iter().skip(3).map(String::as_str).collect(); // after upload/storage/v1
     let ["b", bucket, "o"] = seg.as_slice() else {
-        return Err(ApiError::not_found(format!("{} {} is not an upload endpoint", r.method, r.raw_path)));
+        return Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Storage upload"));
     };
     let bucket = bucket.to_string();
     match (r.method.as_str(), r.query("uploadType"), r.query("upload_id")) {
