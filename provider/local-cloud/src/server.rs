@@ -180,10 +180,10 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             }
             _ => return Err(ApiError::not_found(format!("No service serves {raw_path}"))),
         };
-        if media {
+        let numbers = system.enums_as_numbers && service == "cloudkms";
+        if media || (!numbers && system.fields.is_none()) {
             return Ok(response);
         }
-        let numbers = system.enums_as_numbers && service == "cloudkms";
         reshape_json(response, |v| {
             let v = if numbers { crate::kms::enums_to_numbers(v) } else { v };
             match &system.fields {

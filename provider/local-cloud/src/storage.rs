@@ -107,42 +107,42 @@ const BUCKET_FIELDS: &[&str] = &[
     "owner",
 ];
 
-/// A `Range` request header against an object of `size` bytes (RFC 9110 §14.1.2), as Cloud Storage
-/// reads it for media downloads (https://cloud.google.com/storage/docs/json_api/v1/parameters#range):
-/// `Ok(Some((first, last)))` for one satisfiable byte range, `Ok(None)` for the whole object (no
-/// header, or one that is not a single byte range, which a server may ignore), and `Err(())` when
-/// no byte of the object is in range (416; also every range of an empty object, which is why
-/// google-resumable-media's `ChunkedDownload` treats a 416 as an empty object).
-#[allow(clippy::result_unit_err)]
-pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else { return Ok(None) };
+/// What a `Range` request header asks of an object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No header, or one that is not a single byte range, which a server may ignore.
+    Whole,
+    /// First and last byte, within the object.
+    Part(u64, u64),
+    /// No byte of the object is in range (416) — also every range of an empty object, which is
+    /// why google-resumable-media's `ChunkedDownload` reads a 416 as an empty object.
+    Unsatisfiable,
+}
+
+/// A `Range` header against an object of `size` bytes (RFC 9110 §14.1.2), as Cloud Storage reads
+/// it for media downloads (https://cloud.google.com/storage/docs/json_api/v1/parameters#range).
+pub fn parse_range(header: Option<&str>, size: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return ByteRange::Whole };
+    let Some((a, b)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else { return ByteRange::Whole };
     let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
+    if a.is_empty() {
         // `bytes=-N`: the last N bytes.
-        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
-        if n == 0 || size == 0 {
-            return Err(());
-        }
-        (size.saturating_sub(n), size - 1)
-    } else {
-        let Ok(first) = a.parse::<u64>() else { return Ok(None) };
-        let last = match b {
-            "" => u64::MAX,
-            b => match b.parse::<u64>() {
-                Ok(last) if last >= first => last,
-                _ => return Ok(None),
-            },
+        return match b.parse::<u64>() {
+            Ok(0) => ByteRange::Unsatisfiable,
+            Ok(_) if size == 0 => ByteRange::Unsatisfiable,
+            Ok(n) => ByteRange::Part(size.saturating_sub(n), size - 1),
+            Err(_) => ByteRange::Whole,
         };
-        if first >= size {
-            return Err(());
-        }
-        (first, last.min(size - 1))
+    }
+    let Ok(first) = a.parse::<u64>() else { return ByteRange::Whole };
+    let last = match b {
+        "" => u64::MAX,
+        b => match b.parse::<u64>() {
+            Ok(last) if last >= first => last,
+            _ => return ByteRange::Whole,
+        },
     };
-    Ok(Some(range))
+    if first >= size { ByteRange::Unsatisfiable } else { ByteRange::Part(first, last.min(size - 1)) }
 }
 
 /// The two parts of a `multipart/related` upload (`uploadType=multipart`): the object's metadata
@@ -933,8 +933,9 @@ pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
         .map_err(|e| ApiError::internal(format!("object data missing: {e}")))?;
     let size = f.metadata().await.map_err(|e| ApiError::internal(format!("object data missing: {e}")))?.len();
     let range = match parse_range(r.header("range"), size) {
-        Ok(range) => range,
-        Err(()) => {
+        ByteRange::Whole => None,
+        ByteRange::Part(a, b) => Some((a, b)),
+        ByteRange::Unsatisfiable => {
             let mut resp = ApiError::new(416, "requestedRangeNotSatisfiable", "Request range not satisfiable")
                 .into_response(crate::api::Shape::Storage);
             set_header(&mut resp, "content-range", &format!("bytes */{size}"));
@@ -1473,19 +1474,18 @@ mod tests {
 
     #[test]
     fn byte_ranges_as_rfc_9110_reads_them() {
-        assert_eq!(parse_range(None, 10), Ok(None));
-        assert_eq!(parse_range(Some("bytes=2-5"), 10), Ok(Some((2, 5))));
-        assert_eq!(parse_range(Some("bytes=2-"), 10), Ok(Some((2, 9))));
-        assert_eq!(parse_range(Some("bytes=4-100"), 10), Ok(Some((4, 9))));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
-        assert_eq!(parse_range(Some("bytes=-30"), 10), Ok(Some((0, 9))));
-        // Unsatisfiable: nothing of the object is in range (every range of an empty object).
-        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
-        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
-        assert_eq!(parse_range(Some("bytes=-0"), 10), Err(()));
-        // Not a single valid byte range: ignored, the whole object is sent.
-        for ignored in ["bytes=5-2", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", "bytes=-"] {
-            assert_eq!(parse_range(Some(ignored), 10), Ok(None), "{ignored}");
+        use ByteRange::*;
+        assert_eq!(parse_range(None, 10), Whole);
+        assert_eq!(parse_range(Some("bytes=2-5"), 10), Part(2, 5));
+        assert_eq!(parse_range(Some("bytes=2-"), 10), Part(2, 9));
+        assert_eq!(parse_range(Some("bytes=4-100"), 10), Part(4, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Part(7, 9));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Part(0, 9));
+        for (header, size) in [("bytes=10-", 10), ("bytes=0-", 0), ("bytes=-0", 10), ("bytes=-5", 0)] {
+            assert_eq!(parse_range(Some(header), size), Unsatisfiable, "{header} of {size}");
+        }
+        for ignored in ["bytes=5-2", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", "bytes=-", "bytes=3"] {
+            assert_eq!(parse_range(Some(ignored), 10), Whole, "{ignored}");
         }
     }
 
