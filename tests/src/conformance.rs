@@ -67,8 +67,11 @@ impl fmt::Display for Violation {
 pub struct Report {
     pub requests: usize,
     /// Requests per discovery method id; uploads are counted as `storage.objects.insert (upload)`
-    /// and `storage.objects.insert (resumable chunk)`.
+    /// and `storage.objects.insert (resumable chunk)`, media downloads as `storage.objects.get
+    /// (media)`.
     pub by_method: BTreeMap<String, usize>,
+    /// The same count, for requests the local cloud answered with a 2xx.
+    pub succeeded: BTreeMap<String, usize>,
     pub violations: Vec<Violation>,
 }
 
@@ -88,30 +91,54 @@ struct Service {
     upload: bool,
     /// gRPC-transcoded APIs end a path with a custom verb (`:encrypt`) that no path variable can
     /// swallow, so `.../cryptoKeys/k:frobnicate` is no method rather than a GET of key
-    /// `k:frobnicate`. Storage object names may hold colons.
-    custom_verbs: bool,
+    /// `k:frobnicate`. Storage object names may hold colons. The same APIs parse JSON by proto3's
+    /// mapping, which takes an enum as its name or its number
+    /// (https://protobuf.dev/programming-guides/json/), and Google's generated REST clients send
+    /// numbers (`$alt=json;enum-encoding=int`); Storage and Compute enums are strings only.
+    proto: bool,
+    /// Storage's media download host path (`/download/storage/v1/...`, google-cloud-storage's
+    /// `_DOWNLOAD_URL_TEMPLATE` and every `mediaLink`): only methods with
+    /// `useMediaDownloadService`, only with `alt=media`.
+    download: bool,
 }
 
 const SERVICES: &[Service] = &[
-    Service { name: "storage", doc: "storage.v1.json", mount: "", upload: false, custom_verbs: false },
-    Service { name: "storage-upload", doc: "storage.v1.json", mount: "", upload: true, custom_verbs: false },
-    Service { name: "cloudkms", doc: "cloudkms.v1.json", mount: "/cloudkms", upload: false, custom_verbs: true },
-    Service { name: "iam", doc: "iam.v1.json", mount: "/iam", upload: false, custom_verbs: true },
-    Service { name: "sts", doc: "sts.v1.json", mount: "/sts", upload: false, custom_verbs: true },
+    Service { name: "storage", doc: "storage.v1.json", mount: "", upload: false, proto: false, download: false },
+    Service { name: "storage-upload", doc: "storage.v1.json", mount: "", upload: true, proto: false, download: false },
+    Service {
+        name: "storage-download",
+        doc: "storage.v1.json",
+        mount: "/download",
+        upload: false,
+        proto: false,
+        download: true,
+    },
+    Service {
+        name: "cloudkms",
+        doc: "cloudkms.v1.json",
+        mount: "/cloudkms",
+        upload: false,
+        proto: true,
+        download: false,
+    },
+    Service { name: "iam", doc: "iam.v1.json", mount: "/iam", upload: false, proto: true, download: false },
+    Service { name: "sts", doc: "sts.v1.json", mount: "/sts", upload: false, proto: true, download: false },
     Service {
         name: "cloudresourcemanager",
         doc: "cloudresourcemanager.v1.json",
         mount: "/cloudresourcemanager",
         upload: false,
-        custom_verbs: true,
+        proto: true,
+        download: false,
     },
-    Service { name: "compute", doc: "compute.v1.json", mount: "", upload: false, custom_verbs: false },
+    Service { name: "compute", doc: "compute.v1.json", mount: "", upload: false, proto: false, download: false },
     Service {
         name: "artifactregistry",
         doc: "artifactregistry.v1.json",
         mount: "/artifactregistry",
         upload: false,
-        custom_verbs: true,
+        proto: true,
+        download: false,
     },
 ];
 
@@ -142,6 +169,9 @@ impl Checker {
             let checked = self.check_record(&record)?;
             if let Some(method) = &checked.counted_as {
                 *report.by_method.entry(method.clone()).or_default() += 1;
+                if record.status.is_some_and(|s| (200..300).contains(&s)) {
+                    *report.succeeded.entry(method.clone()).or_default() += 1;
+                }
             }
             report.violations.extend(checked.reasons.into_iter().map(|reason| Violation {
                 line: index + 1,
@@ -411,6 +441,7 @@ impl<'a> RequestCheck<'a> {
         self.check_query(method, route);
         self.check_body(method, route);
         let counted_as = match route {
+            Route::Rest if self.alt() == Some("media") => format!("{} (media)", method.id),
             Route::Rest => method.id.clone(),
             Route::Upload { .. } => format!("{} (upload)", method.id),
             Route::Chunk => format!("{} (resumable chunk)", method.id),
@@ -432,7 +463,7 @@ impl<'a> RequestCheck<'a> {
             let path = decode_path(rest);
             for method in &api.methods {
                 for (protocol, template) in &method.uploads {
-                    if template.matches(&path, service.custom_verbs) {
+                    if template.matches(&path, service.proto) {
                         candidates.push((method, Route::Upload { resumable_path: protocol == "resumable" }, template));
                     }
                 }
@@ -446,7 +477,7 @@ impl<'a> RequestCheck<'a> {
             candidates.extend(
                 api.methods
                     .iter()
-                    .filter(|m| m.template.matches(&path, service.custom_verbs))
+                    .filter(|m| m.template.matches(&path, service.proto))
                     .map(|m| (m, Route::Rest, &m.template)),
             );
         }
@@ -492,11 +523,31 @@ impl<'a> RequestCheck<'a> {
                 }
                 continue;
             }
-            let spec = declared.and_then(|p| p.get(name)).or_else(|| standard.and_then(|p| p.get(name)));
+            // System parameters may also be written with a `$` (`$alt`, `$fields`):
+            // https://cloud.google.com/apis/docs/system-parameters
+            let system = name.strip_prefix('$').filter(|n| standard.is_some_and(|p| p.contains_key(*n)));
+            let spec = declared
+                .and_then(|p| p.get(name))
+                .or_else(|| standard.and_then(|p| p.get(name)))
+                .or_else(|| system.and_then(|n| standard.and_then(|p| p.get(n))));
             let Some(spec) = spec else {
                 reasons.push(format!("unknown query parameter `{name}` for {id}"));
                 continue;
             };
+            if system.unwrap_or(name) == "alt" {
+                for value in values {
+                    if let Err(why) = self.check_alt(spec, value) {
+                        reasons.push(format!("query parameter `{name}` of {id}: {why}"));
+                    }
+                }
+                if values.iter().any(|v| alt_base(v) == "media") && method.def["supportsMediaDownload"] != true {
+                    reasons.push(format!("alt=media on {id}, which has no media download"));
+                }
+                if values.len() > 1 {
+                    reasons.push(format!("query parameter `{name}` given {} times; {id} takes it once", values.len()));
+                }
+                continue;
+            }
             if spec["location"] == "path" {
                 reasons.push(format!("`{name}` is a path parameter of {id}, not a query parameter"));
                 continue;
@@ -505,7 +556,7 @@ impl<'a> RequestCheck<'a> {
                 reasons.push(format!("query parameter `{name}` given {} times; {id} takes it once", values.len()));
             }
             for value in values {
-                if let Err(why) = check_param_value(spec, value) {
+                if let Err(why) = check_param_value(spec, value, self.service.proto) {
                     reasons.push(format!("query parameter `{name}` of {id}: {why}"));
                 }
                 if spec["format"] == "google-fieldmask"
@@ -516,8 +567,13 @@ impl<'a> RequestCheck<'a> {
                     }
                 }
             }
-            if name == "alt" && values.iter().any(|v| v == "media") && method.def["supportsMediaDownload"] != true {
-                reasons.push(format!("alt=media on {id}, which has no media download"));
+        }
+        if self.service.download {
+            if method.def["useMediaDownloadService"] != true {
+                reasons.push(format!("{id} is not served on the media download path"));
+            }
+            if self.alt() != Some("media") {
+                reasons.push(format!("the media download path serves {id} with alt=media only"));
             }
         }
         if route != Route::Chunk {
@@ -541,6 +597,29 @@ impl<'a> RequestCheck<'a> {
             }
         }
         self.reasons.extend(reasons);
+    }
+
+    /// The `alt` system parameter's format (`json`, `media`), however it was written.
+    fn alt(&self) -> Option<&str> {
+        self.query.get("alt").or_else(|| self.query.get("$alt")).and_then(|v| v.first()).map(|v| alt_base(v))
+    }
+
+    /// `alt` is `json` or `media` (the discovery enum), optionally followed by
+    /// `;enum-encoding=int`, which Google's generated REST clients send to proto-based APIs
+    /// (google-cloud-kms `kms_v1/_compat.py`) and those answer with numbered enums.
+    fn check_alt(&self, spec: &Value, value: &str) -> Result<(), String> {
+        let mut parts = value.split(';');
+        check_param_value(spec, parts.next().unwrap_or(""), false)?;
+        for option in parts {
+            match option {
+                "enum-encoding=int" if self.service.proto => {}
+                "enum-encoding=int" => {
+                    return Err(format!("`{value}`: {} takes enums as strings only", self.service.name));
+                }
+                other => return Err(format!("`{value}`: unknown alt option `{}`", clip(other))),
+            }
+        }
+        Ok(())
     }
 
     fn upload_type(&self) -> Option<&str> {
@@ -588,23 +667,35 @@ impl<'a> RequestCheck<'a> {
             return;
         }
         match self.api.schema(reference) {
-            Some(schema) => validate(self.api, schema, &body, reference, form, &mut self.reasons),
+            Some(schema) => {
+                let dialect = Dialect { form, numeric_enums: self.service.proto };
+                validate(self.api, schema, &body, reference, dialect, &mut self.reasons)
+            }
             None => self.reasons.push(format!("{id}: the discovery document has no schema `{reference}`")),
         }
     }
 }
 
+/// How a request body was written.
+#[derive(Clone, Copy)]
+struct Dialect {
+    /// Form fields are checked by name only (every form value is a string), and may use the proto
+    /// field name (`subject_token`) as Google's form endpoints accept.
+    form: bool,
+    /// Enums may be given by number ([`Service::proto`]).
+    numeric_enums: bool,
+}
+
 /// Checks `value` against a schema node; `at` names where it sits (`Bucket.iamConfiguration`).
-/// Form fields are checked by name only (every form value is a string), and may use the proto
-/// field name (`subject_token`) as Google's form endpoints accept.
-fn validate(api: &Api, node: &Value, value: &Value, at: &str, form: bool, out: &mut Vec<String>) {
+fn validate(api: &Api, node: &Value, value: &Value, at: &str, dialect: Dialect, out: &mut Vec<String>) {
+    let form = dialect.form;
     // null is how a JSON request clears a field.
     if value.is_null() {
         return;
     }
     if let Some(reference) = node["$ref"].as_str() {
         match api.schema(reference) {
-            Some(schema) => validate(api, schema, value, at, form, out),
+            Some(schema) => validate(api, schema, value, at, dialect, out),
             None => out.push(format!("{at}: the discovery document has no schema `{reference}`")),
         }
         return;
@@ -628,8 +719,8 @@ fn validate(api: &Api, node: &Value, value: &Value, at: &str, form: bool, out: &
                     })
                 });
                 match (declared, additional) {
-                    (Some((name, schema)), _) => validate(api, schema, field, &format!("{at}.{name}"), form, out),
-                    (None, Some(schema)) => validate(api, schema, field, &format!("{at}[{key:?}]"), form, out),
+                    (Some((name, schema)), _) => validate(api, schema, field, &format!("{at}.{name}"), dialect, out),
+                    (None, Some(schema)) => validate(api, schema, field, &format!("{at}[{key:?}]"), dialect, out),
                     (None, None) => out.push(format!("unknown body field `{key}` in {at}")),
                 }
             }
@@ -637,10 +728,16 @@ fn validate(api: &Api, node: &Value, value: &Value, at: &str, form: bool, out: &
         "array" => {
             let Some(items) = value.as_array() else { return mismatch(out, "array") };
             for (i, item) in items.iter().enumerate() {
-                validate(api, &node["items"], item, &format!("{at}[{i}]"), form, out);
+                validate(api, &node["items"], item, &format!("{at}[{i}]"), dialect, out);
             }
         }
         "string" => {
+            if dialect.numeric_enums && node["enum"].is_array() && value.as_i64().is_some() {
+                if let Err(why) = check_enum_number(value.as_i64().unwrap_or_default()) {
+                    out.push(format!("{at}: {why}"));
+                }
+                return;
+            }
             let Some(text) = value.as_str() else {
                 let what = node["format"].as_str().map_or("string".to_string(), |f| format!("string ({f})"));
                 return mismatch(out, &what);
@@ -663,8 +760,21 @@ fn validate(api: &Api, node: &Value, value: &Value, at: &str, form: bool, out: &
     }
 }
 
-/// A query parameter's value, which arrives as text, against its declared type.
-fn check_param_value(spec: &Value, value: &str) -> Result<(), String> {
+/// An enum given by number: proto3 enums are open and 32-bit, so any int32 parses (the service
+/// then judges the value, as it judges a name).
+fn check_enum_number(n: i64) -> Result<(), String> {
+    if i32::try_from(n).is_ok() { Ok(()) } else { Err(format!("enum number {n} is out of range for int32")) }
+}
+
+/// A query parameter's value, which arrives as text, against its declared type; `numeric_enums`
+/// as in [`Dialect`].
+fn check_param_value(spec: &Value, value: &str, numeric_enums: bool) -> Result<(), String> {
+    if numeric_enums
+        && spec["enum"].is_array()
+        && let Ok(n) = value.parse::<i64>()
+    {
+        return check_enum_number(n);
+    }
     match spec["type"].as_str().unwrap_or("string") {
         "integer" => {
             let n: i64 = value.parse().map_err(|_| format!("`{}` is not an integer", clip(value)))?;
@@ -677,6 +787,11 @@ fn check_param_value(spec: &Value, value: &str) -> Result<(), String> {
         },
         _ => check_format(spec["format"].as_str(), value).and_then(|()| check_enum(spec, value)),
     }
+}
+
+/// `json` of `json;enum-encoding=int`.
+fn alt_base(value: &str) -> &str {
+    value.split(';').next().unwrap_or(value)
 }
 
 fn check_enum(spec: &Value, value: &str) -> Result<(), String> {
@@ -1040,7 +1155,86 @@ mod tests {
             request("storage", "GET", "/storage/v1/b/bkt", json!({"alt": ["media"]}), Value::Null),
         ]);
         assert_eq!(reasons(&report), vec!["alt=media on storage.buckets.get, which has no media download"]);
-        assert_eq!(report.by_method["storage.objects.get"], 1);
+        assert_eq!(report.by_method["storage.objects.get (media)"], 1);
+    }
+
+    #[test]
+    fn the_media_download_path_serves_object_media_only() {
+        let object = "/download/storage/v1/b/bkt/o/runs%2F1%2Fsummary.csv";
+        let report = check(&[
+            request("storage-download", "GET", object, json!({"alt": ["media"], "generation": ["7"]}), Value::Null),
+            request("storage-download", "GET", object, json!({}), Value::Null),
+            request("storage-download", "GET", "/download/storage/v1/b/bkt", json!({"alt": ["media"]}), Value::Null),
+        ]);
+        assert_eq!(
+            reasons(&report),
+            vec![
+                "the media download path serves storage.objects.get with alt=media only",
+                "alt=media on storage.buckets.get, which has no media download",
+                "storage.buckets.get is not served on the media download path",
+            ]
+        );
+        assert_eq!(report.by_method["storage.objects.get (media)"], 1);
+        assert_eq!(report.succeeded["storage.objects.get (media)"], 1);
+    }
+
+    #[test]
+    fn system_parameters_may_carry_a_dollar_and_proto_apis_take_numbered_enums() {
+        let keys = "/cloudkms/v1/projects/p/locations/global/keyRings/r/cryptoKeys";
+        let numbered = json!({"$alt": ["json;enum-encoding=int"], "cryptoKeyId": ["k"]});
+        let report = check(&[
+            // What google-cloud-kms's REST transport sends.
+            request(
+                "cloudkms",
+                "POST",
+                keys,
+                numbered.clone(),
+                json!({"purpose": 1, "versionTemplate": {"algorithm": 1}}),
+            ),
+            request(
+                "cloudkms",
+                "GET",
+                keys,
+                json!({"$fields": ["cryptoKeys(name)"], "$prettyPrint": ["false"]}),
+                Value::Null,
+            ),
+            request("cloudkms", "POST", keys, numbered, json!({"purpose": 1_i64 << 40})),
+            request(
+                "cloudkms",
+                "GET",
+                keys,
+                json!({"$alt": ["json;enum-encoding=roman"], "$nonsense": ["1"]}),
+                Value::Null,
+            ),
+            // Storage and Compute enums are strings, and they take no enum encoding.
+            request(
+                "storage",
+                "GET",
+                "/storage/v1/b",
+                json!({"project": ["p"], "$alt": ["json;enum-encoding=int"]}),
+                Value::Null,
+            ),
+            request(
+                "storage",
+                "POST",
+                "/storage/v1/b",
+                json!({"project": ["p"]}),
+                json!({"name": "b", "iamConfiguration": {"publicAccessPrevention": 1}}),
+            ),
+        ]);
+        let m = "cloudkms.projects.locations.keyRings.cryptoKeys";
+        assert_eq!(
+            reasons(&report),
+            vec![
+                "CryptoKey.purpose: enum number 1099511627776 is out of range for int32".to_string(),
+                format!("query parameter `$alt` of {m}.list: `json;enum-encoding=roman`: unknown alt option `enum-encoding=roman`"),
+                format!("unknown query parameter `$nonsense` for {m}.list"),
+                "query parameter `$alt` of storage.buckets.list: `json;enum-encoding=int`: storage takes enums as strings only"
+                    .to_string(),
+                "Bucket.iamConfiguration.publicAccessPrevention: expected string, got number".to_string(),
+            ]
+        );
+        assert_eq!(report.violations.iter().map(|v| v.line).collect::<Vec<_>>(), vec![3, 4, 4, 5, 6]);
     }
 
     #[test]

@@ -12,12 +12,14 @@
 //! - [`fixtures`]: configurations, data and helpers several tests share.
 //! - [`clean_room`]: a dataset, policy and consumer output location for workload tests.
 //! - [`peers`]: implementations nobody here wrote (cel-python, gcp-storage-emulator) to check dcr against.
+//! - [`google_clients`]: Google's Python client libraries against a local cloud.
 
 use std::path::PathBuf;
 
 pub mod clean_room;
 pub mod conformance;
 pub mod fixtures;
+pub mod google_clients;
 pub mod local_cloud;
 pub mod peers;
 pub mod registry;

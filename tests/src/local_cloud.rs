@@ -3,7 +3,7 @@
 //! REST APIs, as the admin or as any other principal.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use base64::Engine;
@@ -14,27 +14,57 @@ use serde_json::{Value, json};
 pub struct LocalCloudProcess {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// Where it logs every request it serves, if anywhere.
+    pub request_log: Option<PathBuf>,
     pub endpoint: String,
     pub admin_token: String,
     tokens: serde_json::Map<String, Value>,
     http: Client,
 }
 
+/// Where the next local cloud logs its requests when tests/run.sh collects them
+/// (`DCR_REQUEST_LOG_DIR`), so that what tests send is checked against the discovery documents too.
+fn suite_request_log() -> Option<PathBuf> {
+    let dir = std::env::var_os(crate::workspace::REQUEST_LOG_DIR_ENV).filter(|d| !d.is_empty())?;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(PathBuf::from(dir).join(format!("local-cloud-{}-{n}.jsonl", std::process::id())))
+}
+
 impl LocalCloudProcess {
     /// Starts a local cloud on `state_dir`, minting tokens for `principals` too.
     pub fn start(provider_bin: &Path, state_dir: &Path, principals: &[&str]) -> LocalCloudProcess {
-        Self::start_with(provider_bin, state_dir, principals, &[])
+        Self::start_with_log(provider_bin, state_dir, principals, suite_request_log(), &[])
     }
 
     /// [`start`](Self::start) with more `local-cloud` arguments (`--federated-token-seconds 3`).
     pub fn start_with(provider_bin: &Path, state_dir: &Path, principals: &[&str], args: &[&str]) -> LocalCloudProcess {
+        Self::start_with_log(provider_bin, state_dir, principals, suite_request_log(), args)
+    }
+
+    /// Like [`LocalCloudProcess::start`], but always logging requests: into the suite's log
+    /// directory when tests/run.sh set one, else to `fallback`. The log's path is
+    /// [`LocalCloudProcess::request_log`].
+    pub fn start_logged(
+        provider_bin: &Path,
+        state_dir: &Path,
+        principals: &[&str],
+        fallback: &Path,
+    ) -> LocalCloudProcess {
+        let log = suite_request_log().unwrap_or_else(|| fallback.to_path_buf());
+        Self::start_with_log(provider_bin, state_dir, principals, Some(log), &[])
+    }
+
+    fn start_with_log(
+        provider_bin: &Path,
+        state_dir: &Path,
+        principals: &[&str],
+        request_log: Option<PathBuf>,
+        args: &[&str],
+    ) -> LocalCloudProcess {
         let mut cmd = Command::new(provider_bin);
         cmd.arg("local-cloud").arg("--state-dir").arg(state_dir).args(args);
-        // What tests send is checked against the discovery documents too (tests/run.sh).
-        if let Some(dir) = std::env::var_os(crate::workspace::REQUEST_LOG_DIR_ENV).filter(|d| !d.is_empty()) {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let log = std::path::PathBuf::from(dir).join(format!("local-cloud-{}-{n}.jsonl", std::process::id()));
+        if let Some(log) = &request_log {
             cmd.env(crate::workspace::REQUEST_LOG_ENV, log);
         }
         for p in principals {
@@ -53,6 +83,7 @@ impl LocalCloudProcess {
         LocalCloudProcess {
             child,
             stdin,
+            request_log,
             endpoint: banner["endpoint"].as_str().expect("endpoint").to_string(),
             admin_token: banner["admin_token"].as_str().expect("admin_token").to_string(),
             tokens: banner["tokens"].as_object().cloned().unwrap_or_default(),

@@ -363,17 +363,17 @@ fn render_env(env: &BTreeMap<String, String>) -> String {
     env.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ")
 }
 
-fn keep_workspaces() -> bool {
+pub(crate) fn keep_workspaces() -> bool {
     std::env::var("DCR_KEEP_WORKSPACES").is_ok_and(|v| v == "1")
 }
 
-fn timeout() -> Duration {
+pub(crate) fn timeout() -> Duration {
     let secs = std::env::var("DCR_TF_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_SECS);
     Duration::from_secs(secs)
 }
 
 /// Runs `cmd` with stdout and stderr captured, killing it at `limit`.
-fn run_with_timeout(mut cmd: Command, command: String, dir: &Path, limit: Duration) -> Output {
+pub(crate) fn run_with_timeout(mut cmd: Command, command: String, dir: &Path, limit: Duration) -> Output {
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!(
@@ -436,7 +436,7 @@ fn run_with_timeout(mut cmd: Command, command: String, dir: &Path, limit: Durati
 
 /// A new directory `<tmp>/dcr-e2e/<prefix>-<n>-<suffix>`, unique among concurrent test processes
 /// (the prefix carries the pid) and threads (the counter).
-fn unique_dir(prefix: &str, suffix: &str) -> PathBuf {
+pub(crate) fn unique_dir(prefix: &str, suffix: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let base = base_dir();
     loop {

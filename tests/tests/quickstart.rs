@@ -4,16 +4,18 @@
 //! aggregates must equal what the notebook computes on the source data (recomputed here), the
 //! attestation token must verify, a second plan must be empty, both Terraforms (separate state
 //! directories) must build the same image digest, and no patient id may appear in the image layers,
-//! the state, the plan or the provider's logs.
+//! the state, the plan or the provider's logs. README's way of reading the result with
+//! google-cloud-storage is run as README shows it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use dcr_e2e::clean_room::base_image;
 use dcr_e2e::fixtures::{PROJECT, quickstart, resource_values, sha256_hex};
+use dcr_e2e::google_clients::{ScratchDir, readme_python, run_python};
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::terraform::Terraform;
-use dcr_e2e::workspace::provider_bin;
+use dcr_e2e::workspace::{Workspace, provider_bin};
 
 /// What analysis.ipynb computes, recomputed from the CSV: per region (with at least 10
 /// patients) the count, smokers, and mean age, BMI and systolic pressure.
@@ -73,6 +75,23 @@ fn image_store_text(state_dir: &Path) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// README's "Reading a released result with standard tools", as written there: the `results`
+/// output names the run, and README's Python block downloads its summary.csv with
+/// google-cloud-storage through `STORAGE_EMULATOR_HOST`, authenticated by the banner's token.
+fn read_summary_as_readme_says(ws: &Workspace, cloud: &LocalCloudProcess, uri: &str, summary: &[u8]) {
+    assert_eq!(ws.run_ok(&["output", "-raw", "results"]).stdout, uri);
+    let dir = ScratchDir::new("read-summary");
+    std::fs::write(dir.path().join("read_summary.py"), readme_python("<!-- read_summary.py:")).unwrap();
+    let out = run_python(
+        &["read_summary.py"],
+        &[("STORAGE_EMULATOR_HOST", &cloud.endpoint), ("DCR_TOKEN", &cloud.admin_token), ("RESULTS", uri)],
+        dir.path(),
+    );
+    assert!(out.success(), "README's read_summary.py failed:\n{out}");
+    assert_eq!(std::fs::read(dir.path().join("summary.csv")).unwrap(), summary, "{out}");
+    assert!(out.stdout.starts_with("region,patients,"), "{out}");
 }
 
 #[test]
@@ -139,6 +158,9 @@ fn quickstart_runs_the_reviewed_notebook_and_verifies_its_result_on_every_terraf
         check_summary(std::str::from_utf8(&summary).unwrap(), &csv);
         let manifest = cloud.download(&cloud.admin_token, bucket, &format!("{prefix}output-manifest.json")).unwrap();
         assert_eq!(w["output_manifest_sha256"], sha256_hex(&manifest));
+        if newest {
+            read_summary_as_readme_says(&ws, &cloud, uri, &summary);
+        }
 
         // No patient id anywhere it must not be.
         let ids: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();

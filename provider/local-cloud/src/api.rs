@@ -49,6 +49,17 @@ impl ApiError {
     pub fn failed_precondition(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "failedPrecondition", message)
     }
+    /// A method Google serves that the local cloud does not: 501, gRPC's UNIMPLEMENTED (google.rpc.Code
+    /// maps it to HTTP 501), so a client sees a refusal rather than a missing resource.
+    pub fn unimplemented(method: &str, path: &str, service: &str) -> ApiError {
+        ApiError::new(
+            501,
+            "notImplemented",
+            format!(
+                "{method} {path} is not served by the local cloud's {service} API; docs/guides/design-notes.md lists the methods it serves."
+            ),
+        )
+    }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "backendError", message)
     }
@@ -64,6 +75,7 @@ impl ApiError {
             (409, _) => "ALREADY_EXISTS",
             (412, _) => "FAILED_PRECONDITION",
             (429, _) => "RESOURCE_EXHAUSTED",
+            (501, _) => "UNIMPLEMENTED",
             _ => "INTERNAL",
         }
     }

@@ -52,6 +52,36 @@ const REPOSITORY_FIELDS: &[&str] = &[
 const FORMATS: &[&str] =
     &["DOCKER", "MAVEN", "NPM", "APT", "YUM", "GOOGET", "PYTHON", "KFP", "GO", "GENERIC", "RUBY", "CONDA"];
 
+/// `Repository.format` and `.mode` by number, as Google's generated REST clients send enums
+/// (`$alt=json;enum-encoding=int`); the numbers are the proto's, as google-cloud-artifact-registry's
+/// `artifactregistry_v1/types/repository.py` lists them.
+const FORMAT_NUMBERS: &[(i64, &str)] = &[
+    (1, "DOCKER"),
+    (2, "MAVEN"),
+    (3, "NPM"),
+    (5, "APT"),
+    (6, "YUM"),
+    (8, "PYTHON"),
+    (9, "KFP"),
+    (10, "GO"),
+    (11, "GENERIC"),
+    (12, "RUBY"),
+];
+const MODE_NUMBERS: &[(i64, &str)] = &[(1, "STANDARD_REPOSITORY"), (2, "VIRTUAL_REPOSITORY"), (3, "REMOTE_REPOSITORY")];
+
+/// Replaces a numbered enum field with its name; numbers the table lacks are refused by name.
+fn enum_by_name(body: &mut Value, field: &str, table: &[(i64, &str)]) -> ApiResult<()> {
+    if let Some(n) = body.get(field).and_then(Value::as_i64) {
+        let name = table.iter().find(|(k, _)| *k == n).map(|(_, v)| *v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid value {n} for Repository.{field}: the local cloud does not know it."
+            ))
+        })?;
+        body[field] = json!(name);
+    }
+    Ok(())
+}
+
 /// Repository ids: lowercase letters, digits and hyphens, starting with a letter and ending with a
 /// letter or digit, at most 63 characters
 /// (https://cloud.google.com/artifact-registry/docs/repositories/create-repos#create).
@@ -131,15 +161,14 @@ fn parse_target(rest: &[&str]) -> Option<Target> {
 pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
     let segs = segments(&r.raw_path);
     let s: Vec<String> = segs.into_iter().skip(2).collect(); // after artifactregistry/v1
+    let unserved = || ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Artifact Registry");
     if s.len() < 5 || s[0] != "projects" || s[2] != "locations" {
-        return Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's Artifact Registry API",
-            r.method, r.raw_path
-        )));
+        return Err(unserved());
     }
     let (project, location) = (s[1].clone(), s[3].clone());
     let rest: Vec<&str> = s[4..].iter().map(String::as_str).collect();
-    let target = parse_target(&rest).ok_or_else(|| ApiError::not_found("No such Artifact Registry method."))?;
+    let target = parse_target(&rest).ok_or_else(unserved)?;
+    let unserved = unserved();
     let (method, who, body) = (r.method.as_str().to_string(), r.principal.clone(), body.unwrap_or(json!({})));
     let repository_id = r.query("repositoryId").map(str::to_string);
     let v = app
@@ -191,7 +220,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     op.and_then(|o| serde_json::from_str(&o).ok())
                         .ok_or_else(|| ApiError::not_found(format!("Operation {name} not found.")))?
                 }
-                _ => return Err(ApiError::not_found("Method not supported.")),
+                _ => return Err(unserved),
             };
             tx.commit().map_err(sql)?;
             Ok(out)
@@ -210,6 +239,9 @@ fn create(
 ) -> ApiResult<Value> {
     require(c, who, project, None, "artifactregistry.repositories.create", parent)?;
     check_fields(body, REPOSITORY_FIELDS, "Repository")?;
+    let mut body = body.clone();
+    enum_by_name(&mut body, "format", FORMAT_NUMBERS)?;
+    enum_by_name(&mut body, "mode", MODE_NUMBERS)?;
     let id = id.ok_or_else(|| ApiError::bad_request("repositoryId is required."))?;
     if !valid_repository_id(&id) {
         return Err(ApiError::bad_request(format!(
@@ -217,7 +249,8 @@ fn create(
              ending with a letter or digit, at most 63 characters."
         )));
     }
-    let format = body["format"].as_str().unwrap_or("");
+    let format = body["format"].as_str().unwrap_or("").to_string();
+    let format = format.as_str();
     if !FORMATS.contains(&format) {
         return Err(ApiError::bad_request(format!(
             "Invalid format {format:?}: one of {} is required.",
@@ -229,12 +262,13 @@ fn create(
         return Err(ApiError::conflict(format!("the repository already exists ({name})")));
     }
     let location = parent.rsplit('/').next().unwrap_or("");
-    let mut repo = body.clone();
+    let mode = body["mode"].as_str().unwrap_or("STANDARD_REPOSITORY").to_string();
+    let mut repo = body;
     let now = now_rfc3339();
     repo["name"] = json!(name);
     repo["createTime"] = json!(now);
     repo["updateTime"] = json!(now);
-    repo["mode"] = json!(body["mode"].as_str().unwrap_or("STANDARD_REPOSITORY"));
+    repo["mode"] = json!(mode);
     if format == "DOCKER" {
         repo["registryUri"] = json!(format!("{location}-docker.pkg.dev/{project}/{id}"));
     }

@@ -421,10 +421,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
     let segs = segments(&r.raw_path);
     let s: Vec<String> = segs.into_iter().skip(2).collect(); // after compute/v1
     if s.len() < 5 || s[0] != "projects" || s[2] != "zones" {
-        return Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's Compute API",
-            r.method, r.raw_path
-        )));
+        return Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Compute"));
     }
     let (project, zone) = (s[1].clone(), s[3].clone());
     let rest: Vec<String> = s[4..].to_vec();
@@ -434,6 +431,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
     let serial_start = r.query_i64("start")?;
     let body = body.unwrap_or(Value::Null);
     let vm = app.vm.clone();
+    let unserved = ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Compute");
     let (answer, effect) = app
         .store
         .call(move |c| {
@@ -540,7 +538,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     let v = row.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(|| not_found("operation", &path))?;
                     (v, Effect::None)
                 }
-                _ => return Err(ApiError::not_found("Method not supported by the local cloud's Compute API.")),
+                _ => return Err(unserved),
             };
             tx.commit().map_err(sql)?;
             Ok(out)

@@ -44,6 +44,119 @@ fn parse_b64(field: &str, v: &Value) -> ApiResult<Vec<u8>> {
     }
 }
 
+/// A CRC32C as KMS writes it: a `google.protobuf.Int64Value`, which JSON carries as a string.
+fn crc32c_value(data: &[u8]) -> String {
+    crc32c::crc32c(data).to_string()
+}
+
+/// KMS's end-to-end integrity check (https://cloud.google.com/kms/docs/data-integrity-guidelines):
+/// when the request carries `<field>Crc32c`, the data must match it, and the answer says it was
+/// verified (`verifiedPlaintextCrc32c`), which Google's samples require before trusting a result.
+fn check_crc32c(body: &Value, field: &str, data: &[u8]) -> ApiResult<bool> {
+    let key = format!("{field}Crc32c");
+    let given = match &body[&key] {
+        Value::Null => return Ok(false),
+        Value::String(s) => s.parse::<u64>().ok(),
+        v => v.as_u64(),
+    }
+    .ok_or_else(|| ApiError::bad_request(format!("Invalid value at '{key}': expected an unsigned 32-bit CRC32C.")))?;
+    if given != u64::from(crc32c::crc32c(data)) {
+        return Err(ApiError::bad_request(format!(
+            "The checksum in field {} did not match the data in field {}.",
+            snake(&key),
+            snake(field)
+        )));
+    }
+    Ok(true)
+}
+
+fn snake(camel: &str) -> String {
+    camel
+        .chars()
+        .flat_map(|c| if c.is_ascii_uppercase() { vec!['_', c.to_ascii_lowercase()] } else { vec![c] })
+        .collect()
+}
+
+/// The enum fields of the KMS messages the local cloud serves, with the numbers of the values it
+/// serves (google/cloud/kms/v1/resources.proto; google-cloud-kms's `CryptoKey.CryptoKeyPurpose`,
+/// `ProtectionLevel`, `CryptoKeyVersion.CryptoKeyVersionAlgorithm` and `CryptoKeyVersionState`
+/// carry the same numbers). Google's REST front end reads an enum given as its number (proto3's
+/// JSON mapping), and google-cloud-kms's REST transport writes them so
+/// (`$alt=json;enum-encoding=int`).
+const ENUMS: &[(&str, &[(&str, i64)])] = &[
+    ("purpose", &[("CRYPTO_KEY_PURPOSE_UNSPECIFIED", 0), ("ENCRYPT_DECRYPT", 1)]),
+    ("protectionLevel", &[("PROTECTION_LEVEL_UNSPECIFIED", 0), ("SOFTWARE", 1)]),
+    ("algorithm", &[("CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED", 0), ("GOOGLE_SYMMETRIC_ENCRYPTION", 1)]),
+    (
+        "state",
+        &[
+            ("CRYPTO_KEY_VERSION_STATE_UNSPECIFIED", 0),
+            ("ENABLED", 1),
+            ("DISABLED", 2),
+            ("DESTROYED", 3),
+            ("DESTROY_SCHEDULED", 4),
+        ],
+    ),
+];
+
+fn enum_values(field: &str) -> Option<&'static [(&'static str, i64)]> {
+    ENUMS.iter().find(|(f, _)| *f == field).map(|(_, values)| *values)
+}
+
+/// Rewrites enums a request gave as numbers to their names; a number the local cloud does not
+/// serve is refused by name of its field. Label maps hold user strings and are left alone.
+pub fn enums_from_numbers(v: &mut Value) -> ApiResult<()> {
+    let Some(fields) = v.as_object_mut() else {
+        if let Some(items) = v.as_array_mut() {
+            items.iter_mut().try_for_each(enums_from_numbers)?;
+        }
+        return Ok(());
+    };
+    for (key, field) in fields.iter_mut() {
+        if key == "labels" {
+            continue;
+        }
+        match (enum_values(key), field.as_i64()) {
+            (Some(values), Some(n)) => {
+                let name = values.iter().find(|(_, num)| *num == n).map(|(name, _)| *name).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid value at '{key}': enum number {n} is not served by the local cloud (it serves {}).",
+                        values.iter().map(|(name, num)| format!("{name} = {num}")).collect::<Vec<_>>().join(", ")
+                    ))
+                })?;
+                *field = json!(name);
+            }
+            _ => enums_from_numbers(field)?,
+        }
+    }
+    Ok(())
+}
+
+/// An answer with its enums as numbers, for a client that asked for `enum-encoding=int`.
+pub fn enums_to_numbers(v: Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().map(enums_to_numbers).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, field)| {
+                    let number = enum_values(&key)
+                        .zip(field.as_str())
+                        .and_then(|(values, name)| values.iter().find(|(n, _)| *n == name))
+                        .map(|(_, num)| json!(num));
+                    let field = match number {
+                        Some(n) => n,
+                        None if key == "labels" => field,
+                        None => enums_to_numbers(field),
+                    };
+                    (key, field)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 fn denied(permission: &str, resource: &str) -> ApiError {
     ApiError::forbidden(format!("Permission '{permission}' denied on resource '{resource}' (or it may not exist)."))
 }
@@ -138,14 +251,12 @@ fn key_json(c: &Connection, name: &str) -> ApiResult<Option<Value>> {
 }
 
 pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
+    let unserved = || ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Cloud KMS");
     let segs = segments(&r.raw_path);
     let segs: Vec<String> = segs.into_iter().skip(2).collect(); // after cloudkms/v1
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     if s.len() < 5 || s[0] != "projects" || s[2] != "locations" || s[4].split(':').next() != Some("keyRings") {
-        return Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's KMS API",
-            r.method, r.raw_path
-        )));
+        return Err(unserved());
     }
     let (project, location) = (s[1].to_string(), s[3].to_string());
     if !valid_location(&location) {
@@ -210,7 +321,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
@@ -249,12 +360,12 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 let v = store.call(move |c| set_policy(c, &ctx, "key_rings", &kr, None, body, ring_exists(c)?)).await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
     if s[6].split(':').next() != Some("cryptoKeys") {
-        return Err(ApiError::not_found(format!("{} is not a KMS resource", r.raw_path)));
+        return Err(unserved());
     }
 
     // cryptoKeys collection
@@ -363,7 +474,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
@@ -420,6 +531,8 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 )?;
                 let plaintext = parse_b64("plaintext", &body["plaintext"])?;
                 let aad = parse_b64("additionalAuthenticatedData", &body["additionalAuthenticatedData"])?;
+                let verified_plaintext = check_crc32c(&body, "plaintext", &plaintext)?;
+                let verified_aad = check_crc32c(&body, "additionalAuthenticatedData", &aad)?;
                 if plaintext.len() > MAX_PLAINTEXT {
                     return Err(ApiError::bad_request("The plaintext exceeds the 64 KiB limit."));
                 }
@@ -435,11 +548,14 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                             }
                         })?;
                         if state != "ENABLED" {
-                            return Err(ApiError::failed_precondition(format!("{vname} is not enabled, current state is: {state}.")));
+                            return Err(ApiError::failed_precondition(format!(
+                                "{vname} is not enabled, current state is: {state}."
+                            )));
                         }
                         let ct = seal(&material, 1, &plaintext, &aad)?;
-                        Ok(json!({"name": vname, "ciphertext": B64.encode(ct), "protectionLevel": "SOFTWARE",
-                                  "verifiedPlaintextCrc32c": false, "verifiedAdditionalAuthenticatedDataCrc32c": false}))
+                        Ok(json!({"name": vname, "ciphertext": B64.encode(&ct), "ciphertextCrc32c": crc32c_value(&ct),
+                                  "protectionLevel": "SOFTWARE", "verifiedPlaintextCrc32c": verified_plaintext,
+                                  "verifiedAdditionalAuthenticatedDataCrc32c": verified_aad}))
                     })
                     .await?;
                 Ok(json_response(v))
@@ -457,6 +573,8 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                 )?;
                 let ct = parse_b64("ciphertext", &body["ciphertext"])?;
                 let aad = parse_b64("additionalAuthenticatedData", &body["additionalAuthenticatedData"])?;
+                check_crc32c(&body, "ciphertext", &ct)?;
+                check_crc32c(&body, "additionalAuthenticatedData", &aad)?;
                 let v = store
                     .call(move |c| {
                         require(c, &ctx, Some(&k), "cloudkms.cryptoKeyVersions.useToDecrypt", &k)?;
@@ -473,7 +591,8 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                             )));
                         }
                         let plain = open(&material, number, &ct, &aad).ok_or_else(bad)?;
-                        Ok(json!({"plaintext": B64.encode(plain), "usedPrimary": number == 1, "protectionLevel": "SOFTWARE"}))
+                        Ok(json!({"plaintext": B64.encode(&plain), "plaintextCrc32c": crc32c_value(&plain),
+                                  "usedPrimary": number == 1, "protectionLevel": "SOFTWARE"}))
                     })
                     .await?;
                 Ok(json_response(v))
@@ -496,12 +615,12 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
 
     if s[8].split(':').next() != Some("cryptoKeyVersions") {
-        return Err(ApiError::not_found(format!("{} is not a KMS resource", r.raw_path)));
+        return Err(unserved());
     }
     if s.len() == 9 && method == "GET" {
         let k = key.clone();
@@ -589,10 +708,10 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     .await?;
                 Ok(json_response(v))
             }
-            _ => Err(ApiError::not_found("Method not supported.")),
+            _ => Err(unserved()),
         };
     }
-    Err(ApiError::not_found(format!("{} {} is not part of the local cloud's KMS API", r.method, r.raw_path)))
+    Err(unserved())
 }
 
 fn get_policy(c: &Connection, ctx: &Ctx, table: &str, name: &str, key: Option<&str>, exists: bool) -> ApiResult<Value> {
@@ -682,6 +801,41 @@ mod tests {
         assert_eq!(open(&m, 1, &ct, b"aad").unwrap(), b"data key");
         assert!(open(&m, 1, &ct, b"other").is_none());
         assert!(open(&[8u8; 32], 1, &ct, b"aad").is_none());
+    }
+
+    #[test]
+    fn enums_travel_as_numbers_both_ways() {
+        let mut req = json!({"purpose": 1, "versionTemplate": {"algorithm": 1, "protectionLevel": 1},
+                             "labels": {"purpose": "x"}});
+        enums_from_numbers(&mut req).unwrap();
+        assert_eq!(
+            req,
+            json!({"purpose": "ENCRYPT_DECRYPT", "labels": {"purpose": "x"},
+                   "versionTemplate": {"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protectionLevel": "SOFTWARE"}})
+        );
+        let mut named = json!({"purpose": "ENCRYPT_DECRYPT"});
+        enums_from_numbers(&mut named).unwrap();
+        assert_eq!(named, json!({"purpose": "ENCRYPT_DECRYPT"}));
+        let e = enums_from_numbers(&mut json!({"purpose": 5})).unwrap_err();
+        assert!(e.message.contains("'purpose'") && e.message.contains("ENCRYPT_DECRYPT = 1"), "{}", e.message);
+
+        let answer = json!({"cryptoKeyVersions": [{"state": "DESTROY_SCHEDULED", "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION",
+                                                   "name": "n"}], "labels": {"state": "ENABLED"}});
+        assert_eq!(
+            enums_to_numbers(answer),
+            json!({"cryptoKeyVersions": [{"state": 4, "algorithm": 1, "name": "n"}], "labels": {"state": "ENABLED"}})
+        );
+    }
+
+    #[test]
+    fn crc32c_fields_are_checked_when_given() {
+        assert!(!check_crc32c(&json!({}), "plaintext", b"x").unwrap());
+        let crc = crc32c::crc32c(b"data");
+        assert!(check_crc32c(&json!({"plaintextCrc32c": crc.to_string()}), "plaintext", b"data").unwrap());
+        assert!(check_crc32c(&json!({"plaintextCrc32c": crc}), "plaintext", b"data").unwrap());
+        let e = check_crc32c(&json!({"ciphertextCrc32c": "1"}), "ciphertext", b"data").unwrap_err();
+        assert_eq!(e.message, "The checksum in field ciphertext_crc32c did not match the data in field ciphertext.");
+        assert!(check_crc32c(&json!({"plaintextCrc32c": "x"}), "plaintext", b"data").is_err());
     }
 
     #[test]

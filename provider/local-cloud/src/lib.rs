@@ -13,6 +13,7 @@ mod api;
 mod artifact_registry;
 mod compute;
 mod error;
+mod fields;
 mod iam;
 mod issuer;
 mod kms;
@@ -23,6 +24,7 @@ mod server;
 mod storage;
 mod store;
 mod sts;
+mod system;
 mod teeserver;
 mod tokens;
 mod vm;
@@ -127,12 +129,14 @@ impl LocalCloud {
         let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone())));
         let federated_token_secs =
             cfg.federated_token_ttl.map(|d| d.as_secs().max(1) as i64).unwrap_or(sts::FEDERATED_TOKEN_SECS);
+        let endpoint = format!("http://{addr}");
         let app = Arc::new(server::App {
             store: store.clone(),
             request_log: cfg.request_log,
             http: Arc::new(http),
             vm,
             federated_token_secs,
+            endpoint: endpoint.clone(),
         });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -143,7 +147,7 @@ impl LocalCloud {
                 })
                 .await;
         });
-        Ok(LocalCloud { endpoint: format!("http://{addr}"), admin_token, store, stop: Some(tx), task: Some(task) })
+        Ok(LocalCloud { endpoint, admin_token, store, stop: Some(tx), task: Some(task) })
     }
 
     pub fn endpoint(&self) -> String {

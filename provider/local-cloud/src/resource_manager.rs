@@ -10,10 +10,10 @@ pub async fn handle(app: &App, r: &Req) -> ApiResult<Response> {
     let segs = segments(&r.raw_path);
     let s: Vec<&str> = segs.iter().skip(2).map(String::as_str).collect(); // after cloudresourcemanager/v1
     let ["projects", id] = s.as_slice() else {
-        return Err(ApiError::not_found(format!("{} {} is not served by the local cloud", r.method, r.raw_path)));
+        return Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Resource Manager"));
     };
     if r.method != axum::http::Method::GET {
-        return Err(ApiError::not_found("Method not supported."));
+        return Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Resource Manager"));
     }
     let (id, who) = (id.to_string(), r.principal.clone());
     let v = app

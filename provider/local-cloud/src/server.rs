@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiError, Shape, json_response};
 use crate::store::Store;
+use crate::system::Alt;
 use crate::tokens;
 
 pub struct App {
@@ -24,6 +25,8 @@ pub struct App {
     pub vm: std::sync::Arc<crate::vm::Vms>,
     /// Lifetime of the federated tokens STS issues.
     pub federated_token_secs: i64,
+    /// `http://127.0.0.1:PORT`: where links point when a request names no usable Host.
+    pub endpoint: String,
 }
 
 /// One parsed request, before its body is read.
@@ -34,6 +37,8 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub principal: crate::iam::Identity,
+    /// This local cloud's URL as the client reached it (`http://HOST`), for links in answers.
+    pub base_url: String,
 }
 
 impl Req {
@@ -58,6 +63,19 @@ pub fn segments(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// The URL the client used to reach us: its Host header when that is a plain `host[:port]`, else
+/// our own endpoint.
+fn base_url(headers: &HeaderMap, endpoint: &str) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
+    match host {
+        Some(h) => format!("http://{h}"),
+        None => endpoint.to_string(),
+    }
+}
+
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
@@ -71,6 +89,9 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let (service, shape) = if raw_path.starts_with("/upload/storage/v1/") {
         ("storage-upload", Shape::Storage)
+    } else if raw_path.starts_with("/download/storage/v1/") {
+        // google-cloud-storage's media path (blob.py `_DOWNLOAD_URL_TEMPLATE`), and `mediaLink`'s.
+        ("storage-download", Shape::Storage)
     } else if raw_path.starts_with("/storage/v1/") {
         ("storage", Shape::Storage)
     } else if raw_path.starts_with("/cloudkms/v1/") {
@@ -114,22 +135,33 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
             .ok_or_else(ApiError::unauthenticated)?
             .to_string();
         let principal = tokens::identity_for(&app.store, &token).await?.ok_or_else(ApiError::unauthenticated)?;
+        let system = crate::system::parse(&query)?;
         let r = Req {
             method: parts.method.clone(),
             raw_path: raw_path.clone(),
             query,
             headers: parts.headers.clone(),
             principal,
+            base_url: base_url(&parts.headers, &app.endpoint),
         };
-        match service {
-            "storage-upload" => crate::storage::upload(&app, &r, body).await,
-            "storage" if r.query("alt") == Some("media") => crate::storage::download(&app, &r).await,
-            "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await,
+        let media = system.alt == Alt::Media;
+        let response = match service {
+            "storage-upload" => crate::storage::upload(&app, &r, body).await?,
+            "storage" | "storage-download" if media => crate::storage::download(&app, &r).await?,
+            "storage-download" => {
+                return Err(ApiError::bad_request(
+                    "The download path serves object data only: add alt=media, or read the object's metadata at /storage/v1/.",
+                ));
+            }
+            _ if media => {
+                return Err(ApiError::bad_request("alt=media is only supported on Storage object downloads."));
+            }
+            "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await?,
             "storage" | "cloudkms" | "iam" | "compute" | "artifactregistry" => {
                 let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
                     .await
                     .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
-                let json: Option<Value> = if bytes.is_empty() {
+                let mut json: Option<Value> = if bytes.is_empty() {
                     None
                 } else {
                     Some(
@@ -139,15 +171,32 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                 };
                 logged_body = json.clone().unwrap_or(Value::Null);
                 match service {
-                    "storage" => crate::storage::handle(&app, &r, json).await,
-                    "cloudkms" => crate::kms::handle(&app, &r, json).await,
-                    "compute" => crate::compute::handle(&app, &r, json).await,
-                    "artifactregistry" => crate::artifact_registry::handle(&app, &r, json).await,
-                    _ => crate::wif::handle(&app, &r, json).await,
+                    "storage" => crate::storage::handle(&app, &r, json).await?,
+                    "cloudkms" => {
+                        if let Some(body) = json.as_mut() {
+                            crate::kms::enums_from_numbers(body)?;
+                        }
+                        crate::kms::handle(&app, &r, json).await?
+                    }
+                    "compute" => crate::compute::handle(&app, &r, json).await?,
+                    "artifactregistry" => crate::artifact_registry::handle(&app, &r, json).await?,
+                    _ => crate::wif::handle(&app, &r, json).await?,
                 }
             }
-            _ => Err(ApiError::not_found(format!("No service serves {raw_path}"))),
+            _ => return Err(ApiError::not_found(format!("No service serves {raw_path}"))),
+        };
+        let numbers = system.enums_as_numbers && service == "cloudkms";
+        if media || (!numbers && system.fields.is_none()) {
+            return Ok(response);
         }
+        reshape_json(response, |v| {
+            let v = if numbers { crate::kms::enums_to_numbers(v) } else { v };
+            match &system.fields {
+                Some(selection) => selection.apply(v),
+                None => v,
+            }
+        })
+        .await
     }
     .await;
 
@@ -155,6 +204,26 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
     let logged_body = if content_type.starts_with("application/json") { logged_body } else { Value::Null };
     log_request(&app, service, &parts, &raw_path, &content_type, logged_body, &response);
     response
+}
+
+/// Rewrites a successful JSON answer (`fields`, enum encoding); anything else passes as it is.
+async fn reshape_json(response: Response, f: impl FnOnce(Value) -> Value) -> Result<Response, ApiError> {
+    let json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !response.status().is_success() || !json {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let text = serde_json::to_vec(&f(v)).map_err(|e| ApiError::internal(e.to_string()))?;
+    parts.headers.remove("content-length");
+    Ok(Response::from_parts(parts, Body::from(text)))
 }
 
 fn log_request(

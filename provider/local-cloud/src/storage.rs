@@ -107,6 +107,239 @@ const BUCKET_FIELDS: &[&str] = &[
     "owner",
 ];
 
+/// What a `Range` request header asks of an object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No header, or one that is not a single byte range, which a server may ignore.
+    Whole,
+    /// First and last byte, within the object.
+    Part(u64, u64),
+    /// No byte of the object is in range (416) — also every range of an empty object, which is
+    /// why google-resumable-media's `ChunkedDownload` reads a 416 as an empty object.
+    Unsatisfiable,
+}
+
+/// A `Range` header against an object of `size` bytes (RFC 9110 §14.1.2), as Cloud Storage reads
+/// it for media downloads (https://cloud.google.com/storage/docs/json_api/v1/parameters#range).
+pub fn parse_range(header: Option<&str>, size: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return ByteRange::Whole };
+    let Some((a, b)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else { return ByteRange::Whole };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // `bytes=-N`: the last N bytes.
+        return match b.parse::<u64>() {
+            Ok(0) => ByteRange::Unsatisfiable,
+            Ok(_) if size == 0 => ByteRange::Unsatisfiable,
+            Ok(n) => ByteRange::Part(size.saturating_sub(n), size - 1),
+            Err(_) => ByteRange::Whole,
+        };
+    }
+    let Ok(first) = a.parse::<u64>() else { return ByteRange::Whole };
+    let last = match b {
+        "" => u64::MAX,
+        b => match b.parse::<u64>() {
+            Ok(last) if last >= first => last,
+            _ => return ByteRange::Whole,
+        },
+    };
+    if first >= size { ByteRange::Unsatisfiable } else { ByteRange::Part(first, last.min(size - 1)) }
+}
+
+/// The two parts of a `multipart/related` upload (`uploadType=multipart`): the object's metadata
+/// (JSON) and its bytes, with the media part's own Content-Type. The layout is what
+/// google-resumable-media's `construct_multipart_request` (google/cloud/storage/_media/_upload.py)
+/// writes and what https://cloud.google.com/storage/docs/uploading-objects#uploading-an-object
+/// (JSON API, multipart) describes: `--B CRLF headers CRLF CRLF metadata CRLF --B CRLF headers CRLF
+/// CRLF media CRLF --B--`.
+#[derive(Debug, PartialEq)]
+pub struct Multipart<'a> {
+    pub metadata: Value,
+    pub media_type: Option<String>,
+    pub media: &'a [u8],
+}
+
+pub fn parse_multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Multipart<'a>, String> {
+    let mut params = content_type.split(';');
+    let media_type = params.next().unwrap_or("").trim().to_ascii_lowercase();
+    if media_type != "multipart/related" {
+        return Err(format!("uploadType=multipart takes a multipart/related body, not Content-Type '{content_type}'."));
+    }
+    let boundary = params
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .filter(|b| !b.is_empty())
+        .ok_or("The multipart/related Content-Type has no boundary.")?;
+    let delimiter = format!("--{boundary}").into_bytes();
+    let start = find(body, &delimiter, 0).ok_or("The multipart body has no boundary line.")?;
+    let mut parts = Vec::new();
+    let mut at = start + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            break;
+        }
+        at = skip_line_end(body, at).ok_or("A multipart boundary line is not followed by CRLF.")?;
+        let close = [b"\r\n".as_slice(), &delimiter].concat();
+        let end = find(body, &close, at).ok_or("The multipart body is not closed by its boundary.")?;
+        parts.push(&body[at..end]);
+        at = end + close.len();
+    }
+    let [meta, media] = parts.as_slice() else {
+        return Err(format!(
+            "Invalid multipart request with {} mime parts: it must have two, the metadata and the media.",
+            parts.len()
+        ));
+    };
+    let (meta_headers, meta_body) = split_part(meta)?;
+    let meta_type = header_value(meta_headers, "content-type").unwrap_or_default();
+    if !meta_type.to_ascii_lowercase().starts_with("application/json") {
+        return Err(format!("The first multipart part must be the JSON metadata, not '{meta_type}'."));
+    }
+    let metadata = serde_json::from_slice(meta_body).map_err(|e| format!("Invalid JSON payload received. {e}"))?;
+    let (media_headers, media) = split_part(media)?;
+    Ok(Multipart { metadata, media_type: header_value(media_headers, "content-type"), media })
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+/// After a boundary: optional whitespace (RFC 2046's transport padding), then CRLF.
+fn skip_line_end(body: &[u8], mut at: usize) -> Option<usize> {
+    while matches!(body.get(at), Some(b' ' | b'\t')) {
+        at += 1;
+    }
+    body[at..].starts_with(b"\r\n").then_some(at + 2)
+}
+
+/// A part's header block and its body.
+fn split_part(part: &[u8]) -> Result<(&str, &[u8]), String> {
+    if let Some(rest) = part.strip_prefix(b"\r\n") {
+        return Ok(("", rest));
+    }
+    let end = find(part, b"\r\n\r\n", 0).ok_or("A multipart part has no blank line after its headers.")?;
+    let headers = std::str::from_utf8(&part[..end]).map_err(|_| "Multipart part headers are not UTF-8.")?;
+    Ok((headers, &part[end + 4..]))
+}
+
+fn header_value(headers: &str, name: &str) -> Option<String> {
+    headers
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Where links in Storage resources point: this local cloud, as Google's point at its own hosts
+/// (`selfLink` at `https://www.googleapis.com/storage/v1/...`, `mediaLink` at
+/// `https://storage.googleapis.com/download/storage/v1/...?generation=G&alt=media`). Clients follow
+/// them: google-cloud-storage's `Blob._get_download_url` downloads from `mediaLink` once loaded.
+/// Links are made for each answer, never stored, because the local cloud's port changes from one
+/// run to the next.
+pub fn with_links(mut v: Value, base: &str) -> Value {
+    match v["kind"].as_str() {
+        Some("storage#object") => {
+            let (bucket, name) = (v["bucket"].as_str().unwrap_or(""), v["name"].as_str().unwrap_or(""));
+            let path = format!(
+                "storage/v1/b/{}/o/{}",
+                crate::server::encode_segment(bucket),
+                crate::server::encode_segment(name)
+            );
+            let generation = v["generation"].as_str().unwrap_or("").to_string();
+            v["selfLink"] = json!(format!("{base}/{path}"));
+            v["mediaLink"] = json!(format!("{base}/download/{path}?generation={generation}&alt=media"));
+        }
+        Some("storage#bucket") => {
+            let name = crate::server::encode_segment(v["name"].as_str().unwrap_or(""));
+            v["selfLink"] = json!(format!("{base}/storage/v1/b/{name}"));
+        }
+        Some("storage#objects" | "storage#buckets") => {
+            if let Some(items) = v.get_mut("items").and_then(Value::as_array_mut) {
+                for item in items.iter_mut() {
+                    *item = with_links(std::mem::take(item), base);
+                }
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// The checksums a client said its upload has: `crc32c` and `md5Hash` in the object metadata, or
+/// an `X-Goog-Hash: crc32c=...,md5=...` header (google-resumable-media sends it with the final
+/// chunk of a resumable upload). Cloud Storage refuses an upload whose data does not match
+/// (https://cloud.google.com/storage/docs/hashes-etags#validation).
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+pub struct Expected {
+    pub crc32c: Option<String>,
+    pub md5: Option<String>,
+}
+
+impl Expected {
+    pub fn from_metadata(meta: &Value) -> Expected {
+        let text = |k: &str| meta[k].as_str().map(str::to_string);
+        Expected { crc32c: text("crc32c"), md5: text("md5Hash") }
+    }
+
+    /// Adds what an `X-Goog-Hash` header says; a value given twice must agree.
+    pub fn add_header(&mut self, header: &str) -> Result<(), String> {
+        for item in header.split(',') {
+            let Some((name, value)) = item.trim().split_once('=') else { continue };
+            let slot = match name.trim() {
+                "crc32c" => &mut self.crc32c,
+                "md5" => &mut self.md5,
+                _ => continue,
+            };
+            match slot {
+                Some(v) if v != value => {
+                    return Err(format!("X-Goog-Hash says {name}={value}, but the object metadata says {v}."));
+                }
+                _ => *slot = Some(value.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Google's wording when a supplied hash does not match the data.
+    pub fn check(&self, crc32c: &str, md5: &str) -> Result<(), String> {
+        if let Some(want) = self.crc32c.as_deref().filter(|w| *w != crc32c) {
+            return Err(format!("Provided CRC32C \"{want}\" doesn't match calculated CRC32C \"{crc32c}\"."));
+        }
+        if let Some(want) = self.md5.as_deref().filter(|w| *w != md5) {
+            return Err(format!("Provided MD5 hash \"{want}\" doesn't match calculated MD5 hash \"{md5}\"."));
+        }
+        Ok(())
+    }
+}
+
+/// MD5 and CRC32C of an object, computed in one pass as the bytes go by.
+pub struct Hashes {
+    crc: Crc32c,
+    md5: md5::Md5,
+}
+
+impl Hashes {
+    pub fn new() -> Hashes {
+        Hashes { crc: Crc32c::new(), md5: md5::Digest::new() }
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        self.crc.update(data);
+        md5::Digest::update(&mut self.md5, data);
+    }
+    /// `(crc32c, md5Hash)`, base64 as the JSON API writes them.
+    pub fn finish_b64(self) -> (String, String) {
+        use base64::Engine;
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Digest::finalize(self.md5));
+        (self.crc.finish_b64(), md5)
+    }
+}
+
+impl Default for Hashes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// CRC32C (Castagnoli), the checksum Cloud Storage reports, computed incrementally.
 pub struct Crc32c(u32);
 
@@ -231,7 +464,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         ("GET", ["b", bucket]) => {
             let bucket = bucket.to_string();
             let v = app.store.call(move |c| require_bucket(c, &principal, &bucket, "storage.buckets.get")).await?;
-            Ok(json_response(v))
+            Ok(respond(r, v))
         }
         ("PATCH", ["b", bucket]) => patch_bucket(app, r, bucket, body.unwrap_or(json!({}))).await,
         ("DELETE", ["b", bucket]) => delete_bucket(app, r, bucket).await,
@@ -260,7 +493,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     Ok(render_policy(&bucket, &policy, etag))
                 })
                 .await?;
-            Ok(json_response(v))
+            Ok(respond(r, v))
         }
         ("PUT", ["b", bucket, "iam"]) => set_bucket_policy(app, r, bucket, body.unwrap_or(json!({}))).await,
         ("GET", ["b", bucket, "iam", "testPermissions"]) => {
@@ -279,27 +512,29 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                     Ok(json!({"kind": "storage#testIamPermissionsResponse", "permissions": granted}))
                 })
                 .await?;
-            Ok(json_response(v))
+            Ok(respond(r, v))
         }
         ("GET", ["b", bucket, "o"]) => list_objects(app, r, bucket).await,
         ("GET", ["b", bucket, "o", object]) => {
             let (bucket, object) = (bucket.to_string(), object.to_string());
+            let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
             let v = app
                 .store
                 .call(move |c| {
                     require_object_permission(c, &principal, &bucket, &object, "storage.objects.get")?;
-                    object_resource(c, &bucket, &object)?
-                        .ok_or_else(|| ApiError::not_found(format!("No such object: {bucket}/{object}")))
+                    live_object(c, &bucket, &object, want_generation, &pre).map(|(_, res)| res)
                 })
                 .await?;
-            Ok(json_response(v))
+            Ok(respond(r, v))
         }
         ("DELETE", ["b", bucket, "o", object]) => delete_object(app, r, bucket, object).await,
-        _ => Err(ApiError::not_found(format!(
-            "{} {} is not part of the local cloud's Storage API",
-            r.method, r.raw_path
-        ))),
+        _ => Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Storage")),
     }
+}
+
+/// A JSON answer, its links pointing back at this local cloud.
+fn respond(r: &Req, v: Value) -> Response {
+    json_response(with_links(v, &r.base_url))
 }
 
 fn render_policy(bucket: &str, policy: &str, etag: i64) -> Value {
@@ -355,7 +590,6 @@ async fn insert_bucket(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Res
             let resource = json!({
                 "kind": "storage#bucket",
                 "id": name,
-                "selfLink": format!("https://www.googleapis.com/storage/v1/b/{name}"),
                 "projectNumber": number,
                 "name": name,
                 "timeCreated": now,
@@ -382,7 +616,7 @@ async fn insert_bucket(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Res
             Ok(strip_empty_labels(resource))
         })
         .await?;
-    Ok(json_response(v))
+    Ok(respond(r, v))
 }
 
 fn strip_empty_labels(mut v: Value) -> Value {
@@ -442,7 +676,7 @@ async fn list_buckets(app: &App, r: &Req) -> ApiResult<Response> {
             Ok(out)
         })
         .await?;
-    Ok(json_response(v))
+    Ok(respond(r, v))
 }
 
 fn encode_token(s: &str) -> String {
@@ -528,7 +762,7 @@ async fn patch_bucket(app: &App, r: &Req, bucket: &str, body: Value) -> ApiResul
             Ok(strip_empty_labels(res))
         })
         .await?;
-    Ok(json_response(v))
+    Ok(respond(r, v))
 }
 
 async fn delete_bucket(app: &App, r: &Req, bucket: &str) -> ApiResult<Response> {
@@ -591,15 +825,7 @@ async fn set_bucket_policy(app: &App, r: &Req, bucket: &str, body: Value) -> Api
             Ok(render_policy(&bucket, &stored.to_string(), next))
         })
         .await?;
-    Ok(json_response(v))
-}
-
-fn object_resource(c: &rusqlite::Connection, bucket: &str, object: &str) -> ApiResult<Option<Value>> {
-    let r: Option<String> = c
-        .query_row("SELECT resource FROM objects WHERE bucket = ?1 AND name = ?2", [bucket, object], |r| r.get(0))
-        .optional()
-        .map_err(sql)?;
-    Ok(r.and_then(|r| serde_json::from_str(&r).ok()))
+    Ok(respond(r, v))
 }
 
 async fn list_objects(app: &App, r: &Req, bucket: &str) -> ApiResult<Response> {
@@ -662,7 +888,7 @@ async fn list_objects(app: &App, r: &Req, bucket: &str) -> ApiResult<Response> {
             Ok(out)
         })
         .await?;
-    Ok(json_response(v))
+    Ok(respond(r, v))
 }
 
 async fn delete_object(app: &App, r: &Req, bucket: &str, object: &str) -> ApiResult<Response> {
@@ -701,63 +927,128 @@ async fn delete_object(app: &App, r: &Req, bucket: &str, object: &str) -> ApiRes
 // media: download and uploads
 
 pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
+    // `/storage/v1/b/B/o/O?alt=media` and google-cloud-storage's `/download/storage/v1/b/B/o/O?alt=media`
+    // (blob.py `_DOWNLOAD_URL_TEMPLATE`, and the `mediaLink` of every object) serve the same bytes.
     let seg = segments(&r.raw_path);
-    let seg: Vec<&str> = seg.iter().skip(2).map(String::as_str).collect();
+    let skip = if seg.first().map(String::as_str) == Some("download") { 3 } else { 2 };
+    let seg: Vec<&str> = seg.iter().skip(skip).map(String::as_str).collect();
     let ["b", bucket, "o", object] = seg.as_slice() else {
         return Err(ApiError::bad_request("alt=media is only supported on objects."));
     };
     let (bucket, object) = (bucket.to_string(), object.to_string());
     let principal = r.principal.clone();
     // Buckets here keep no noncurrent versions: any generation but the live one does not exist.
-    let want_generation = r.query_i64("generation")?;
+    let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
     let (file, res) = app
         .store
         .call(move |c| {
             require_object_permission(c, &principal, &bucket, &object, "storage.objects.get")?;
-            let row: Option<(String, String, i64)> = c
-                .query_row(
-                    "SELECT file, resource, generation FROM objects WHERE bucket = ?1 AND name = ?2",
-                    [&bucket, &object],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(sql)?;
-            match row {
-                Some((file, res, g)) if want_generation.is_none_or(|w| w == g) => Ok((file, res)),
-                Some(_) => Err(ApiError::not_found(format!(
-                    "No such object: {bucket}/{object}#{}",
-                    want_generation.unwrap_or_default()
-                ))),
-                None => Err(ApiError::not_found(format!("No such object: {bucket}/{object}"))),
-            }
+            live_object(c, &bucket, &object, want_generation, &pre)
         })
         .await?;
-    let f = tokio::fs::File::open(app.store.object_path(&file))
+    let mut f = tokio::fs::File::open(app.store.object_path(&file))
         .await
         .map_err(|e| ApiError::internal(format!("object data missing: {e}")))?;
-    let res: Value = serde_json::from_str(&res).unwrap_or(Value::Null);
+    let size = f.metadata().await.map_err(|e| ApiError::internal(format!("object data missing: {e}")))?.len();
+    let range = match parse_range(r.header("range"), size) {
+        ByteRange::Whole => None,
+        ByteRange::Part(a, b) => Some((a, b)),
+        ByteRange::Unsatisfiable => {
+            let mut resp = ApiError::new(416, "requestedRangeNotSatisfiable", "Request range not satisfiable")
+                .into_response(crate::api::Shape::Storage);
+            set_header(&mut resp, "content-range", &format!("bytes */{size}"));
+            return Ok(resp);
+        }
+    };
+    let (first, len) = match range {
+        Some((a, b)) => (a, b - a + 1),
+        None => (0, size),
+    };
+    if first > 0 {
+        use tokio::io::AsyncSeekExt;
+        f.seek(std::io::SeekFrom::Start(first)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    }
     // Stream the file in 256 KiB reads: memory stays flat whatever the object size.
-    let stream = futures::stream::unfold(f, |mut f| async move {
+    let stream = futures::stream::unfold((f, len), |(mut f, left)| async move {
         use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; (256 * 1024).min(left) as usize];
         match f.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), (f, left - n as u64)))
             }
-            Err(e) => Some((Err(e), f)),
+            Err(e) => Some((Err(e), (f, 0))),
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    let ct = res["contentType"].as_str().unwrap_or("application/octet-stream").to_string();
-    if let Ok(v) = ct.parse() {
-        resp.headers_mut().insert("content-type", v);
+    set_header(&mut resp, "content-type", res["contentType"].as_str().unwrap_or("application/octet-stream"));
+    set_header(&mut resp, "content-length", &len.to_string());
+    if let Some((a, b)) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        set_header(&mut resp, "content-range", &format!("bytes {a}-{b}/{size}"));
     }
-    if let Some(g) = res["generation"].as_str().and_then(|g| g.parse().ok()) {
-        resp.headers_mut().insert("x-goog-generation", g);
+    // The headers Cloud Storage sends with media (https://cloud.google.com/storage/docs/xml-api/reference-headers):
+    // google-resumable-media checks the whole object's bytes against `x-goog-hash` (download.py
+    // `_write_to_stream`), and sends it, the object's, with a 206 too, where clients skip the check.
+    for (header, field) in [("x-goog-generation", "generation"), ("x-goog-metageneration", "metageneration")] {
+        if let Some(v) = res[field].as_str() {
+            set_header(&mut resp, header, v);
+        }
     }
+    let hashes: Vec<String> = [("crc32c", "crc32c"), ("md5", "md5Hash")]
+        .iter()
+        .filter_map(|(label, field)| res[*field].as_str().map(|v| format!("{label}={v}")))
+        .collect();
+    if !hashes.is_empty() {
+        set_header(&mut resp, "x-goog-hash", &hashes.join(","));
+    }
+    set_header(&mut resp, "x-goog-stored-content-length", &size.to_string());
+    set_header(&mut resp, "x-goog-stored-content-encoding", "identity");
+    set_header(&mut resp, "x-goog-storage-class", res["storageClass"].as_str().unwrap_or("STANDARD"));
+    set_header(&mut resp, "accept-ranges", "bytes");
     Ok(resp)
+}
+
+/// The live generation of an object (its data file and resource), if it is the generation asked
+/// for and the preconditions hold. Buckets here keep no noncurrent versions: any generation but
+/// the live one does not exist.
+fn live_object(
+    c: &rusqlite::Connection,
+    bucket: &str,
+    object: &str,
+    want_generation: Option<i64>,
+    pre: &MetaPreconditions,
+) -> ApiResult<(String, Value)> {
+    let row: Option<(String, String, i64)> = c
+        .query_row(
+            "SELECT file, resource, generation FROM objects WHERE bucket = ?1 AND name = ?2",
+            [bucket, object],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    match row {
+        Some((file, res, g)) if want_generation.is_none_or(|w| w == g) => {
+            let res: Value = serde_json::from_str(&res).unwrap_or(Value::Null);
+            pre.check(g, &res)?;
+            Ok((file, res))
+        }
+        Some(_) => Err(ApiError::not_found(format!(
+            "No such object: {bucket}/{object}#{}",
+            want_generation.unwrap_or_default()
+        ))),
+        None => Err(ApiError::not_found(format!("No such object: {bucket}/{object}"))),
+    }
+}
+
+fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
 }
 
 /// Preconditions on the object generation, checked when an upload completes.
@@ -772,6 +1063,36 @@ fn preconditions(r: &Req) -> ApiResult<Preconditions> {
         if_generation_match: r.query_i64("ifGenerationMatch")?,
         if_generation_not_match: r.query_i64("ifGenerationNotMatch")?,
     })
+}
+
+/// Generation and metageneration preconditions of a read (`objects.get` takes all four).
+struct MetaPreconditions {
+    generation: Preconditions,
+    if_metageneration_match: Option<i64>,
+    if_metageneration_not_match: Option<i64>,
+}
+
+impl MetaPreconditions {
+    fn of(r: &Req) -> ApiResult<MetaPreconditions> {
+        Ok(MetaPreconditions {
+            generation: preconditions(r)?,
+            if_metageneration_match: r.query_i64("ifMetagenerationMatch")?,
+            if_metageneration_not_match: r.query_i64("ifMetagenerationNotMatch")?,
+        })
+    }
+
+    fn check(&self, generation: i64, res: &Value) -> ApiResult<()> {
+        let meta = res["metageneration"].as_str().and_then(|m| m.parse::<i64>().ok()).unwrap_or(1);
+        let g = &self.generation;
+        if g.if_generation_match.is_some_and(|w| w != generation)
+            || g.if_generation_not_match.is_some_and(|w| w == generation)
+            || self.if_metageneration_match.is_some_and(|w| w != meta)
+            || self.if_metageneration_not_match.is_some_and(|w| w == meta)
+        {
+            return Err(ApiError::precondition("At least one of the pre-conditions you specified did not hold."));
+        }
+        Ok(())
+    }
 }
 
 const OBJECT_FIELDS: &[&str] = &[
@@ -795,11 +1116,40 @@ const OBJECT_FIELDS: &[&str] = &[
     "retention",
 ];
 
+/// A multipart body is read whole; google-cloud-storage sends objects up to 8 MiB this way
+/// (blob.py `_MAX_MULTIPART_SIZE`) and larger ones as resumable uploads.
+const MAX_MULTIPART_BODY: usize = 64 << 20;
+
+/// Checks an object resource sent with an upload and takes its name from it or from `?name=`.
+fn upload_metadata(r: &Req, mut meta: Value) -> ApiResult<(Value, String)> {
+    check_fields(&meta, OBJECT_FIELDS, "Object")?;
+    if meta.get("kmsKeyName").is_some() {
+        return Err(ApiError::bad_request(
+            "Setting kmsKeyName in the object resource is not supported; use the kmsKeyName query parameter.",
+        ));
+    }
+    if let Some(n) = r.query("name") {
+        meta["name"] = json!(n);
+    }
+    let name = meta["name"].as_str().ok_or_else(|| ApiError::new(400, "required", "Required: name"))?.to_string();
+    validate_object_name(&name).map_err(ApiError::bad_request)?;
+    Ok((meta, name))
+}
+
+/// What an upload request says its data hashes to: the metadata's and `X-Goog-Hash`'s values.
+fn expected_hashes(r: &Req, meta: &Value) -> ApiResult<Expected> {
+    let mut expected = Expected::from_metadata(meta);
+    if let Some(h) = r.header("x-goog-hash") {
+        expected.add_header(h).map_err(ApiError::bad_request)?;
+    }
+    Ok(expected)
+}
+
 pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
     let seg = segments(&r.raw_path);
     let seg: Vec<&str> = seg.iter().skip(3).map(String::as_str).collect(); // after upload/storage/v1
     let ["b", bucket, "o"] = seg.as_slice() else {
-        return Err(ApiError::not_found(format!("{} {} is not an upload endpoint", r.method, r.raw_path)));
+        return Err(ApiError::unimplemented(r.method.as_str(), &r.raw_path, "Storage upload"));
     };
     let bucket = bucket.to_string();
     match (r.method.as_str(), r.query("uploadType"), r.query("upload_id")) {
@@ -810,38 +1160,48 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
             validate_object_name(&name).map_err(ApiError::bad_request)?;
             let meta =
                 json!({"name": name, "contentType": r.header("content-type").unwrap_or("application/octet-stream")});
+            let expected = expected_hashes(r, &json!({}))?;
             let pre = preconditions(r)?;
             let principal = r.principal.clone();
             {
                 let (b, n, p) = (bucket.clone(), name.clone(), principal.clone());
                 app.store.call(move |c| require_object_permission(c, &p, &b, &n, "storage.objects.create")).await?;
             }
-            let id = uuid::Uuid::new_v4().to_string();
-            let path = app.store.upload_path(&id);
-            let written = stream_to_file(body, &path, false).await?;
-            let _ = written;
-            finalize(app, &principal, &bucket, meta, pre, &path).await
+            let path = app.store.upload_path(&uuid::Uuid::new_v4().to_string());
+            stream_to_file(body, &path, false).await?;
+            finalize(app, r, &bucket, meta, pre, expected, &path).await
+        }
+        ("POST", Some("multipart"), None) => {
+            let bytes = axum::body::to_bytes(body, MAX_MULTIPART_BODY).await.map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Cannot read the multipart body ({e}); objects over {MAX_MULTIPART_BODY} bytes take uploadType=resumable."
+                ))
+            })?;
+            let part =
+                parse_multipart(r.header("content-type").unwrap_or(""), &bytes).map_err(ApiError::bad_request)?;
+            let (mut meta, name) = upload_metadata(r, part.metadata)?;
+            if meta.get("contentType").is_none() {
+                meta["contentType"] = json!(part.media_type.as_deref().unwrap_or("application/octet-stream"));
+            }
+            let expected = expected_hashes(r, &meta)?;
+            let pre = preconditions(r)?;
+            {
+                let (b, p) = (bucket.clone(), r.principal.clone());
+                app.store.call(move |c| require_object_permission(c, &p, &b, &name, "storage.objects.create")).await?;
+            }
+            let path = app.store.upload_path(&uuid::Uuid::new_v4().to_string());
+            std::fs::write(&path, part.media).map_err(|e| ApiError::internal(e.to_string()))?;
+            finalize(app, r, &bucket, meta, pre, expected, &path).await
         }
         ("POST", Some("resumable"), None) => {
             let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let mut meta: Value = if bytes.is_empty() {
+            let meta: Value = if bytes.is_empty() {
                 json!({})
             } else {
                 serde_json::from_slice(&bytes)
                     .map_err(|e| ApiError::bad_request(format!("Invalid JSON payload received. {e}")))?
             };
-            check_fields(&meta, OBJECT_FIELDS, "Object")?;
-            if meta.get("kmsKeyName").is_some() {
-                return Err(ApiError::bad_request(
-                    "Setting kmsKeyName in the object resource is not supported; use the kmsKeyName query parameter.",
-                ));
-            }
-            if let Some(n) = r.query("name") {
-                meta["name"] = json!(n);
-            }
-            let name =
-                meta["name"].as_str().ok_or_else(|| ApiError::new(400, "required", "Required: name"))?.to_string();
-            validate_object_name(&name).map_err(ApiError::bad_request)?;
+            let (mut meta, name) = upload_metadata(r, meta)?;
             if meta.get("contentType").is_none()
                 && let Some(ct) = r.header("x-upload-content-type")
             {
@@ -867,19 +1227,19 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
                     })
                     .await?;
             }
-            let host = r.header("host").unwrap_or("127.0.0.1");
+            // The session URI, on this local cloud as Google's is on its upload host.
             let location = format!(
-                "http://{host}/upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
+                "{}/upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
+                r.base_url,
                 crate::server::encode_segment(&bucket)
             );
             let mut resp = StatusCode::OK.into_response();
             resp.headers_mut().insert("location", location.parse().map_err(|_| ApiError::internal("bad location"))?);
             Ok(resp)
         }
-        ("POST", Some("multipart"), None) => Err(ApiError::bad_request(
-            "The local cloud does not support uploadType=multipart; use uploadType=media or uploadType=resumable.",
-        )),
-        (_, Some(other), None) => Err(ApiError::bad_request(format!("Invalid uploadType: {other}"))),
+        (_, Some(other), None) => {
+            Err(ApiError::bad_request(format!("Invalid uploadType: {other} (one of media, multipart, resumable)")))
+        }
         _ => Err(ApiError::new(400, "required", "Required parameter: uploadType")),
     }
 }
@@ -967,7 +1327,8 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
         if total == now_received {
             let meta: Value = serde_json::from_str(&meta).unwrap_or(json!({}));
             let pre: Preconditions = serde_json::from_str(&pre).unwrap_or_default();
-            let resp = finalize(app, &r.principal, bucket, meta, pre, &path).await;
+            let expected = expected_hashes(r, &meta)?;
+            let resp = finalize(app, r, bucket, meta, pre, expected, &path).await;
             let idc = id.to_string();
             let _ = app
                 .store
@@ -988,42 +1349,50 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
     Ok(resp)
 }
 
-/// Makes an uploaded file the new live generation of the object, checking preconditions
-/// atomically with the swap.
+/// Size, CRC32C and MD5 of a file, in one streaming pass.
+fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut hashes = Hashes::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hashes.update(&buf[..n]);
+        size += n as u64;
+    }
+    let (crc, md5) = hashes.finish_b64();
+    Ok((size, crc, md5))
+}
+
+/// Makes an uploaded file the new live generation of the object, checking the client's hashes
+/// and the preconditions, the latter atomically with the swap.
 async fn finalize(
     app: &App,
-    principal: &crate::iam::Identity,
+    r: &Req,
     bucket: &str,
     meta: Value,
     pre: Preconditions,
+    expected: Expected,
     path: &std::path::Path,
 ) -> ApiResult<Response> {
-    // Checksum and size from the file (one streaming pass on the blocking pool).
     let p = path.to_path_buf();
-    let (size, crc) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p)?;
-        let mut crc = Crc32c::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            crc.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok((size, crc.finish_b64()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (size, crc, md5) = tokio::task::spawn_blocking(move || hash_file(&p))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Err(why) = expected.check(&crc, &md5) {
+        let _ = std::fs::remove_file(path);
+        return Err(ApiError::bad_request(why));
+    }
 
     let file = uuid::Uuid::new_v4().simple().to_string();
     let dest = app.store.object_path(&file);
     std::fs::rename(path, &dest).map_err(|e| ApiError::internal(e.to_string()))?;
-    let (bucket, principal) = (bucket.to_string(), principal.clone());
+    let (bucket, principal) = (bucket.to_string(), r.principal.clone());
     let name = meta["name"].as_str().unwrap_or("").to_string();
     let store = app.store.clone();
     let result = app
@@ -1032,11 +1401,17 @@ async fn finalize(
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
             require_object_permission(&tx, &principal, &bucket, &name, "storage.objects.create")?;
             let old: Option<(i64, String)> = tx
-                .query_row("SELECT generation, file FROM objects WHERE bucket = ?1 AND name = ?2", [&bucket, &name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(
+                    "SELECT generation, file FROM objects WHERE bucket = ?1 AND name = ?2",
+                    [&bucket, &name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
                 .map_err(sql)?;
             let current = old.as_ref().map(|(g, _)| *g).unwrap_or(0);
-            if pre.if_generation_match.is_some_and(|g| g != current) || pre.if_generation_not_match.is_some_and(|g| g == current) {
+            if pre.if_generation_match.is_some_and(|g| g != current)
+                || pre.if_generation_not_match.is_some_and(|g| g == current)
+            {
                 return Err(ApiError::precondition("At least one of the pre-conditions you specified did not hold."));
             }
             if old.is_some()
@@ -1048,12 +1423,9 @@ async fn finalize(
             let generation = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
             let generation = generation.max(current + 1);
             let now = now_rfc3339();
-            let enc = crate::server::encode_segment(&name);
             let mut res = json!({
                 "kind": "storage#object",
                 "id": format!("{bucket}/{name}/{generation}"),
-                "selfLink": format!("https://www.googleapis.com/storage/v1/b/{bucket}/o/{enc}"),
-                "mediaLink": format!("https://storage.googleapis.com/download/storage/v1/b/{bucket}/o/{enc}?generation={generation}&alt=media"),
                 "name": name,
                 "bucket": bucket,
                 "generation": generation.to_string(),
@@ -1061,6 +1433,7 @@ async fn finalize(
                 "contentType": meta["contentType"].as_str().unwrap_or("application/octet-stream"),
                 "storageClass": "STANDARD",
                 "size": size.to_string(),
+                "md5Hash": md5,
                 "crc32c": crc,
                 "etag": crate::iam::etag(generation),
                 "timeCreated": now,
@@ -1083,7 +1456,7 @@ async fn finalize(
             if let Some(old) = old {
                 let _ = std::fs::remove_file(store.object_path(&old));
             }
-            Ok(json_response(res))
+            Ok(respond(r, res))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&dest);
@@ -1117,6 +1490,100 @@ mod tests {
         assert_eq!(parse_content_range("bytes */*"), Some(ContentRange { range: None, total: None }));
         assert_eq!(parse_content_range("bytes 9-5/10"), None);
         assert_eq!(parse_content_range("junk"), None);
+    }
+
+    #[test]
+    fn byte_ranges_as_rfc_9110_reads_them() {
+        use ByteRange::*;
+        assert_eq!(parse_range(None, 10), Whole);
+        assert_eq!(parse_range(Some("bytes=2-5"), 10), Part(2, 5));
+        assert_eq!(parse_range(Some("bytes=2-"), 10), Part(2, 9));
+        assert_eq!(parse_range(Some("bytes=4-100"), 10), Part(4, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Part(7, 9));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Part(0, 9));
+        for (header, size) in [("bytes=10-", 10), ("bytes=0-", 0), ("bytes=-0", 10), ("bytes=-5", 0)] {
+            assert_eq!(parse_range(Some(header), size), Unsatisfiable, "{header} of {size}");
+        }
+        for ignored in ["bytes=5-2", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", "bytes=-", "bytes=3"] {
+            assert_eq!(parse_range(Some(ignored), 10), Whole, "{ignored}");
+        }
+    }
+
+    /// The body google-resumable-media's `construct_multipart_request` writes.
+    fn multipart_body(boundary: &str, meta: &str, media_type: &str, media: &[u8]) -> Vec<u8> {
+        let mut b = format!(
+            "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: {media_type}\r\n\r\n"
+        )
+        .into_bytes();
+        b.extend_from_slice(media);
+        b.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
+        b
+    }
+
+    #[test]
+    fn multipart_uploads_split_into_metadata_and_media() {
+        let media = b"a,b\r\n--not-the-boundary\r\n1,2\r\n";
+        let body = multipart_body("===1234==", r#"{"name": "x.csv", "crc32c": "AAAAAA=="}"#, "text/csv", media);
+        let part = parse_multipart("multipart/related; boundary=\"===1234==\"", &body).unwrap();
+        assert_eq!(part.metadata, json!({"name": "x.csv", "crc32c": "AAAAAA=="}));
+        assert_eq!(part.media_type.as_deref(), Some("text/csv"));
+        assert_eq!(part.media, media);
+        let empty = multipart_body("b", "{}", "application/octet-stream", b"");
+        assert_eq!(parse_multipart("multipart/related; boundary=b", &empty).unwrap().media, b"");
+
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("application/json", body.clone(), "multipart/related"),
+            ("multipart/related", body.clone(), "no boundary"),
+            ("multipart/related; boundary=other", body.clone(), "no boundary line"),
+            (
+                "multipart/related; boundary=b",
+                b"--b\r\ncontent-type: application/json\r\n\r\n{}\r\n--b--".to_vec(),
+                "1 mime parts",
+            ),
+            ("multipart/related; boundary=b", multipart_body("b", "{}", "x", b"1")[..20].to_vec(), "not closed"),
+            ("multipart/related; boundary=b", multipart_body("b", "{nope", "x", b"1"), "Invalid JSON"),
+        ];
+        for (content_type, body, says) in cases {
+            let e = parse_multipart(content_type, &body).unwrap_err();
+            assert!(e.contains(says), "{content_type}: {e}");
+        }
+    }
+
+    #[test]
+    fn links_point_at_the_local_cloud_that_answered() {
+        let object = json!({"kind": "storage#object", "bucket": "b", "name": "runs/1/summary.csv", "generation": "7"});
+        let list = with_links(json!({"kind": "storage#objects", "items": [object]}), "http://127.0.0.1:9");
+        assert_eq!(list["items"][0]["selfLink"], "http://127.0.0.1:9/storage/v1/b/b/o/runs%2F1%2Fsummary.csv");
+        assert_eq!(
+            list["items"][0]["mediaLink"],
+            "http://127.0.0.1:9/download/storage/v1/b/b/o/runs%2F1%2Fsummary.csv?generation=7&alt=media"
+        );
+        let bucket = with_links(json!({"kind": "storage#bucket", "name": "b"}), "http://localhost:8");
+        assert_eq!(bucket["selfLink"], "http://localhost:8/storage/v1/b/b");
+        assert_eq!(with_links(json!({"kind": "storage#policy"}), "http://x"), json!({"kind": "storage#policy"}));
+    }
+
+    #[test]
+    fn upload_hashes_must_match_what_the_client_said() {
+        let mut h = Hashes::new();
+        h.update(b"hello ");
+        h.update(b"world");
+        let (crc, md5) = h.finish_b64();
+        // `gsutil hash` of "hello world": crc32c yZRlqg==, md5 XrY7u+Ae7tCTyyK7j1rNww==.
+        assert_eq!((crc.as_str(), md5.as_str()), ("yZRlqg==", "XrY7u+Ae7tCTyyK7j1rNww=="));
+
+        assert!(Expected::default().check(&crc, &md5).is_ok());
+        let mut e = Expected::from_metadata(&json!({"crc32c": crc, "md5Hash": md5}));
+        assert!(e.check(&crc, &md5).is_ok());
+        e.add_header(&format!("crc32c={crc},md5={md5}")).unwrap();
+        assert!(e.add_header("crc32c=AAAAAA==").unwrap_err().contains("X-Goog-Hash says crc32c=AAAAAA=="));
+        let bad = Expected { crc32c: Some("AAAAAA==".into()), md5: None };
+        assert_eq!(
+            bad.check(&crc, &md5).unwrap_err(),
+            "Provided CRC32C \"AAAAAA==\" doesn't match calculated CRC32C \"yZRlqg==\"."
+        );
+        let bad = Expected { crc32c: None, md5: Some("x".into()) };
+        assert!(bad.check(&crc, &md5).unwrap_err().starts_with("Provided MD5 hash \"x\""));
     }
 
     #[test]

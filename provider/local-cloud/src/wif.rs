@@ -451,8 +451,7 @@ fn parse_target(parent: &str, s: &[&str]) -> Option<Target> {
 pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Response> {
     let segs = segments(&r.raw_path);
     let s: Vec<String> = segs.into_iter().skip(2).collect(); // after iam/v1
-    let unserved =
-        || ApiError::not_found(format!("{} {} is not part of the local cloud's IAM API", r.method, r.raw_path));
+    let unserved = || ApiError::unimplemented(r.method.as_str(), &r.raw_path, "IAM");
     if s.len() < 5 || s[0] != "projects" || s[2] != "locations" {
         return Err(unserved());
     }
@@ -463,6 +462,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         )));
     }
     let (method, who, body) = (r.method.as_str().to_string(), r.principal.clone(), body.unwrap_or(json!({})));
+    let unserved = unserved();
     let query: Vec<(String, String)> = r.query.clone();
     let q = move |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let v = app
@@ -475,7 +475,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
             let number = project.as_ref().map(|p| p.1.clone()).unwrap_or_else(|| s[1].clone());
             let parent = format!("projects/{number}/locations/global");
             let rest: Vec<&str> = s[4..].iter().map(String::as_str).collect();
-            let target = parse_target(&parent, &rest).ok_or_else(|| ApiError::not_found("No such IAM method."))?;
+            let target = parse_target(&parent, &rest).ok_or_else(|| unserved.clone())?;
             let ctx = Ctx { c: &tx, who: &who, project: project.as_ref() };
             let out = match (method.as_str(), target) {
                 ("POST", Target::Collection { kind: k, parent }) => {
@@ -504,7 +504,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
                         .map_err(sql)?;
                     op.and_then(|o| serde_json::from_str(&o).ok()).ok_or_else(|| not_found("operation", &name))?
                 }
-                _ => return Err(ApiError::not_found("Method not supported.")),
+                _ => return Err(unserved),
             };
             tx.commit().map_err(sql)?;
             Ok(out)
