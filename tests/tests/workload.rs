@@ -128,19 +128,23 @@ fn outputs_that_break_a_rule_are_not_released_and_the_apply_names_the_rule() {
     ws.destroy();
 }
 
-#[test]
-fn with_a_registry_the_image_is_pushed_and_the_vm_pulls_it_by_digest() {
-    base_image();
-    let ws = Workspace::new(&Terraform::latest());
-    let registry = Registry::start(&ws.path().join("registry"));
+/// Applies the reviewed notebook's workload with its image in `registry`; returns the workload's state.
+fn apply_with_registry(ws: &Workspace, registry: &Registry) -> Value {
     ws.write("main.tf", &config_with(10_000, &format!("  registry = \"{}/dcr\"", registry.addr)));
     ws.write("data.csv", SMALL_CSV);
     ws.write("reviewed.ipynb", &notebook(AGGREGATE));
     ws.write("run.ipynb", &notebook(AGGREGATE));
     ws.init();
     ws.apply();
-    let show = ws.show_json();
-    let w = resource_values(&show, "dcr_workload", "study");
+    resource_values(&ws.show_json(), "dcr_workload", "study")
+}
+
+#[test]
+fn with_a_registry_the_image_is_pushed_and_the_vm_pulls_it_by_digest() {
+    base_image();
+    let ws = Workspace::new(&Terraform::latest());
+    let registry = Registry::start(&ws.path().join("registry"));
+    let w = apply_with_registry(&ws, &registry);
     let digest = w["image_digest"].as_str().unwrap();
     assert_eq!(w["image"], format!("{}/dcr/trial-study@{digest}", registry.addr));
     assert_eq!(w["attestation_claims"]["image_digest"], digest);
@@ -258,14 +262,8 @@ fn a_registry_login_from_a_credential_helper_is_used_for_push_and_pull() {
         .unwrap();
     ws.env("DOCKER_CONFIG", docker.to_str().unwrap());
     ws.env("PATH", &format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap_or_default()));
-    ws.write("main.tf", &config_with(10_000, &format!("  registry = \"{}/dcr\"", registry.addr)));
-    ws.write("data.csv", SMALL_CSV);
-    ws.write("reviewed.ipynb", &notebook(AGGREGATE));
-    ws.write("run.ipynb", &notebook(AGGREGATE));
-    ws.init();
-    ws.apply();
-    let show = ws.show_json();
-    let digest = resource_values(&show, "dcr_workload", "study")["image_digest"].as_str().unwrap().to_string();
+    let w = apply_with_registry(&ws, &registry);
+    let digest = w["image_digest"].as_str().unwrap().to_string();
     let url = format!("http://{}/v2/dcr/trial-study/manifests/{digest}", registry.addr);
     let http = reqwest::blocking::Client::new();
     let accept = "application/vnd.oci.image.manifest.v1+json";

@@ -135,3 +135,21 @@ pub fn now_rfc3339() -> String {
 pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// `allowed_audiences` → `allowedAudiences` (proto field names to their JSON names, dotted paths
+/// included); lowerCamelCase stays as it is.
+pub fn lower_camel(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut upper = false;
+    for c in s.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -123,23 +123,9 @@ pub fn logged_body(content_type: &str, fields: &BTreeMap<String, String>) -> Val
     if !content_type.starts_with("application/json") {
         return Value::String(redacted_form(fields));
     }
-    Value::Object(fields.iter().map(|(k, v)| (snake_to_camel(k), Value::String(shown(k, v).to_string()))).collect())
-}
-
-fn snake_to_camel(s: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in s.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    Value::Object(
+        fields.iter().map(|(k, v)| (crate::api::lower_camel(k), Value::String(shown(k, v).to_string()))).collect(),
+    )
 }
 
 /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/PROV`

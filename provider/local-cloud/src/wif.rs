@@ -189,7 +189,7 @@ fn provider_settings(body: &Value, fields: &[&str], into: &mut Value) -> ApiResu
 /// sends `oidc.allowed_audiences`): paths are returned in lowerCamelCase.
 fn update_mask(mask: Option<&str>, allowed: &[&str]) -> ApiResult<Vec<String>> {
     let mask = mask.filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("updateMask is required."))?;
-    let fields: Vec<String> = mask.split(',').map(|f| lower_camel_path(f.trim())).collect();
+    let fields: Vec<String> = mask.split(',').map(|f| crate::api::lower_camel(f.trim())).collect();
     if let Some(bad) = fields.iter().find(|f| !allowed.contains(&f.as_str())) {
         return Err(ApiError::bad_request(format!(
             "Invalid updateMask: '{bad}' cannot be updated; updatable fields: {}.",
@@ -197,23 +197,6 @@ fn update_mask(mask: Option<&str>, allowed: &[&str]) -> ApiResult<Vec<String>> {
         )));
     }
     Ok(fields)
-}
-
-/// `oidc.allowed_audiences` → `oidc.allowedAudiences`; lowerCamelCase paths stay as they are.
-fn lower_camel_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for c in path.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
