@@ -80,6 +80,8 @@ fi
 apt_install docker-registry skopeo
 # The base runtime image is a Debian rootfs from mmdebstrap; the local backend runs it with runc.
 apt_install mmdebstrap runc
+# tests/gcp_example.rs lints tests/gcp-live.sh, which CI cannot run, with ShellCheck.
+apt_install shellcheck
 
 # --- the venv -------------------------------------------------------------------------------------
 venv="$tools/venv"

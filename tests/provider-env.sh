@@ -1,7 +1,8 @@
-# Sourced by examples/quickstart/run.sh and tests/run.sh: builds the provider and publishes it in a
-# local filesystem mirror that a Terraform CLI config points at, so `terraform init` finds
-# registry.terraform.io/dcr/dcr without any network. Exports DCR_TOOLS_DIR, DCR_PROVIDER_BIN and
-# TF_CLI_CONFIG_FILE.
+# shellcheck shell=bash
+# Sourced by examples/quickstart/run.sh, tests/run.sh and tests/gcp-live.sh: builds the provider and
+# publishes it in a local filesystem mirror that a Terraform CLI config points at, so `terraform init`
+# finds registry.terraform.io/dcr/dcr without any network. Exports DCR_TOOLS_DIR, DCR_PROVIDER_BIN and
+# TF_CLI_CONFIG_FILE, and defines dcr_ensure_base_image.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DCR_TOOLS_DIR="${DCR_TOOLS_DIR:-$HOME/.cache/dcr/tools}"
 
@@ -29,3 +30,12 @@ provider_installation {
 TFRC
 export TF_CLI_CONFIG_FILE="$DCR_TOOLS_DIR/dcr.tfrc"
 export CHECKPOINT_DISABLE=1
+
+# The workload image starts from dcr's base runtime image: builds it once (reproducibly, with
+# runtime-image/build.sh; needs root) unless its layout is already there.
+dcr_ensure_base_image() {
+  local layout="${DCR_CACHE_DIR:-$HOME/.cache/dcr}/runtime-image/layout"
+  if ! grep -qs '"dcr-runtime:0.1.0"' "$layout/index.json"; then
+    "$(dirname "${BASH_SOURCE[0]}")/../runtime-image/build.sh"
+  fi
+}

@@ -13,7 +13,8 @@ provider "dcr" {
   }
 }
 
-# Google Cloud: credentials from Application Default Credentials.
+# Google Cloud: credentials from Application Default Credentials. What the project needs first (APIs,
+# roles, the VM's service account, network, organization policies): docs/guides/gcp.md.
 provider "dcr" {
   alias = "gcp"
   gcp {

@@ -11,11 +11,7 @@ root="$(cd "$here/../.." && pwd)"
 # shellcheck source=../../tests/provider-env.sh
 source "$root/tests/provider-env.sh"
 
-# The workload image starts from dcr's base runtime image: build it once (reproducibly; needs root).
-layout="${DCR_CACHE_DIR:-$HOME/.cache/dcr}/runtime-image/layout"
-if ! grep -qs '"dcr-runtime:0.1.0"' "$layout/index.json"; then
-  "$root/runtime-image/build.sh"
-fi
+dcr_ensure_base_image
 
 tf="$DCR_TOOLS_DIR/bin/terraform-1.15.5"
 "$tf" -chdir="$here" init -upgrade -input=false -no-color

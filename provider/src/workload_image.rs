@@ -230,7 +230,9 @@ fn validate_policy_ref(input: &Value, at: &AttributePath) -> Diagnostics {
                 }
             }
         },
-        None if policy.is_null() => d.push(Diagnostic::attribute_error(
+        // An audience not known yet (a variable during `terraform validate`, another resource's
+        // attribute) is still an audience.
+        None if policy.is_null() && !input.get("audience").is_unknown() => d.push(Diagnostic::attribute_error(
             at.clone().attr("policy"),
             "the input names no policy",
             "Set policy to the dcr_policy's name, or audience to the audience it exports.",
@@ -473,4 +475,33 @@ pub async fn plan_image(c: &Clients, planned: &Value) -> Result<Option<(Workload
     let Some(manifest) = manifest(c, planned).await? else { return Ok(None) };
     let image = build(planned, &manifest)?;
     Ok(Some((manifest, image)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(attrs: &[(&str, Value)]) -> Value {
+        let mut v = Value::object([("name", Value::string("patients")), ("dataset", Value::string("b/patients"))]);
+        for (k, val) in attrs {
+            v.set(k, val.clone());
+        }
+        v
+    }
+
+    fn errors(input: &Value) -> Vec<String> {
+        validate_policy_ref(input, &AttributePath::root("input").index(0)).iter().map(|d| d.summary.clone()).collect()
+    }
+
+    #[test]
+    fn an_input_names_its_policy_by_name_or_by_an_audience_known_or_not_yet() {
+        assert_eq!(errors(&input(&[])), ["Invalid input[0].policy: the input names no policy"]);
+        assert!(errors(&input(&[("policy", Value::string("study"))])).is_empty());
+        let audience =
+            "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/dcr-study/providers/attestation";
+        assert!(errors(&input(&[("audience", Value::string(audience))])).is_empty());
+        // `terraform validate` passes variables as unknown: the audience will be there.
+        assert!(errors(&input(&[("audience", Value::Unknown)])).is_empty());
+        assert!(errors(&input(&[("policy", Value::Unknown)])).is_empty());
+    }
 }

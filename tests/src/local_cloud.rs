@@ -51,8 +51,19 @@ impl LocalCloudProcess {
         principals: &[&str],
         fallback: &Path,
     ) -> LocalCloudProcess {
+        Self::start_logged_with(provider_bin, state_dir, principals, fallback, &[])
+    }
+
+    /// [`start_logged`](Self::start_logged) with more `local-cloud` arguments (`--project P`).
+    pub fn start_logged_with(
+        provider_bin: &Path,
+        state_dir: &Path,
+        principals: &[&str],
+        fallback: &Path,
+        args: &[&str],
+    ) -> LocalCloudProcess {
         let log = suite_request_log().unwrap_or_else(|| fallback.to_path_buf());
-        Self::start_with_log(provider_bin, state_dir, principals, Some(log), &[])
+        Self::start_with_log(provider_bin, state_dir, principals, Some(log), args)
     }
 
     fn start_with_log(
@@ -89,6 +100,35 @@ impl LocalCloudProcess {
             tokens: banner["tokens"].as_object().cloned().unwrap_or_default(),
             http: Client::new(),
         }
+    }
+
+    /// The attributes of a provider `gcp` block that send every API dcr uses to this local cloud,
+    /// one per line (indented for a block nested in `provider`).
+    pub fn gcp_endpoints(&self) -> String {
+        let ep = &self.endpoint;
+        [
+            ("storage_endpoint", "storage/v1"),
+            ("kms_endpoint", "cloudkms/v1"),
+            ("iam_endpoint", "iam/v1"),
+            ("sts_endpoint", "sts/v1"),
+            ("resource_manager_endpoint", "cloudresourcemanager/v1"),
+            ("compute_endpoint", "compute/v1"),
+            ("artifact_registry_endpoint", "artifactregistry/v1"),
+        ]
+        .iter()
+        .map(|(attr, path)| format!("    {attr} = \"{ep}/{path}/\"\n"))
+        .collect()
+    }
+
+    /// The requests this local cloud logged so far (`start_logged`), as `METHOD PATH` lines.
+    pub fn logged_requests(&self) -> Vec<String> {
+        let log = self.request_log.as_ref().expect("a local cloud started with a request log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|r| format!("{} {}", r["method"].as_str().unwrap_or("?"), r["path"].as_str().unwrap_or("?")))
+            .collect()
     }
 
     pub fn token_for(&self, principal: &str) -> String {

@@ -17,13 +17,10 @@ const OWNER_AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locatio
 
 /// A provider block for Google Cloud with every endpoint on `cloud`; `extra` goes inside `gcp`.
 fn gcp_provider(cloud: &LocalCloudProcess, project: &str, extra: &str) -> String {
-    let ep = &cloud.endpoint;
     format!(
         "terraform {{\n  required_providers {{\n    dcr = {{ source = \"dcr/dcr\" }}\n  }}\n}}\n\
-         provider \"dcr\" {{\n  gcp {{\n    project = \"{project}\"\n    storage_endpoint = \"{ep}/storage/v1/\"\n    \
-         kms_endpoint = \"{ep}/cloudkms/v1/\"\n    iam_endpoint = \"{ep}/iam/v1/\"\n    sts_endpoint = \"{ep}/sts/v1/\"\n    \
-         resource_manager_endpoint = \"{ep}/cloudresourcemanager/v1/\"\n    compute_endpoint = \"{ep}/compute/v1/\"\n    \
-         artifact_registry_endpoint = \"{ep}/artifactregistry/v1/\"\n{extra}  }}\n}}\n"
+         provider \"dcr\" {{\n  gcp {{\n    project = \"{project}\"\n{}{extra}  }}\n}}\n",
+        cloud.gcp_endpoints()
     )
 }
 
