@@ -280,6 +280,38 @@ def test_bucket_iam_get_set_and_test_permissions(
         bucket.set_iam_policy(policy, retry=None)
 
 
+def test_a_conditional_binding_grants_objects_under_its_prefix_only(
+    how, bucket, endpoint, project, reader, reader_credentials, monkeypatch
+):
+    # How dcr_workload shares one run with a policy's readers: IAM Conditions on a bucket with
+    # uniform bucket-level access, written through google-cloud-storage's policy version 3
+    # (https://cloud.google.com/storage/docs/access-control/using-iam-permissions#conditions).
+    bucket.blob("study/run-1/outputs/summary.csv").upload_from_string(b"rows\n3\n")
+    bucket.blob("study/run-2/outputs/summary.csv").upload_from_string(b"rows\n9\n")
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.version = 3
+    prefix = f"projects/_/buckets/{bucket.name}/objects/study/run-1/"
+    policy.bindings.append(
+        {
+            "role": "roles/storage.objectViewer",
+            "members": {reader},
+            "condition": {"title": "run 1", "expression": f"resource.name.startsWith('{prefix}')"},
+        }
+    )
+    stored = bucket.set_iam_policy(policy)
+    assert stored.version == 3
+    assert any(b.get("condition", {}).get("title") == "run 1" for b in stored.bindings)
+    with pytest.raises(exceptions.BadRequest):
+        bucket.get_iam_policy(requested_policy_version=1)
+
+    as_reader = make_client(how, endpoint, project, reader_credentials, monkeypatch).bucket(bucket.name)
+    assert as_reader.blob("study/run-1/outputs/summary.csv").download_as_bytes() == b"rows\n3\n"
+    with pytest.raises(exceptions.Forbidden):
+        as_reader.blob("study/run-2/outputs/summary.csv").download_as_bytes()
+    with pytest.raises(exceptions.Forbidden):
+        list(as_reader.client.list_blobs(bucket.name, prefix="study/run-1/"))
+
+
 def test_unauthenticated_and_unknown_credentials_are_refused(endpoint, project, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
     # No credentials at all (a plain session sends no Authorization header): 401.
