@@ -82,3 +82,18 @@ resource "dcr_dataset" "d" {{
 
 /// The CSV `small_config` reads (`data.csv`); its `secret-` cells must never leak.
 pub const SMALL_CSV: &str = "id,age\nsecret-a1,34\nsecret-b2,71\nsecret-c3,5\n";
+
+/// A launch of the notebook image `digest` on a simulated VM, as the attestation tests mint tokens
+/// for it.
+pub fn simulated_launch(digest: &str) -> dcr_attestation::claims::SimulatedLaunch {
+    dcr_attestation::claims::SimulatedLaunch {
+        image_reference: format!("localhost/notebook@{digest}"),
+        image_digest: digest.into(),
+        project_id: "operator".into(),
+        project_number: "42".into(),
+        zone: "local-a".into(),
+        instance_name: "job-1".into(),
+        instance_id: "1001".into(),
+        ..Default::default()
+    }
+}

@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 
 use dcr_attestation::cel::map_attributes;
-use dcr_attestation::claims::{AttestationClaims, CONFIDENTIAL_HARDWARE, LOCAL_ISSUER, STS_AUDIENCE, SimulatedLaunch};
+use dcr_attestation::claims::{AttestationClaims, CONFIDENTIAL_HARDWARE, LOCAL_ISSUER, STS_AUDIENCE};
 use dcr_attestation::condition::attribute_mapping;
 use dcr_e2e::fixtures::PROJECT;
+use dcr_e2e::fixtures::simulated_launch;
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::peers::cel_python;
 use dcr_e2e::workspace::provider_bin;
@@ -109,22 +110,9 @@ fn generated_conditions() -> Vec<Condition> {
     out
 }
 
-fn launch(digest: &str) -> SimulatedLaunch {
-    SimulatedLaunch {
-        image_reference: format!("localhost/notebook@{digest}"),
-        image_digest: digest.into(),
-        project_id: "operator".into(),
-        project_number: "42".into(),
-        zone: "local-a".into(),
-        instance_name: "job-1".into(),
-        instance_id: "1001".into(),
-        ..Default::default()
-    }
-}
-
 /// A production Confidential Space token on `hwmodel` for `digest`, signed by the local issuer.
 fn production(digest: &str, hwmodel: &str) -> Value {
-    let mut c = AttestationClaims::simulated(&launch(digest), now(), STS_AUDIENCE, &[]);
+    let mut c = AttestationClaims::simulated(&simulated_launch(digest), now(), STS_AUDIENCE, &[]);
     c.hwmodel = hwmodel.into();
     c.swname = "CONFIDENTIAL_SPACE".into();
     c.dbgstat = "disabled-since-boot".into();
@@ -134,7 +122,7 @@ fn production(digest: &str, hwmodel: &str) -> Value {
 }
 
 fn simulated(digest: &str) -> Value {
-    serde_json::to_value(AttestationClaims::simulated(&launch(digest), now(), STS_AUDIENCE, &[])).unwrap()
+    serde_json::to_value(AttestationClaims::simulated(&simulated_launch(digest), now(), STS_AUDIENCE, &[])).unwrap()
 }
 
 /// `base` with `edit` applied to its JSON.

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use dcr_attestation::claims::{AttestationClaims, STS_AUDIENCE, SimulatedLaunch};
+use dcr_attestation::claims::{AttestationClaims, STS_AUDIENCE};
+use dcr_e2e::fixtures::simulated_launch;
 use dcr_e2e::fixtures::{PROJECT, SMALL_CSV, resource_values, small_config};
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::terraform::Terraform;
@@ -34,26 +35,13 @@ fn policy(name: &str, body: &str) -> String {
 /// A token as Confidential Space issues it for a production image on TDX, but signed by the
 /// local issuer: what a policy requiring confidential hardware accepts.
 fn production_claims(digest: &str) -> AttestationClaims {
-    let mut c = AttestationClaims::simulated(&launch(digest), now(), STS_AUDIENCE, &[]);
+    let mut c = AttestationClaims::simulated(&simulated_launch(digest), now(), STS_AUDIENCE, &[]);
     c.hwmodel = "GCP_INTEL_TDX".into();
     c.swname = "CONFIDENTIAL_SPACE".into();
     c.dbgstat = "disabled-since-boot".into();
     c.secboot = true;
     c.submods.confidential_space.support_attributes = vec!["LATEST".into(), "STABLE".into(), "USABLE".into()];
     c
-}
-
-fn launch(digest: &str) -> SimulatedLaunch {
-    SimulatedLaunch {
-        image_reference: format!("localhost/notebook@{digest}"),
-        image_digest: digest.into(),
-        project_id: "operator".into(),
-        project_number: "42".into(),
-        zone: "local-a".into(),
-        instance_name: "job-1".into(),
-        instance_id: "1001".into(),
-        ..Default::default()
-    }
 }
 
 /// The data key of the dataset `d`, wrapped, and what KMS needs to unwrap it.
@@ -126,7 +114,7 @@ fn security_matrix_only_a_pinned_digest_with_acceptable_claims_reaches_the_data_
     let bucket = d["bucket"].as_str().unwrap();
     assert!(cloud.download(&token, bucket, d["object"].as_str().unwrap()).is_ok(), "and read the object");
     // The simulated TEE's own tokens pass the policy written for it.
-    let sim = AttestationClaims::simulated(&launch(D1), now(), STS_AUDIENCE, &[]);
+    let sim = AttestationClaims::simulated(&simulated_launch(D1), now(), STS_AUDIENCE, &[]);
     assert!(exchange(&cloud, &issuer, &local_aud, &sim).is_ok());
 
     // Refused, each naming the failed check, and never reaching a data key.
@@ -173,8 +161,13 @@ fn security_matrix_only_a_pinned_digest_with_acceptable_claims_reaches_the_data_
     let refusal = exchange(&cloud, &issuer, &local_aud, &sim).expect_err("a revoked digest is refused");
     assert!(refusal.contains("image_digest"), "{refusal}");
     assert!(
-        exchange(&cloud, &issuer, &local_aud, &AttestationClaims::simulated(&launch(D2), now(), STS_AUDIENCE, &[]))
-            .is_ok()
+        exchange(
+            &cloud,
+            &issuer,
+            &local_aud,
+            &AttestationClaims::simulated(&simulated_launch(D2), now(), STS_AUDIENCE, &[])
+        )
+        .is_ok()
     );
     drop(cloud);
     ws.destroy();
@@ -342,7 +335,12 @@ fn verify_attestation_as_function_and_data_source() {
         let ws = Workspace::new(&tf);
         let issuer = SimulatedIssuer::open(&ws.path().join(".dcr")).unwrap();
         let token = issuer
-            .mint(&AttestationClaims::simulated(&launch(D1), now(), "https://verifier.example", &["a".repeat(64)]))
+            .mint(&AttestationClaims::simulated(
+                &simulated_launch(D1),
+                now(),
+                "https://verifier.example",
+                &["a".repeat(64)],
+            ))
             .unwrap();
         let function = tf.version != "1.0.3";
         let check = |expected: &str| {
