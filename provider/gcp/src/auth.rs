@@ -99,9 +99,19 @@ impl TokenSource for AdcTokens {
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
             Err(e) => return Err(GcpError::Credentials(e.to_string())),
         };
-        let quota_project = quota_project_of(&headers);
-        Ok(Auth { token: self.token().await?, quota_project })
+        // The same headers carry the token: one call to the (cached) provider per request.
+        let token = match bearer_of(&headers) {
+            Some(t) => t,
+            None => self.token().await?,
+        };
+        Ok(Auth { token, quota_project: quota_project_of(&headers) })
     }
+}
+
+#[cfg(feature = "adc")]
+fn bearer_of(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").filter(|t| !t.is_empty()).map(str::to_string)
 }
 
 #[cfg(feature = "adc")]
@@ -134,5 +144,8 @@ mod tests {
         assert_eq!(quota_project_of(&h), None);
         h.insert(QUOTA_PROJECT_HEADER, http::HeaderValue::from_static("billing-project"));
         assert_eq!(quota_project_of(&h).as_deref(), Some("billing-project"));
+        assert_eq!(bearer_of(&h), None);
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer ya29.t"));
+        assert_eq!(bearer_of(&h).as_deref(), Some("ya29.t"));
     }
 }

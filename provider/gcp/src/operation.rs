@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::GcpError;
 use crate::retry::Idempotency::Idempotent;
@@ -24,7 +23,6 @@ pub struct Operation {
     #[serde(default)]
     pub done: bool,
     pub error: Option<Status>,
-    pub response: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
