@@ -166,7 +166,8 @@ impl Checker {
                 reason: e.to_string(),
             })?;
             report.requests += 1;
-            let checked = self.check_record(&record)?;
+            let mut checked = self.check_record(&record)?;
+            checked.reasons.extend(secrets_in(line));
             if let Some(method) = &checked.counted_as {
                 *report.by_method.entry(method.clone()).or_default() += 1;
                 if record.status.is_some_and(|s| (200..300).contains(&s)) {
@@ -204,6 +205,42 @@ impl Checker {
         let api = self.api(service.doc)?;
         Ok(RequestCheck::new(api, service, record).run())
     }
+}
+
+/// Secrets a request-log line must never hold (issue 10, item 5): bearer tokens of the local cloud
+/// (`dcrl.…`), JWTs (attestation and OIDC tokens), and KMS key material or protected data not
+/// replaced by the log's marker. The whole raw line is searched, so a secret in any field counts.
+pub fn secrets_in(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if line.contains("dcrl.") {
+        found.push("the request log keeps a local cloud bearer token (dcrl.…)".to_string());
+    }
+    let jwt = line.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).any(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        w.starts_with("eyJ") && parts.len() == 3 && parts.iter().all(|p| p.len() >= 4)
+    });
+    if jwt {
+        found.push("the request log keeps a JWT (an attestation or identity token)".to_string());
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        let mut stack = vec![&v];
+        while let Some(node) = stack.pop() {
+            match node {
+                Value::Object(m) => {
+                    for (k, field) in m {
+                        let secret = ["plaintext", "ciphertext", "additionalAuthenticatedData"].contains(&k.as_str());
+                        if secret && field.is_string() && field != "UkVEQUNURUQ=" {
+                            found.push(format!("the request log keeps KMS `{k}` unredacted"));
+                        }
+                        stack.push(field);
+                    }
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+    }
+    found
 }
 
 #[derive(Deserialize)]
@@ -987,6 +1024,35 @@ mod tests {
                "content_type": content_type, "body": body, "status": 200})
     }
 
+    #[test]
+    fn secrets_in_a_log_line_are_violations() {
+        let kms = request(
+            "kms",
+            "POST",
+            "/kms/v1/projects/p/locations/eu/keyRings/r/cryptoKeys/k:encrypt",
+            json!({}),
+            json!({"plaintext": "c2VjcmV0LWtleS1ieXRlcw=="}),
+        );
+        let report = check(&[kms]);
+        assert!(
+            report.violations.iter().any(|v| v.reason.contains("KMS `plaintext` unredacted")),
+            "{:?}",
+            report.violations
+        );
+        let redacted = request(
+            "kms",
+            "POST",
+            "/kms/v1/projects/p/locations/eu/keyRings/r/cryptoKeys/k:encrypt",
+            json!({}),
+            json!({"plaintext": "UkVEQUNURUQ="}),
+        );
+        assert!(secrets_in(&redacted.to_string()).is_empty());
+        let token = request("storage", "GET", "/storage/v1/b/x", json!({"access_token": ["dcrl.AAAA"]}), Value::Null);
+        assert!(!secrets_in(&token.to_string()).is_empty());
+        let jwt = json!({"body": {"note": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}});
+        assert!(secrets_in(&jwt.to_string())[0].contains("JWT"));
+    }
+
     fn bucket_insert(query: Value, body: Value) -> Value {
         request("storage", "POST", "/storage/v1/b", query, body)
     }
@@ -1082,7 +1148,8 @@ mod tests {
     fn int64_and_bytes_travel_as_strings() {
         let key = "/cloudkms/v1/projects/p/locations/global/keyRings/r/cryptoKeys/k:encrypt";
         let report = check(&[
-            request("cloudkms", "POST", key, json!({}), json!({"plaintext": "aGVsbG8=", "plaintextCrc32c": "123"})),
+            // The log's redaction marker is valid base64; anything else in `plaintext` is also a leak.
+            request("cloudkms", "POST", key, json!({}), json!({"plaintext": "UkVEQUNURUQ=", "plaintextCrc32c": "123"})),
             request("cloudkms", "POST", key, json!({}), json!({"plaintext": "not base64!", "plaintextCrc32c": 123})),
         ]);
         assert_eq!(
@@ -1090,6 +1157,7 @@ mod tests {
             vec![
                 "EncryptRequest.plaintext: `not base64!` is not a valid byte",
                 "EncryptRequest.plaintextCrc32c: expected string (int64), got number",
+                "the request log keeps KMS `plaintext` unredacted",
             ]
         );
     }
@@ -1241,8 +1309,8 @@ mod tests {
     fn kms_custom_verbs_are_recognised() {
         let key = "/cloudkms/v1/projects/p/locations/global/keyRings/r/cryptoKeys/k";
         let report = check(&[
-            request("cloudkms", "POST", &format!("{key}:encrypt"), json!({}), json!({"plaintext": "aGVsbG8="})),
-            request("cloudkms", "POST", &format!("{key}:decrypt"), json!({}), json!({"ciphertext": "aGVsbG8="})),
+            request("cloudkms", "POST", &format!("{key}:encrypt"), json!({}), json!({"plaintext": "UkVEQUNURUQ="})),
+            request("cloudkms", "POST", &format!("{key}:decrypt"), json!({}), json!({"ciphertext": "UkVEQUNURUQ="})),
             request(
                 "cloudkms",
                 "GET",

@@ -11,6 +11,7 @@
 //! - [`local_cloud`]: a standalone local cloud over a state directory, to inspect what runs left.
 //! - [`fixtures`]: configurations, data and helpers several tests share.
 //! - [`clean_room`]: a dataset, policy and consumer output location for workload tests.
+//! - [`trial_study`]: the configuration most workload tests apply, and what its runs released.
 //! - [`peers`]: implementations nobody here wrote (cel-python, gcp-storage-emulator) to check dcr against.
 //! - [`google_clients`]: Google's Python client libraries against a local cloud.
 
@@ -24,6 +25,7 @@ pub mod local_cloud;
 pub mod peers;
 pub mod registry;
 pub mod terraform;
+pub mod trial_study;
 pub mod workspace;
 
 /// Where `tests/install-tools.sh` puts its tools: `$DCR_TOOLS_DIR`, else `$HOME/.cache/dcr/tools`.

@@ -246,3 +246,36 @@ impl Drop for LocalCloudProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The simulated VMs' containers runc knows under `state_dir` (`dcr-INSTANCE_ID`), running or not.
+pub fn vm_containers(state_dir: &Path) -> Vec<String> {
+    Command::new("runc")
+        .arg("--root")
+        .arg(state_dir.join("compute/runc"))
+        .args(["list", "-q"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The host PID of a VM container's first process, while it runs.
+pub fn vm_container_pid(state_dir: &Path, container: &str) -> Option<u32> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(state_dir.join("compute/runc"))
+        .args(["state", container])
+        .output()
+        .ok()?;
+    let state: Value = serde_json::from_slice(&out.stdout).ok()?;
+    if state["status"] != "running" {
+        return None;
+    }
+    state["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0)
+}
+
+/// Mount points under `dir` (the overlay roots of runs), from the kernel's mount table.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().into_owned();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).map(str::to_string).collect()
+}

@@ -172,10 +172,11 @@ pub fn decide(metadata: &Value, config: &Value, debug: bool) -> Result<LaunchSpe
     })
 }
 
-/// The OCI runtime spec for `launch`: host network (as Confidential Space), its own PID, IPC, UTS
-/// and mount namespaces, runc's default capabilities and masked paths, the launcher directory
-/// bind-mounted read-only, and the tmpfs mounts the launch allowed.
-pub fn runtime_spec(launch: &LaunchSpec, rootfs: &Path, launcher_dir: &Path, hostname: &str) -> Value {
+/// The OCI runtime spec for `launch`: its own PID, IPC, UTS and mount namespaces, the network
+/// namespace at `network` (the VM's, see [`crate::vm_network`]), runc's default capabilities and
+/// masked paths, the launcher directory bind-mounted read-only, and the tmpfs mounts the launch
+/// allowed.
+pub fn runtime_spec(launch: &LaunchSpec, rootfs: &Path, launcher_dir: &Path, network: &Path, hostname: &str) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
@@ -209,7 +210,8 @@ pub fn runtime_spec(launch: &LaunchSpec, rootfs: &Path, launcher_dir: &Path, hos
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                           {"type": "network", "path": network}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
@@ -283,12 +285,12 @@ mod tests {
     }
 
     #[test]
-    fn the_runtime_spec_shares_the_host_network_and_mounts_the_launcher_read_only() {
+    fn the_runtime_spec_joins_the_vms_network_and_mounts_the_launcher_read_only() {
         let l = decide(&md(&[("tee-mount", "type=tmpfs,source=tmpfs,destination=/run/dcr")]), &config(), true).unwrap();
-        let spec = runtime_spec(&l, Path::new("/b/rootfs"), Path::new("/b/launcher"), "dcr-study");
-        let ns: Vec<&str> =
-            spec["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
-        assert!(!ns.contains(&"network"));
+        let spec =
+            runtime_spec(&l, Path::new("/b/rootfs"), Path::new("/b/launcher"), Path::new("/proc/1/fd/9"), "dcr-study");
+        let ns = spec["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/proc/1/fd/9"), "{ns:?}");
         let mounts = spec["mounts"].as_array().unwrap();
         let launcher = mounts.iter().find(|m| m["destination"] == LAUNCHER_DIR).unwrap();
         assert_eq!(launcher["options"], json!(["rbind", "ro"]));

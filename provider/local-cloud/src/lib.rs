@@ -18,6 +18,8 @@ mod iam;
 mod issuer;
 mod kms;
 mod launch_spec;
+mod launcher_dir;
+mod request_log;
 mod resource_manager;
 mod rootfs;
 mod server;
@@ -28,6 +30,7 @@ mod system;
 mod teeserver;
 mod tokens;
 mod vm;
+mod vm_network;
 mod wif;
 
 use std::path::PathBuf;
@@ -126,7 +129,12 @@ impl LocalCloud {
         issuer::publish(&store)?;
         let http = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy { max_attempts: 3, ..Default::default() })
             .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e.to_string())))?;
-        let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone())));
+        let vm = Arc::new(vm::Vms::new(store.clone(), SimulatedIssuer::from_store(store.clone()), addr));
+        let reaper = vm.clone();
+        // What killed processes left on this state directory goes before anything new runs.
+        tokio::task::spawn_blocking(move || reaper.reap())
+            .await
+            .map_err(|e| LocalCloudError::Listen(std::io::Error::other(e)))?;
         let federated_token_secs =
             cfg.federated_token_ttl.map(|d| d.as_secs().max(1) as i64).unwrap_or(sts::FEDERATED_TOKEN_SECS);
         let endpoint = format!("http://{addr}");

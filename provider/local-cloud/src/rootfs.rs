@@ -1,11 +1,20 @@
 //! Getting a workload image onto disk for runc: found by digest in the local image store (an OCI
 //! layout in the state directory) or pulled into it from the registry the reference names, then
 //! its layers unpacked in order into a root file system, with OCI whiteouts applied.
+//!
+//! A workload image is a base image (hundreds of MB: Python, papermill, the launcher) plus a small
+//! top layer (the notebook and its manifest). Unpacking the base for every run would cost seconds
+//! and hundreds of MB per run, so the base layers are unpacked once into a cache shared by every
+//! run of that base (keyed by its layer digests) and the run's root is an overlay mount: the top
+//! layer and the cache below, read-only, and the run's writes in an upper directory of its own —
+//! how containerd's overlay snapshotter composes images. Where overlayfs is unavailable (or the
+//! top layer deletes lower files, which would need overlay whiteouts) the run falls back to a full
+//! unpack.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dcr_image::layout::Layout;
-use dcr_image::oci::Manifest;
+use dcr_image::oci::{Descriptor, Manifest};
 use serde_json::Value;
 
 /// The manifest and config of `reference` (pinned by `digest`), pulling it into `store` first when
@@ -33,14 +42,155 @@ pub async fn resolve(store: &Layout, reference: &str, digest: &str) -> Result<(M
 
 /// Unpacks every layer of `manifest`, in order, into `rootfs` (which must not exist yet).
 pub fn unpack(store: &Layout, manifest: &Manifest, rootfs: &Path) -> Result<(), String> {
+    unpack_layers(store, &manifest.layers, rootfs)
+}
+
+fn unpack_layers(store: &Layout, layers: &[Descriptor], rootfs: &Path) -> Result<(), String> {
     std::fs::create_dir_all(rootfs).map_err(|e| format!("cannot create {}: {e}", rootfs.display()))?;
-    for layer in &manifest.layers {
+    for layer in layers {
         let path = store.blob_path(&layer.digest).map_err(|e| e.to_string())?;
         let file = std::fs::File::open(&path).map_err(|e| format!("cannot open layer {}: {e}", layer.digest))?;
         let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
         apply_layer(gz, rootfs).map_err(|e| format!("layer {}: {e}", layer.digest))?;
     }
     Ok(())
+}
+
+/// A run's root file system, ready for runc at [`RunRoot::path`]; [`reclaim`] of its bundle
+/// unmounts it and frees its space (the supervisor does, when the run ends, or a later reap).
+pub struct RunRoot {
+    bundle: PathBuf,
+    mounted: bool,
+}
+
+/// Where a bundle's pieces go.
+fn rootfs_of(bundle: &Path) -> PathBuf {
+    bundle.join("rootfs")
+}
+
+impl RunRoot {
+    /// Lays out `manifest`'s image under `bundle` (which must not exist yet), reusing the unpacked
+    /// base layers in `cache`.
+    pub fn prepare(store: &Layout, manifest: &Manifest, bundle: &Path, cache: &Path) -> Result<RunRoot, String> {
+        std::fs::create_dir_all(bundle).map_err(|e| format!("cannot create {}: {e}", bundle.display()))?;
+        let rootfs = rootfs_of(bundle);
+        if let Some((top, base)) = manifest.layers.split_last()
+            && !base.is_empty()
+            && overlay_safe(bundle)
+            && overlay_safe(cache)
+            && !has_whiteouts(store, top)?
+        {
+            let lower = cached_base(store, base, cache)?;
+            let (top_dir, upper, work) = (bundle.join("top"), bundle.join("upper"), bundle.join("work"));
+            for d in [&top_dir, &upper, &work, &rootfs] {
+                std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            }
+            unpack_layers(store, std::slice::from_ref(top), &top_dir)?;
+            let options = format!(
+                "lowerdir={}:{},upperdir={},workdir={}",
+                top_dir.display(),
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            if mount_overlay(&rootfs, &options).is_ok() {
+                return Ok(RunRoot { bundle: bundle.to_path_buf(), mounted: true });
+            }
+            // No overlayfs here (or not on this file system): fall back to a full unpack below.
+            for d in [&top_dir, &upper, &work, &rootfs] {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        unpack(store, manifest, &rootfs)?;
+        Ok(RunRoot { bundle: bundle.to_path_buf(), mounted: false })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        rootfs_of(&self.bundle)
+    }
+
+    /// Whether the run shares the cached base (an overlay) rather than a copy of its own.
+    pub fn shares_cache(&self) -> bool {
+        self.mounted
+    }
+}
+
+/// Unmounts and removes what a bundle holds; also how a dead supervisor's bundle is reclaimed.
+pub fn reclaim(bundle: &Path) {
+    unmount(&rootfs_of(bundle));
+    let _ = std::fs::remove_dir_all(bundle);
+}
+
+/// overlayfs options separate paths with `:` and `,`: such paths take the full-unpack path.
+fn overlay_safe(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| !s.contains([':', ',', '\\']))
+}
+
+fn mount_overlay(target: &Path, options: &str) -> std::io::Result<()> {
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(std::io::Error::other);
+    let (source, fstype) = (cstr("overlay")?, cstr("overlay")?);
+    let target = cstr(target.to_str().ok_or_else(|| std::io::Error::other("non-UTF-8 path"))?)?;
+    let data = cstr(options)?;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc =
+        unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), libc::MS_NODEV, data.as_ptr().cast()) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn unmount(target: &Path) {
+    if let Some(t) = target.to_str().and_then(|t| std::ffi::CString::new(t).ok()) {
+        // SAFETY: a NUL-terminated path; a target that is not a mount point fails harmlessly.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// The base layers unpacked once into `cache/KEY` (KEY from their digests), shared read-only by
+/// every run of that base. Two processes may race to fill it: each unpacks into a directory of its
+/// own and the first rename wins.
+fn cached_base(store: &Layout, layers: &[Descriptor], cache: &Path) -> Result<PathBuf, String> {
+    let chain: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    let key = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, chain.join("\n").as_bytes()));
+    let dir = cache.join(&key);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+        let staging = cache.join(format!(".{key}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        unpack_layers(store, layers, &staging)?;
+        if std::fs::rename(&staging, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    // The directory's time says when a run last used it, for reclaiming unused caches.
+    if let Ok(f) = std::fs::File::open(&dir) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+    Ok(dir)
+}
+
+/// Removes cached bases no run has used for `unused`, and staging directories of dead fills.
+pub fn reclaim_cache(cache: &Path, unused: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    for e in entries.flatten() {
+        let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if age.is_some_and(|a| a > unused) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether a layer deletes anything from the layers below it.
+fn has_whiteouts(store: &Layout, layer: &Descriptor) -> Result<bool, String> {
+    let path = store.blob_path(&layer.digest).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot open layer {}: {e}", layer.digest))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    for entry in archive.entries().map_err(|e| format!("layer {}: {e}", layer.digest))? {
+        let entry = entry.map_err(|e| format!("layer {}: {e}", layer.digest))?;
+        let path = entry.path().map_err(|e| format!("layer {}: {e}", layer.digest))?;
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".wh.")) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Applies one layer: whiteouts remove what lower layers put there, every other entry is unpacked

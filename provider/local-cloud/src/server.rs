@@ -1,7 +1,6 @@
 //! The HTTP front: one port, services routed by path prefix, bearer-token authentication, and the
 //! optional request log the conformance test reads.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{ApiError, Shape, json_response};
 use crate::store::Store;
@@ -117,7 +116,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
     match service {
         "sts" => {
             let (response, logged) = sts_request(&app, &parts, &raw_path, &content_type, body).await;
-            log_request(&app, service, &parts, &raw_path, &content_type, logged, &response);
+            crate::request_log::record(&app, service, &parts, &raw_path, &content_type, logged, &response);
             return response;
         }
         // Not a Google API (Google's issuer has no discovery document to check it against), so
@@ -202,7 +201,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
 
     let response = result.unwrap_or_else(|e| e.into_response(shape));
     let logged_body = if content_type.starts_with("application/json") { logged_body } else { Value::Null };
-    log_request(&app, service, &parts, &raw_path, &content_type, logged_body, &response);
+    crate::request_log::record(&app, service, &parts, &raw_path, &content_type, logged_body, &response);
     response
 }
 
@@ -224,29 +223,6 @@ async fn reshape_json(response: Response, f: impl FnOnce(Value) -> Value) -> Res
     let text = serde_json::to_vec(&f(v)).map_err(|e| ApiError::internal(e.to_string()))?;
     parts.headers.remove("content-length");
     Ok(Response::from_parts(parts, Body::from(text)))
-}
-
-fn log_request(
-    app: &App,
-    service: &str,
-    parts: &axum::http::request::Parts,
-    raw_path: &str,
-    content_type: &str,
-    body: Value,
-    response: &Response,
-) {
-    if let Some(log) = &app.request_log {
-        let line = json!({
-            "service": service,
-            "method": parts.method.as_str(),
-            "path": raw_path,
-            "query": query_map(parts.uri.query()),
-            "content_type": content_type,
-            "body": body,
-            "status": response.status().as_u16(),
-        });
-        append_line(log, &line);
-    }
 }
 
 /// `POST /sts/v1/token`; returns the response and what the request log keeps of the body (the
@@ -301,24 +277,6 @@ async fn issuer_request(app: &App, parts: &axum::http::request::Parts, raw_path:
             Ok(json_response(serde_json::to_value(set).map_err(|e| ApiError::internal(e.to_string()))?))
         }
         _ => Err(ApiError::not_found(format!("No issuer document at {raw_path}"))),
-    }
-}
-
-fn query_map(q: Option<&str>) -> Value {
-    let mut m = serde_json::Map::new();
-    for (k, v) in parse_query(q) {
-        m.entry(k).or_insert_with(|| Value::Array(Vec::new())).as_array_mut().expect("array").push(Value::String(v));
-    }
-    Value::Object(m)
-}
-
-/// Appends one line with a single write on an O_APPEND file, so processes sharing the log do not
-/// interleave within a line.
-fn append_line(path: &PathBuf, line: &Value) {
-    let mut text = line.to_string();
-    text.push('\n');
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = f.write_all(text.as_bytes());
     }
 }
 

@@ -1,15 +1,18 @@
 //! The simulated Confidential Space VM: what happens between `instances.insert` and TERMINATED.
 //!
 //! A supervisor task in the local cloud's process resolves the image (local store or registry),
-//! applies the launch policy ([`crate::launch_spec`]), unpacks the image into an OCI bundle, serves
-//! the teeserver API for exactly that image digest ([`crate::teeserver`]), and runs the container
-//! with runc — host network, so the workload reaches the local cloud on loopback. Status moves
-//! PROVISIONING → STAGING → RUNNING → TERMINATED; the serial console (`serial.log`) gets the
-//! launcher's lines and, when the launch policy allows log redirection, the container's output.
+//! applies the launch policy ([`crate::launch_spec`]), lays out the image as an OCI bundle
+//! ([`crate::rootfs`]), serves the teeserver API for exactly that image digest
+//! ([`crate::teeserver`]) in a directory only the VM may enter ([`crate::launcher_dir`]), and runs
+//! the container with runc in a network namespace of its own that reaches the local cloud and
+//! nothing else ([`crate::vm_network`]). Status moves PROVISIONING → STAGING → RUNNING →
+//! TERMINATED; the serial console (`serial.log`) gets the launcher's lines and, when the launch
+//! policy allows log redirection, the container's output.
 //!
 //! The supervisor lives as long as the process that booted the VM (on the local backend the
 //! provider waits for the run inside `terraform apply`). A VM whose supervisor is gone reads as
-//! TERMINATED, and its container is killed.
+//! TERMINATED, and its container is killed; the next local cloud to start on the state directory
+//! reclaims what such a run left (container, mounted root, launcher directory): [`Vms::reap`].
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -26,12 +29,16 @@ use serde_json::{Value, json};
 use crate::api::{ApiResult, now_rfc3339, unix_now};
 use crate::compute::{load_instance, metadata, save_instance};
 use crate::issuer::SimulatedIssuer;
+use crate::launcher_dir::LauncherDir;
 use crate::store::{Store, sql};
 use crate::teeserver::TeeSimulator;
+use crate::vm_network::VmNetwork;
 
 /// The serial console keeps the last 1 MiB, as Compute's does.
 const SERIAL_WINDOW: u64 = 1 << 20;
-const TOKEN_FILE: &str = "attestation_verifier_claims_token";
+const SUPERVISOR_FILE: &str = "supervisor";
+/// Unpacked base images no run used for this long are reclaimed.
+const ROOTFS_CACHE_UNUSED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 const LIVE: [&str; 3] = ["PROVISIONING", "STAGING", "RUNNING"];
 
 pub struct Vms {
@@ -44,6 +51,8 @@ pub struct Vms {
     /// Instances this process supervises.
     active: Mutex<HashSet<String>>,
     me: String,
+    /// The local cloud's own address: the one place a VM's network leads.
+    cloud: std::net::SocketAddr,
 }
 
 pub struct SerialOutput {
@@ -52,23 +61,22 @@ pub struct SerialOutput {
     pub next: u64,
 }
 
-/// `PID:START_TIME` of a process: identifies it even after its PID is reused.
+/// `PID:START_TIME` of a living process: identifies it even after its PID is reused. A zombie
+/// (killed, not yet waited for by its parent) has died: it supervises nothing.
 fn process_identity(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime) counts from after the command name, which may hold spaces.
-    let after = stat.rsplit_once(')')?.1;
-    let start = after.split_whitespace().nth(19)?;
+    // Fields count from after the command name, which may hold spaces: state (3), starttime (22).
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(after.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    let start = after.nth(18)?;
     Some(format!("{pid}:{start}"))
 }
 
-fn alive(supervisor: &str) -> bool {
+pub(crate) fn alive(supervisor: &str) -> bool {
     let Some(pid) = supervisor.split(':').next().and_then(|p| p.parse::<u32>().ok()) else { return false };
     process_identity(pid).as_deref() == Some(supervisor)
-}
-
-/// The host side of the container's `/run/container_launcher` (teeserver socket, token file).
-fn launcher_dir(id: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("dcr-tee-{id}"))
 }
 
 /// The local image store of a state directory.
@@ -77,7 +85,7 @@ pub fn image_store(state_dir: &Path) -> PathBuf {
 }
 
 impl Vms {
-    pub fn new(store: Store, issuer: SimulatedIssuer) -> Vms {
+    pub fn new(store: Store, issuer: SimulatedIssuer, cloud: std::net::SocketAddr) -> Vms {
         let dir = store.dir.join("compute");
         let images = image_store(&store.dir);
         Vms {
@@ -87,7 +95,48 @@ impl Vms {
             images,
             active: Mutex::new(HashSet::new()),
             me: process_identity(std::process::id()).unwrap_or_default(),
+            cloud,
         }
+    }
+
+    /// Reclaims what runs of dead supervisors left: their containers, mounted roots and bundles
+    /// under this state directory, and launcher directories (with their tokens) of this user.
+    /// Blocking; runs once when the local cloud starts.
+    pub fn reap(&self) {
+        crate::launcher_dir::reap(alive);
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("instances")) {
+            for entry in entries.flatten() {
+                let dir = entry.path();
+                let supervisor = std::fs::read_to_string(dir.join(SUPERVISOR_FILE)).unwrap_or_default();
+                if supervisor.is_empty() || alive(supervisor.trim()) {
+                    continue;
+                }
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if self.dir.join("runc").join(Self::container_id(&id)).exists() {
+                    self.kill_orphaned_container(&id);
+                }
+                crate::rootfs::reclaim(&dir.join("bundle"));
+                let _ = std::fs::remove_file(dir.join(SUPERVISOR_FILE));
+            }
+        }
+        crate::rootfs::reclaim_cache(&self.rootfs_cache(), ROOTFS_CACHE_UNUSED);
+    }
+
+    /// Kills and deletes the container of a VM whose supervisor died (blocking; best effort: a
+    /// container already gone is what we want).
+    fn kill_orphaned_container(&self, id: &str) {
+        let _ = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(self.dir.join("runc"))
+            .args(["delete", "--force", &Self::container_id(id)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// `STATE_DIR/compute/rootfs`: base images unpacked once, shared by runs.
+    fn rootfs_cache(&self) -> PathBuf {
+        self.dir.join("rootfs")
     }
 
     /// Who supervises VMs this process boots.
@@ -116,13 +165,7 @@ impl Vms {
         let status = i["status"].as_str().unwrap_or("");
         if LIVE.contains(&status) && !alive(&supervisor) {
             let id = i["id"].as_str().unwrap_or("").to_string();
-            let _ = std::process::Command::new("runc")
-                .arg("--root")
-                .arg(self.dir.join("runc"))
-                .args(["delete", "--force", &Self::container_id(&id)])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.kill_orphaned_container(&id);
             i["status"] = json!("TERMINATED");
             i["statusMessage"] = json!(format!(
                 "The local cloud process that ran this VM ({supervisor}) has exited, so the workload was stopped."
@@ -175,6 +218,7 @@ impl Vms {
         }
         let serial = Serial(dir.join("serial.log"));
         let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(SUPERVISOR_FILE), &self.me);
         serial.line(&format!(
             "dcr simulated Confidential Space: booting {name} ({}, {})",
             instance["confidentialInstanceConfig"]["confidentialInstanceType"].as_str().unwrap_or("SEV"),
@@ -212,9 +256,10 @@ impl Vms {
                 i["lastStopTimestamp"] = json!(now_rfc3339());
             })
             .await;
-        // The unpacked image is large and no longer needed; the serial log stays with the VM.
-        let _ = tokio::fs::remove_dir_all(dir.join("bundle")).await;
-        let _ = tokio::fs::remove_dir_all(launcher_dir(&id)).await;
+        // The image's root is large and no longer needed; the serial log stays with the VM.
+        let bundle = dir.join("bundle");
+        let _ = tokio::task::spawn_blocking(move || crate::rootfs::reclaim(&bundle)).await;
+        let _ = std::fs::remove_file(dir.join(SUPERVISOR_FILE));
         if !still_there {
             let _ = tokio::fs::remove_dir_all(&dir).await;
         }
@@ -278,10 +323,15 @@ impl Vms {
         ));
 
         let bundle = dir.join("bundle");
-        let rootfs = bundle.join("rootfs");
-        let _ = std::fs::remove_dir_all(&bundle);
-        let (st, m, r) = (store.clone(), manifest.clone(), rootfs.clone());
-        tokio::task::spawn_blocking(move || crate::rootfs::unpack(&st, &m, &r)).await.map_err(|e| e.to_string())??;
+        crate::rootfs::reclaim(&bundle);
+        let (st, m, b, cache) = (store.clone(), manifest.clone(), bundle.clone(), self.rootfs_cache());
+        let preparing = std::time::Instant::now();
+        let root = tokio::task::spawn_blocking(move || crate::rootfs::RunRoot::prepare(&st, &m, &b, &cache))
+            .await
+            .map_err(|e| e.to_string())??;
+        let rootfs = root.path();
+        let how = if root.shares_cache() { "cached base image + overlay" } else { "unpacked" };
+        serial.line(&format!("Root: {how} in {} ms", preparing.elapsed().as_millis()));
 
         let number = crate::project_number(project);
         let launch = SimulatedLaunch {
@@ -299,18 +349,20 @@ impl Vms {
                 .map(|a| a.iter().filter_map(|s| s["email"].as_str().map(str::to_string)).collect())
                 .unwrap_or_default(),
         };
-        // Unix socket paths are limited to 108 bytes, so the launcher directory lives at a short
-        // path of its own rather than in the state directory.
-        let launcher_dir = launcher_dir(id);
-        std::fs::create_dir_all(&launcher_dir).map_err(|e| format!("cannot create {}: {e}", launcher_dir.display()))?;
-        let tee = TeeSimulator::start(&launcher_dir.join("teeserver.sock"), self.issuer.clone(), launch.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        // Removed when this function returns, however the run ended.
+        let launcher_dir = LauncherDir::create(id, &self.me)?;
+        let tee = TeeSimulator::start(
+            &launcher_dir.path().join(crate::launcher_dir::TEESERVER_SOCKET),
+            self.issuer.clone(),
+            launch.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let default = AttestationClaims::simulated(&launch, unix_now(), STS_AUDIENCE, &[]);
         let token = self.issuer.mint(&default).map_err(|e| e.to_string())?;
-        std::fs::write(launcher_dir.join(TOKEN_FILE), token)
-            .map_err(|e| format!("cannot write the token file: {e}"))?;
-        let runtime = crate::launch_spec::runtime_spec(&spec, &rootfs, &launcher_dir, name);
+        launcher_dir.write_token(&token)?;
+        let network = VmNetwork::create(self.cloud).await?;
+        let runtime = crate::launch_spec::runtime_spec(&spec, &rootfs, launcher_dir.path(), &network.path(), name);
         std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&runtime).expect("json"))
             .map_err(|e| format!("cannot write the runtime spec: {e}"))?;
 
@@ -338,6 +390,9 @@ impl Vms {
         serial.line("workload task started");
         let status = child.wait().await.map_err(|e| format!("cannot wait for runc: {e}"))?;
         tee.shutdown().await;
+        drop(network);
+        // The container and its root go in `supervise`, on every path.
+        drop(root);
         Ok(status.code().unwrap_or(128 + 9))
     }
 }
@@ -368,5 +423,21 @@ mod tests {
         let (pid, _) = me.split_once(':').unwrap();
         assert!(!alive(&format!("{pid}:1")), "a reused PID is another process");
         assert!(!alive(""));
+    }
+
+    #[test]
+    fn a_killed_process_not_yet_waited_for_is_dead() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let identity = process_identity(child.id()).unwrap();
+        assert!(alive(&identity));
+        child.kill().unwrap();
+        let started = std::time::Instant::now();
+        while alive(&identity) {
+            assert!(started.elapsed().as_secs() < 10, "a killed child stayed alive");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Still a zombie until now: its parent had not waited for it.
+        assert!(std::fs::metadata(format!("/proc/{}", child.id())).is_ok());
+        child.wait().unwrap();
     }
 }
