@@ -4,69 +4,12 @@
 
 use dcr_e2e::clean_room::{AGGREGATE, base_image, notebook};
 use dcr_e2e::fixtures::{SMALL_CSV, resource_values, small_config};
-use dcr_e2e::local_cloud::{LocalCloudProcess, encode};
+use dcr_e2e::local_cloud::{LocalCloudProcess, vm_containers};
 use dcr_e2e::registry::Registry;
 use dcr_e2e::terraform::Terraform;
+use dcr_e2e::trial_study::{OUT, config, config_with, flat, released};
 use dcr_e2e::workspace::{Workspace, provider_bin};
 use serde_json::Value;
-
-const OUT: &str = "trial-results";
-
-/// Dataset `trial`, a data source for the reviewed notebook `reviewed.ipynb`, a policy pinning its
-/// digest, and a workload running `run.ipynb`.
-fn config(max_bytes: u64) -> String {
-    config_with(max_bytes, "")
-}
-
-/// [`config`] with `workload_extra` inside the workload block.
-fn config_with(max_bytes: u64, workload_extra: &str) -> String {
-    let image = |kind: &str, label: &str, nb: &str| {
-        format!(
-            r#"{kind} "{label}" "study" {{
-  name     = "trial-study"
-  notebook = "{nb}"
-  parameters = jsonencode({{ output_name = "summary.csv" }})
-  input {{
-    name    = "trial"
-    dataset = dcr_dataset.d.id
-    policy  = "trial-study"
-  }}
-  output {{
-    bucket = "{OUT}"
-  }}
-{extra}}}
-"#,
-            extra = if kind == "resource" {
-                format!("  depends_on = [dcr_policy.study]\n{workload_extra}\n")
-            } else {
-                String::new()
-            }
-        )
-    };
-    format!(
-        "{}\n{}\nresource \"dcr_policy\" \"study\" {{\n  name = \"trial-study\"\n  datasets = [dcr_dataset.d.id]\n  \
-         allowed_image_digests = [data.dcr_image_digest.study.digest]\n  allow_debug = true\n  output {{\n    \
-         max_bytes = {max_bytes}\n    allowed_extensions = [\"csv\"]\n  }}\n}}\n{}",
-        small_config("trial", None, ""),
-        image("data", "dcr_image_digest", "reviewed.ipynb"),
-        image("resource", "dcr_workload", "run.ipynb"),
-    )
-}
-
-/// Terraform wraps diagnostics to the terminal width: compare text with single spaces.
-fn flat(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn released(ws: &Workspace) -> Vec<String> {
-    let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
-    let r = cloud.get(&cloud.admin_token, &format!("/storage/v1/b/{OUT}/o?prefix={}", encode("trial-study/")));
-    let v: Value = r.json().unwrap_or(Value::Null);
-    v["items"]
-        .as_array()
-        .map(|a| a.iter().map(|o| o["name"].as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_notebook_changed_after_review_is_refused_end_to_end() {
@@ -96,6 +39,24 @@ fn a_notebook_changed_after_review_is_refused_end_to_end() {
     ws.apply();
     let show = ws.show_json();
     assert_eq!(resource_values(&show, "dcr_workload", "study")["image_digest"], pinned);
+    let genuine = released(&ws);
+    let run = format!("trial-study/{}/", pinned.as_str().unwrap().trim_start_matches("sha256:"));
+    assert!(genuine.contains(&format!("{run}outputs/summary.csv")), "{genuine:?}");
+
+    // Tampered again after the genuine run: a new run in place (issue 10, item 2), refused, and the
+    // genuine results and their record are still there.
+    ws.write("run.ipynb", &notebook(&AGGREGATE.replace("round(", "round( ")));
+    let plan = flat(&ws.plan(&[]).text());
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "a new run is not a replacement: {plan}");
+    let failed = flat(&ws.apply_fails().text());
+    assert!(failed.contains("rejected by the attribute condition"), "{failed}");
+    let after = released(&ws);
+    for object in &genuine {
+        assert!(after.contains(object), "the refused run deleted {object}: {after:?}");
+    }
+    let w = resource_values(&ws.show_json(), "dcr_workload", "study");
+    assert_eq!(w["image_digest"], pinned, "the state still records the genuine run");
+    assert_eq!(w["status"], "TERMINATED");
     ws.destroy();
 }
 
@@ -289,16 +250,7 @@ fn ctrl_c_stops_the_run_promptly_and_the_next_apply_converges() {
     let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     // Wait until the VM runs the notebook.
     let started = std::time::Instant::now();
-    let runc_root = state_dir.join("compute/runc");
-    let running = || {
-        std::process::Command::new("runc")
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["list", "-q"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-            .unwrap_or(0)
-    };
+    let running = || vm_containers(&state_dir).len();
     while running() == 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(300), "the VM never started");
         assert!(apply.try_wait().unwrap().is_none(), "terraform ended before the VM started");
@@ -318,6 +270,43 @@ fn ctrl_c_stops_the_run_promptly_and_the_next_apply_converges() {
     assert_eq!(resource_values(&show, "dcr_workload", "study")["status"], "INTERRUPTED");
 
     // The next apply (a quick notebook this time) replaces the interrupted run and converges.
+    ws.write("reviewed.ipynb", &notebook(AGGREGATE));
+    ws.write("run.ipynb", &notebook(AGGREGATE));
+    ws.apply();
+    ws.assert_no_changes();
+    ws.destroy();
+}
+
+/// `timeouts { create }` running out while the VM runs: the VM goes with the apply — nothing keeps
+/// running on the data unsupervised — the run is recorded as interrupted, and the next apply
+/// converges (issue 10, item 2).
+#[test]
+fn a_create_timeout_stops_the_run() {
+    base_image();
+    let ws = Workspace::new(&Terraform::latest());
+    let slow = AGGREGATE.replace("time.sleep(sleep_seconds)", "time.sleep(600)");
+    ws.write("main.tf", &config_with(10_000, "  timeouts {\n    create = \"60s\"\n  }"));
+    ws.write("data.csv", SMALL_CSV);
+    ws.write("reviewed.ipynb", &notebook(&slow));
+    ws.write("run.ipynb", &notebook(&slow));
+    ws.init();
+    let state_dir = ws.path().join(".dcr");
+    let started = std::time::Instant::now();
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let mut seen_running = false;
+    while apply.try_wait().unwrap().is_none() {
+        seen_running |= !vm_containers(&state_dir).is_empty();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let out = apply.wait_with_output().unwrap();
+    let text = flat(&format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    assert!(!out.status.success(), "{text}");
+    assert!(seen_running, "the VM never ran, so the timeout stopped nothing: {text}");
+    assert!(text.contains("Timed out: create of dcr_workload"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(200), "the notebook's 600 s did not run out");
+    assert!(vm_containers(&state_dir).is_empty(), "the run went on after the timeout");
+    assert_eq!(resource_values(&ws.show_json(), "dcr_workload", "study")["status"], "INTERRUPTED");
+    ws.write("main.tf", &config(10_000));
     ws.write("reviewed.ipynb", &notebook(AGGREGATE));
     ws.write("run.ipynb", &notebook(AGGREGATE));
     ws.apply();

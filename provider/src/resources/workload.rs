@@ -7,7 +7,9 @@
 //! anywhere), starts the VM, waits for it to finish, and verifies the released attestation token —
 //! signature, image digest, nonce = SHA-256 of the output manifest, hardware and debug status —
 //! before it reports success. A changed notebook, parameter or input is a new image and so a new
-//! workload (replace).
+//! run — in place, beside the earlier runs' results: each run has its own prefix (its digest) in
+//! the output bucket, and a new run that fails or is refused leaves the last good one as it was.
+//! Only a new name or output location replaces the workload (and its bucket).
 
 use std::sync::Arc;
 
@@ -60,9 +62,11 @@ pub const LOCAL_IMAGE_HOST: &str = "images.dcr.invalid";
 const OUTPUT_WRITER: &str = "roles/storage.objectAdmin";
 const CONFIDENTIAL_SPACE_IMAGE: &str = "projects/confidential-space-images/global/images/family/confidential-space";
 const LOG_TAIL_LINES: usize = 40;
-/// Changing any of these is a different run.
-const RUN_ATTRIBUTES: [&str; 14] = [
-    "name",
+/// What identifies the workload's own resources (output pool and bucket): a change replaces it.
+const IDENTITY_ATTRIBUTES: [&str; 2] = ["name", "output"];
+
+/// What defines a run: a change starts a new run in place.
+const RUN_ATTRIBUTES: [&str; 12] = [
     "image_digest",
     "registry",
     "zone",
@@ -72,7 +76,6 @@ const RUN_ATTRIBUTES: [&str; 14] = [
     "network",
     "subnetwork",
     "external_ip",
-    "output",
     "base_image",
     "max_run_seconds",
     "parameters",
@@ -475,19 +478,24 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
     }
     let mut replace = Vec::new();
     if !prior.is_null() {
-        for a in RUN_ATTRIBUTES {
+        for a in IDENTITY_ATTRIBUTES {
             if prior.get(a) != planned.get(a) {
                 replace.push(AttributePath::root(a));
             }
         }
     }
+    let keeps_run = !prior.is_null() && replace.is_empty() && !is_new_run(prior, &planned);
     let results =
         ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"];
     for a in results {
-        let v = if !prior.is_null() && replace.is_empty() { prior.get(a).clone() } else { Value::Unknown };
-        planned.set(a, v);
+        planned.set(a, if keeps_run { prior.get(a).clone() } else { Value::Unknown });
     }
     (planned, replace)
+}
+
+/// Whether `planned` differs from `prior` in what defines a run (and so runs again).
+fn is_new_run(prior: &Value, planned: &Value) -> bool {
+    RUN_ATTRIBUTES.iter().any(|a| prior.get(a) != planned.get(a))
 }
 
 /// The zone a VM goes to when the resource names none: the provider's `zone`; on `gcp` without a
@@ -663,7 +671,7 @@ impl WorkloadResource {
         let mut state = planned.clone();
         let result: Result<(), Diagnostics> = async {
             let c = self.state.clients()?;
-            if !prior.is_null() && prior.get("image_digest") == planned.get("image_digest") {
+            if !prior.is_null() && !is_new_run(prior, planned) {
                 return Ok(()); // an in-place change (wait, timeouts): nothing runs again
             }
             let (manifest, image) = plan_image(&c, planned).await?.ok_or_else(|| {
@@ -718,6 +726,10 @@ impl WorkloadResource {
         .await;
         match result {
             Ok(()) => (state, Diagnostics::new()),
+            // A refused or failed new run changes no record: the state still describes the last
+            // finished run (whose results are still there), so the next plan tries the new run
+            // again. A failed first run is recorded as it got (Terraform taints it).
+            Err(d) if !prior.is_null() => (prior.clone(), d),
             Err(d) => (settle(&state), d),
         }
     }
@@ -803,6 +815,28 @@ impl WorkloadResource {
         Ok(())
     }
 
+    /// Deletes the workload's VM if it is still running; true when it did.
+    async fn stop_unfinished_run(&self, planned: &Value) -> Result<bool, Diagnostics> {
+        let c = self.state.clients()?;
+        let (Some(zone), Some(name)) = (planned.get("zone").as_str(), planned.get("name").as_str()) else {
+            return Ok(false);
+        };
+        let instance = instance_name(name);
+        let vm = c
+            .compute
+            .get_instance(&c.project, zone, &instance)
+            .await
+            .map_err(|e| gcp_diag("Cannot read the workload VM", e))?;
+        let running = vm.is_some_and(|vm| vm["status"] != "TERMINATED" && vm["status"] != "STOPPED");
+        if running {
+            c.compute
+                .delete_instance(&c.project, zone, &instance)
+                .await
+                .map_err(|e| gcp_diag(&format!("Cannot delete the unfinished run's VM {instance}"), e))?;
+        }
+        Ok(running)
+    }
+
     async fn delete(&self, prior: &Value) -> Result<(), Diagnostics> {
         let c = self.state.clients()?;
         let name = str_attr(prior, "name")?;
@@ -880,8 +914,16 @@ impl Resource for WorkloadResource {
         let delete = self.delete(&req.prior_state);
         let converge = self.converge(&req.prior_state, &req.planned_state);
         let limits_from = if req.planned_state.is_null() { &req.prior_state } else { &req.planned_state };
-        let (state, diagnostics) =
+        let (mut state, mut diagnostics) =
             apply_converging(TYPE_NAME, &req, default_timeout(limits_from), delete, converge).await;
+        if diagnostics.has_errors() && !req.planned_state.is_null() {
+            // Timed out, or failed while it waited: the run must not go on unsupervised on the data.
+            match self.stop_unfinished_run(&req.planned_state).await {
+                Ok(true) if req.prior_state.is_null() => state.set("status", Value::string("INTERRUPTED")),
+                Ok(_) => {}
+                Err(d) => diagnostics.extend(d),
+            }
+        }
         ApplyResponse { new_state: state, private: Vec::new(), diagnostics }
     }
 
