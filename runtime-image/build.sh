@@ -78,14 +78,16 @@ mkdir -p "$work/wheels"
 cp "$cache/wheels/"*.whl "$here/requirements.lock" "$work/wheels/"
 
 # 3. The rootfs. pip runs from its own wheel inside the chroot and is not installed; the wheels
-#    land in /usr/local (Debian's python3 reads /usr/local/lib/python3.11/dist-packages).
+#    land in /usr/local (Debian's python3 reads /usr/local/lib/python3.11/dist-packages). It runs
+#    with an empty environment (`env -i`) plus what it needs: the host's PIP_* or PYTHON* settings
+#    must not reach a reproducible install.
 echo "== rootfs (mmdebstrap $SUITE)" >&2
 mmdebstrap --quiet --mode=root --variant=minbase --include=python3,ca-certificates \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook="cp -r '$work/wheels' \"\$1/tmp/wheels\"" \
-  --customize-hook="chroot \"\$1\" env SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH python3 /tmp/wheels/$PIP_BOOTSTRAP/pip install --quiet --no-index --find-links /tmp/wheels --require-hashes --only-binary :all: --no-cache-dir --break-system-packages --root-user-action=ignore --disable-pip-version-check -r /tmp/wheels/requirements.lock" \
+  --customize-hook="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH python3 /tmp/wheels/$PIP_BOOTSTRAP/pip install --quiet --no-index --find-links /tmp/wheels --require-hashes --only-binary :all: --no-cache-dir --break-system-packages --root-user-action=ignore --disable-pip-version-check -r /tmp/wheels/requirements.lock" \
   --customize-hook='rm -rf "$1/tmp/wheels" "$1/root/.cache"' \
   --customize-hook="install -D -m 0755 '$launcher' \"\$1/usr/local/bin/dcr-launcher\"" \
   --customize-hook='mkdir -p "$1/dcr" "$1/run/dcr"' \

@@ -12,6 +12,7 @@ pub mod config;
 pub mod data_sources;
 pub mod dataset;
 pub mod docs;
+pub mod files;
 pub mod functions;
 pub mod image_registry;
 pub mod provider;

@@ -23,9 +23,18 @@ pub fn block_described(default: &str) -> NestedBlock {
     NestedBlock::single("timeouts", b)
 }
 
+/// The longest limit accepted: a year of hours. Longer values are almost surely typos, and the
+/// cap keeps the arithmetic (and tokio's timer, which panics near `u64::MAX` ms) far from overflow.
+pub const MAX_HOURS: u64 = 8784;
+
 /// Parses `"90s"`, `"30m"`, `"2h"`, `"1h30m"`.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\"");
+    let bad = || {
+        format!(
+            "{s:?} is not a duration such as \"30s\", \"20m\" or \"1h30m\" (whole numbers with the units s, m, h; \
+             more than 0s and at most {MAX_HOURS}h)"
+        )
+    };
     let mut total = 0u64;
     let mut num = String::new();
     for c in s.trim().chars() {
@@ -35,14 +44,15 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         }
         let n: u64 = num.parse().map_err(|_| bad())?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
             _ => return Err(bad()),
         };
+        total = n.checked_mul(unit).and_then(|secs| total.checked_add(secs)).ok_or_else(bad)?;
     }
-    if !num.is_empty() || total == 0 {
+    if !num.is_empty() || total == 0 || total > MAX_HOURS * 3600 {
         return Err(bad());
     }
     Ok(Duration::from_secs(total))
@@ -90,6 +100,12 @@ mod tests {
         assert!(parse("5d").is_err());
         assert!(parse("").is_err());
         assert!(parse("0s").is_err());
+        assert_eq!(parse("8784h").unwrap(), Duration::from_secs(8784 * 3600));
+        assert!(parse("8784h1s").is_err());
+        // Overflowing u64 is an error naming the rule, not a panic or a wrap-around.
+        let e = parse("18446744073709551615h").unwrap_err();
+        assert!(e.contains("at most 8784h"), "{e}");
+        assert!(parse("99999999999999999999999s").is_err());
     }
 
     #[tokio::test]

@@ -42,14 +42,18 @@ pub fn default_bucket_diagnostic(
 }
 
 /// A dataset name: it becomes part of bucket, object and key ring ids, so it is kept to
-/// characters all of them accept.
+/// characters all of them accept, and short enough that the longest derived id (the key ring
+/// `dcr-NAME-…`, the stage-1 bucket) stays within Google's limits.
+pub const DATASET_NAME_MAX: usize = 24;
+
+/// A dataset name (see [`DATASET_NAME_MAX`]).
 pub fn dataset_name(name: &str) -> Result<(), String> {
     let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     let last_ok = name.chars().last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !(3..=40).contains(&name.len()) || !ok_chars || !first_ok || !last_ok {
+    if !(3..=DATASET_NAME_MAX).contains(&name.len()) || !ok_chars || !first_ok || !last_ok {
         return Err(format!(
-            "{name:?} must be 3 to 40 characters of lowercase letters, digits and '-', starting with a \
+            "{name:?} must be 3 to {DATASET_NAME_MAX} characters of lowercase letters, digits and '-', starting with a \
              letter and ending with a letter or digit"
         ));
     }
@@ -158,6 +162,9 @@ mod tests {
         assert!(dataset_name("2p").is_err());
         assert!(dataset_name("Patients").is_err());
         assert!(dataset_name("trailing-").is_err());
+        assert!(dataset_name(&"a".repeat(24)).is_ok());
+        let e = dataset_name(&"a".repeat(25)).unwrap_err();
+        assert!(e.contains("3 to 24 characters"), "{e}");
     }
 
     #[test]

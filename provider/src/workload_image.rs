@@ -104,7 +104,9 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
     .attr(Attribute::required(
         "notebook",
         Type::String,
-        "Path of the notebook (`.ipynb`). Its bytes are in the image: any change gives a new digest.",
+        "Path of the notebook (`.ipynb`): a regular file of at most 64 MiB. Its bytes are in the image: any \
+         change gives a new digest. Without the file, a recorded run is kept (with a warning), \
+         `dcr_image_digest` reads a null digest, and destroy works.",
     ))
     .attr(Attribute::optional_computed(
         "parameters",
@@ -423,6 +425,10 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
     }))
 }
 
+/// The largest notebook accepted. Notebooks are code and a little output; one larger than this is
+/// almost surely carrying data, which has no place in an image.
+pub const MAX_NOTEBOOK_BYTES: u64 = 64 << 20;
+
 /// The base image `planned` names.
 pub fn base_image(planned: &Value) -> Result<BaseImage, Diagnostics> {
     let spec = planned.get("base_image").as_str().map(str::to_string).unwrap_or_else(default_base_image);
@@ -441,13 +447,7 @@ pub fn base_image(planned: &Value) -> Result<BaseImage, Diagnostics> {
 /// Builds the image for `planned` in memory (no push): its digest is what a policy pins.
 pub fn build(planned: &Value, manifest: &WorkloadManifest) -> Result<BuiltImage, Diagnostics> {
     let notebook_path = planned.get("notebook").as_str().unwrap_or("");
-    let notebook = std::fs::read(notebook_path).map_err(|e| {
-        Diagnostics::from(Diagnostic::attribute_error(
-            AttributePath::root("notebook"),
-            format!("cannot read the notebook {notebook_path:?}"),
-            e.to_string(),
-        ))
-    })?;
+    let notebook = crate::files::read_regular(&AttributePath::root("notebook"), notebook_path, MAX_NOTEBOOK_BYTES)?;
     if serde_json::from_slice::<serde_json::Value>(&notebook).map(|v| v.get("cells").is_none()).unwrap_or(true) {
         return Err(Diagnostic::attribute_error(
             AttributePath::root("notebook"),

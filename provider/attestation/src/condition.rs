@@ -19,10 +19,23 @@ pub struct PolicyRules {
     pub require_stable_image: bool,
 }
 
-fn quoted(s: &str) -> String {
+/// `s` as a single-quoted CEL string literal.
+pub fn quoted(s: &str) -> String {
     // Digests and hardware names are validated before they get here; escaping keeps the condition
-    // well-formed whatever they contain.
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    // well-formed whatever they contain. A single-quoted CEL string may not hold a raw line break,
+    // so control characters go as `\u` escapes (CEL's string literal grammar).
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 fn list(items: &[String]) -> String {

@@ -518,11 +518,12 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         ("GET", ["b", bucket, "o", object]) => {
             let (bucket, object) = (bucket.to_string(), object.to_string());
             let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
+            let objects_dir = app.store.object_path("");
             let v = app
                 .store
                 .call(move |c| {
                     require_object_permission(c, &principal, &bucket, &object, "storage.objects.get")?;
-                    live_object(c, &bucket, &object, want_generation, &pre).map(|(_, res)| res)
+                    live_object(c, &objects_dir, &bucket, &object, want_generation, &pre).map(|(_, res)| res)
                 })
                 .await?;
             Ok(respond(r, v))
@@ -939,11 +940,12 @@ pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
     let principal = r.principal.clone();
     // Buckets here keep no noncurrent versions: any generation but the live one does not exist.
     let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
+    let objects_dir = app.store.object_path("");
     let (file, res) = app
         .store
         .call(move |c| {
             require_object_permission(c, &principal, &bucket, &object, "storage.objects.get")?;
-            live_object(c, &bucket, &object, want_generation, &pre)
+            live_object(c, &objects_dir, &bucket, &object, want_generation, &pre)
         })
         .await?;
     let mut f = tokio::fs::File::open(app.store.object_path(&file))
@@ -1016,8 +1018,14 @@ pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
 /// The live generation of an object (its data file and resource), if it is the generation asked
 /// for and the preconditions hold. Buckets here keep no noncurrent versions: any generation but
 /// the live one does not exist.
+///
+/// Google never loses an object's data while keeping its metadata, but here the data is a file
+/// anyone can delete. An object whose file is gone is dropped, as if deleted: metadata reads,
+/// listings and downloads then agree that it does not exist, and a client's refresh sees the loss
+/// and writes the object again (where it would otherwise see the object, then fail every read).
 fn live_object(
     c: &rusqlite::Connection,
+    objects_dir: &std::path::Path,
     bucket: &str,
     object: &str,
     want_generation: Option<i64>,
@@ -1032,6 +1040,10 @@ fn live_object(
         .optional()
         .map_err(sql)?;
     match row {
+        Some((file, _, _)) if !objects_dir.join(&file).exists() => {
+            c.execute("DELETE FROM objects WHERE bucket = ?1 AND name = ?2", [bucket, object]).map_err(sql)?;
+            Err(ApiError::not_found(format!("No such object: {bucket}/{object}")))
+        }
         Some((file, res, g)) if want_generation.is_none_or(|w| w == g) => {
             let res: Value = serde_json::from_str(&res).unwrap_or(Value::Null);
             pre.check(g, &res)?;

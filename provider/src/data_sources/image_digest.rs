@@ -54,13 +54,24 @@ impl DataSource for ImageDigest {
         validate(config)
     }
 
-    async fn read(&self, config: Value) -> Result<Value, Diagnostics> {
+    async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics> {
         let d = validate(&config);
         if d.has_errors() {
             return Err(d);
         }
         let c = self.state.clients()?;
         let mut state = with_defaults(&config);
+        if let Some(path) = state.get("notebook").as_str().filter(|p| crate::files::is_missing(p)) {
+            // Terraform reads data sources before it destroys (its pre-destroy refresh): an error
+            // here would make `terraform destroy` depend on a local file. A null digest instead
+            // fails any plan that uses it (dcr_policy refuses a null digest), with this warning.
+            let warning = Diagnostic::warning(
+                format!("dcr_image_digest: the notebook {path:?} is not here; its digest reads as null"),
+                "Destroy works without it; a plan that uses the digest fails until the notebook is back.",
+            )
+            .at(tfplugin6::AttributePath::root("notebook"));
+            return Ok((state, warning.into()));
+        }
         let (manifest, image) = plan_image(&c, &state).await?.ok_or_else(|| {
             Diagnostics::from(Diagnostic::error(
                 "dcr_image_digest: an attribute is not known",
@@ -69,6 +80,6 @@ impl DataSource for ImageDigest {
         })?;
         state.set("digest", Value::string(&image.digest));
         state.set("manifest", Value::string(String::from_utf8_lossy(&manifest.to_bytes())));
-        Ok(state)
+        Ok((state, Diagnostics::new()))
     }
 }

@@ -61,7 +61,7 @@ impl DataSource for VerifiedAttestation {
         schema()
     }
 
-    async fn read(&self, config: Value) -> Result<Value, Diagnostics> {
+    async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics> {
         let mut expectations = config.clone();
         expectations.set("token", Value::Null);
         expectations.set("claims", Value::Null);
@@ -82,6 +82,6 @@ impl DataSource for VerifiedAttestation {
         })?;
         let mut state = config;
         state.set("claims", claims_value(&claims));
-        Ok(state)
+        Ok((state, Diagnostics::new()))
     }
 }

@@ -32,6 +32,11 @@ fn path(i: usize, attr: &str) -> AttributePath {
     AttributePath::root("schema").attr("column").index(i).attr(attr)
 }
 
+/// A bound as the user wrote it (exact for integers), else as the f64 it was read as.
+fn number_text(v: &Value, f: f64) -> String {
+    v.as_number().map(|n| n.to_string()).unwrap_or_else(|| f.to_string())
+}
+
 impl DatasetSchema {
     /// Parses and checks the `schema` block. `Ok(None)` when some value is not known yet (it
     /// depends on another resource); every problem found is reported, each at its attribute.
@@ -61,11 +66,17 @@ impl DatasetSchema {
         let mut names: Vec<String> = Vec::new();
         for (i, c) in cols.iter().enumerate() {
             let name = c.get("name").as_str().unwrap_or_default().to_string();
-            if name.is_empty() || name.len() > 128 || name.contains(['\n', '\r', ',', '"']) {
+            // A leading U+FEFF is refused: a byte-order mark is stripped from the header when read.
+            if name.is_empty()
+                || name.len() > 128
+                || name.contains(['\n', '\r', ',', '"'])
+                || name.starts_with('\u{feff}')
+            {
                 d.push(Diagnostic::attribute_error(
                     path(i, "name"),
                     format!("{name:?} is not a usable column name"),
-                    "Column names are 1 to 128 characters with no comma, quote or line break.",
+                    "Column names are 1 to 128 bytes with no comma, quote or line break, not starting with a byte-order \
+                     mark (U+FEFF).",
                 ));
             }
             if let Some(j) = names.iter().position(|p| *p == name) {
@@ -96,38 +107,89 @@ impl DatasetSchema {
                 "integer" | "float" => {
                     misplaced("values", !c.get("values").is_null());
                     misplaced("max_length", !max_length.is_null());
+                    // Bounds must be exact in the type the launcher checks cells with: an integer
+                    // bound outside i64 would be silently clamped (and then differ from the
+                    // configuration on every plan), a float bound must be finite with a finite range.
                     let bound = |v: &Value, attr: &str, d: &mut Diagnostics| -> Option<f64> {
-                        let f = v.as_f64();
-                        if f.is_none() {
+                        if v.is_null() {
+                            return None; // reported below
+                        }
+                        let Some(n) = v.as_number() else {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, attr),
+                                format!("{attr} of {ty} column {name:?} is not a number"),
+                                "Integer and float columns declare their domain with numbers min and max.",
+                            ));
+                            return None;
+                        };
+                        let rule = if ty == "integer" {
+                            "Integer bounds are whole numbers from -9223372036854775808 to 9223372036854775807."
+                        } else {
+                            "Float bounds are finite numbers, at most about 1.79e308 in magnitude, and max - min \
+                             must be finite too."
+                        };
+                        let ok = if ty == "integer" {
+                            n.as_i64().map(|i| i as f64)
+                        } else {
+                            n.as_f64().filter(|f| f.is_finite())
+                        };
+                        if ok.is_none() {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, attr),
+                                if ty == "integer" {
+                                    format!(
+                                        "{attr} of integer column {name:?} is {n}, not a whole number within 64 bits"
+                                    )
+                                } else {
+                                    format!("{attr} of float column {name:?} is {n}, not a finite number")
+                                },
+                                rule,
+                            ));
+                        }
+                        ok
+                    };
+                    for (v, attr) in [(min, "min"), (max, "max")] {
+                        if v.is_null() {
                             d.push(Diagnostic::attribute_error(
                                 path(i, attr),
                                 format!("{ty} column {name:?} needs `{attr}`"),
                                 "Integer and float columns declare their domain with min and max.",
                             ));
                         }
-                        if ty == "integer" && f.is_some_and(|f| f.fract() != 0.0) {
-                            d.push(Diagnostic::attribute_error(
-                                path(i, attr),
-                                format!("{attr} of integer column {name:?} must be a whole number"),
-                                "",
-                            ));
-                        }
-                        f
-                    };
+                    }
                     let lo = bound(min, "min", &mut d);
                     let hi = bound(max, "max", &mut d);
+                    // Integers compare as integers: 2^53 + 1 and 2^53 are equal as f64.
+                    let empty = match (lo, hi, min.as_i64(), max.as_i64()) {
+                        (Some(_), Some(_), Some(a), Some(b)) if ty == "integer" => a > b,
+                        (Some(lo), Some(hi), _, _) => lo > hi,
+                        _ => false,
+                    };
                     match (lo, hi) {
-                        (Some(lo), Some(hi)) if lo > hi => {
+                        (Some(lo), Some(hi)) if empty => {
                             d.push(Diagnostic::attribute_error(
                                 path(i, "min"),
-                                format!("min ({lo}) is greater than max ({hi}) for column {name:?}"),
+                                format!(
+                                    "min ({}) is greater than max ({}) for column {name:?}",
+                                    number_text(min, lo),
+                                    number_text(max, hi)
+                                ),
                                 "The domain [min, max] must not be empty.",
                             ));
                             None
                         }
-                        (Some(lo), Some(hi)) if ty == "integer" => {
-                            Some(ColumnKind::Integer { min: lo as i64, max: hi as i64 })
+                        (Some(lo), Some(hi)) if ty == "float" && !(hi - lo).is_finite() => {
+                            d.push(Diagnostic::attribute_error(
+                                path(i, "max"),
+                                format!("the range max - min of float column {name:?} is not finite"),
+                                "Float bounds are finite numbers and max - min must be finite too; narrow the domain.",
+                            ));
+                            None
                         }
+                        (Some(_), Some(_)) if ty == "integer" => Some(ColumnKind::Integer {
+                            min: min.as_i64().unwrap_or_default(),
+                            max: max.as_i64().unwrap_or_default(),
+                        }),
                         (Some(lo), Some(hi)) => Some(ColumnKind::Float { min: lo, max: hi }),
                         _ => None,
                     }
@@ -142,6 +204,13 @@ impl DatasetSchema {
                             path(i, "values"),
                             format!("category column {name:?} needs a non-empty `values` list"),
                             "List every value the column may take.",
+                        ));
+                    } else if values.iter().any(String::is_empty) {
+                        d.push(Diagnostic::attribute_error(
+                            path(i, "values"),
+                            format!("category column {name:?} lists an empty value"),
+                            "An empty cell is read as a missing value (null), never as a category: set nullable = true \
+                             to allow empty cells instead.",
                         ));
                     } else if let Some(dup) = values.iter().find(|v| !seen.insert(v.as_str())) {
                         d.push(Diagnostic::attribute_error(
@@ -288,6 +357,40 @@ pub(crate) mod tests {
         assert!(text.iter().any(|s| s.contains("schema.column[2].name") && s.contains("duplicate")), "{text:?}");
         assert!(text.iter().any(|s| s.contains("schema.column[2].values")), "{text:?}");
         assert!(text.iter().any(|s| s.contains("schema.column[3].max_length")), "{text:?}");
+    }
+
+    #[test]
+    fn bounds_must_be_exact_in_the_checking_type() {
+        use tfplugin6::value::Number;
+        let big = |s: &str| Value::Number(Number::Big(s.into()));
+        let summaries = |cols: Vec<Value>| -> Vec<String> {
+            match DatasetSchema::from_config(&schema_block(cols)) {
+                Ok(_) => vec![],
+                Err(d) => d.iter().map(|d| d.summary.clone()).collect(),
+            }
+        };
+        // Below -2^63: refused, never clamped.
+        let e =
+            summaries(vec![column("a", "integer", &[("min", big("-9223372036854775809")), ("max", Value::int(1))])]);
+        assert!(e[0].contains("schema.column[0].min") && e[0].contains("not a whole number within 64 bits"), "{e:?}");
+        assert!(
+            summaries(vec![column("a", "integer", &[("min", Value::int(i64::MIN)), ("max", Value::int(i64::MAX))])])
+                .is_empty()
+        );
+        let e = summaries(vec![column("a", "integer", &[("min", Value::float(0.5)), ("max", Value::int(1))])]);
+        assert!(e[0].contains("schema.column[0].min"), "{e:?}");
+        // Floats: finite bounds with a finite range.
+        let e = summaries(vec![column("f", "float", &[("min", Value::float(-1e300)), ("max", big("1e400"))])]);
+        assert!(e[0].contains("schema.column[0].max") && e[0].contains("not a finite number"), "{e:?}");
+        let e =
+            summaries(vec![column("f", "float", &[("min", Value::float(-1.7e308)), ("max", Value::float(1.7e308))])]);
+        assert!(e[0].contains("max - min") && e[0].contains("not finite"), "{e:?}");
+        assert!(
+            summaries(vec![column("f", "float", &[("min", Value::float(-1e300)), ("max", Value::float(1e300))])])
+                .is_empty()
+        );
+        let e = summaries(vec![column("f", "float", &[("max", Value::int(1))])]);
+        assert!(e[0].contains("needs `min`"), "{e:?}");
     }
 
     #[test]

@@ -21,8 +21,10 @@ pub fn random_csv<W: Write>(schema: &DatasetSchema, rows: u64, rng: &mut impl Rn
             record.push(match &c.kind {
                 ColumnKind::Integer { min, max } => rng.random_range(*min..=*max).to_string(),
                 ColumnKind::Float { min, max } => {
+                    // Shortest text that reads back as exactly `v`: rounding to a fixed number of
+                    // decimals could leave the domain (min = max = 1e-7 would print 0.000000).
                     let v = if min == max { *min } else { rng.random_range(*min..=*max) };
-                    format!("{v:.6}")
+                    v.to_string()
                 }
                 ColumnKind::Category { values } => values[rng.random_range(0..values.len())].clone(),
                 ColumnKind::String { max_length } => {

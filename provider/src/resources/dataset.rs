@@ -7,7 +7,6 @@
 //! before anything is created.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -122,8 +121,10 @@ pub fn schema() -> Schema {
         .attr(Attribute::required(
             "source",
             Type::String,
-            "Path to the source CSV (relative to Terraform's working directory). Its first row names the \
-             columns. It is read at plan time: editing the file plans an update.",
+            "Path to the source CSV (relative to Terraform's working directory): a regular file, not a pipe or \
+             device. Its first row names the columns. It is read at plan time: editing the file plans an update. \
+             Limits: a header of 1 MiB, a row of 8 MiB, a cell of 4 MiB. Once uploaded the file is no longer \
+             needed: without it, plans keep the uploaded data (with a warning) and destroy works.",
         ))
         .attr(Attribute::optional_computed(
             "bucket",
@@ -192,13 +193,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             d.push(Diagnostic::attribute_error(attr.clone(), e, ""));
         }
     };
-    check(AttributePath::root("name"), config.get("name"), &|s| {
-        validate::dataset_name(s)?;
-        if s.len() > 24 {
-            return Err(format!("{s:?} is longer than 24 characters"));
-        }
-        Ok(())
-    });
+    check(AttributePath::root("name"), config.get("name"), &validate::dataset_name);
     check(AttributePath::root("bucket"), config.get("bucket"), &|s| {
         validate::bucket_name(s)?;
         if s.len() > 56 {
@@ -425,28 +420,56 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn file_error(attr: &str, path: &str, e: impl std::fmt::Display) -> Diagnostics {
-    Diagnostic::attribute_error(
-        AttributePath::root(attr),
-        format!("cannot read {path:?}"),
-        format!("{e}. Paths are relative to Terraform's working directory."),
-    )
-    .into()
+/// A warning when the source file is gone but what it held is already uploaded: the plan keeps
+/// the recorded hash, so refresh, plan and destroy work on a machine without the data (a CI
+/// runner, a colleague's checkout). `None` when the file is there, or when it would be needed —
+/// a new source path or schema, or an encrypted object that refresh found missing.
+fn uploaded_source_gone(prior: &Value, config: &Value) -> Option<Diagnostic> {
+    let source = config.get("source").as_str()?;
+    let recorded = prior.get("source_sha256").as_str()?;
+    let unchanged = prior.get("source").as_str() == Some(source) && prior.get("schema") == config.get("schema");
+    let uploaded = !prior.get("object_generation").is_null() && !prior.get("ciphertext_sha256").is_null();
+    (unchanged && uploaded && crate::files::is_missing(source)).then(|| {
+        Diagnostic::warning(
+            format!("dcr_dataset source {source:?} is not here; keeping the uploaded data"),
+            format!(
+                "The encrypted object holds the source as last applied (SHA-256 {recorded}). Plans and destroy need \
+                 no local copy; to upload new data, put the file back at this path or change `source`."
+            ),
+        )
+        .at(AttributePath::root("source"))
+    })
+}
+
+/// Like [`uploaded_source_gone`], for the public sample of `programming_stage`.
+fn published_sample_gone(prior: &Value, config: &Value) -> Option<Diagnostic> {
+    let path = config.get("programming_stage").get("public_source").as_str()?;
+    prior.get("stage1_sha256").as_str()?;
+    let unchanged = prior.get("programming_stage").get("public_source").as_str() == Some(path)
+        && prior.get("schema") == config.get("schema");
+    (unchanged && crate::files::is_missing(path)).then(|| {
+        Diagnostic::warning(
+            format!("dcr_dataset public_source {path:?} is not here; keeping the published sample"),
+            "The stage-1 bucket holds the sample as last applied; put the file back or change `public_source` to \
+             publish a new one.",
+        )
+        .at(AttributePath::root("programming_stage").attr("public_source"))
+    })
 }
 
 /// Reads and checks a CSV file against the schema (blocking; run on the blocking pool).
 fn check_file(
-    attr: &'static str,
+    at: AttributePath,
     path: String,
     schema: DatasetSchema,
 ) -> Result<crate::dataset::CsvSummary, Diagnostics> {
-    let f = File::open(&path).map_err(|e| file_error(attr, &path, e))?;
+    let f = crate::files::open_regular(&at, &path)?;
     if let Some(s) = checkcache::lookup(std::path::Path::new(&path), &schema) {
         return Ok(s);
     }
     let summary = check_csv(std::io::BufReader::with_capacity(1 << 20, f), &schema).map_err(|e| {
         Diagnostics::from(Diagnostic::attribute_error(
-            AttributePath::root(attr),
+            at.clone(),
             format!("{path:?} does not match the schema"),
             format!("{e}. Nothing was uploaded."),
         ))
@@ -456,11 +479,11 @@ fn check_file(
 }
 
 async fn check_file_async(
-    attr: &'static str,
+    at: AttributePath,
     path: String,
     schema: DatasetSchema,
 ) -> Result<crate::dataset::CsvSummary, Diagnostics> {
-    tokio::task::spawn_blocking(move || check_file(attr, path, schema))
+    tokio::task::spawn_blocking(move || check_file(at, path, schema))
         .await
         .unwrap_or_else(|e| Err(Diagnostic::error("file check failed", e.to_string()).into()))
 }
@@ -503,6 +526,23 @@ async fn ensure_key(
     Ok(created.name)
 }
 
+/// Where a [`hashed_upload`] leaves the SHA-256 of what it streamed, once it reached the end.
+type HashSlot = Arc<Mutex<Option<String>>>;
+
+/// Wraps an upload's body so that the hex SHA-256 of every byte sent lands in the returned slot.
+fn hashed_upload<R: std::io::Read>(body: R) -> (HashingReader<R>, HashSlot) {
+    let sha = HashSlot::default();
+    let slot = sha.clone();
+    let reader = HashingReader::on_eof(
+        body,
+        Box::new(move |hex, _| {
+            *slot.lock().expect("hash slot") = Some(hex.to_string());
+            Ok(())
+        }),
+    );
+    (reader, sha)
+}
+
 struct Uploaded {
     generation: String,
     ciphertext_sha256: String,
@@ -524,7 +564,7 @@ async fn upload_encrypted(c: &Clients, state: &Value, crypto_key: &str) -> Resul
         .map_err(|e| gcp_diag("Cannot wrap the data key with KMS", e))?;
     let header = dcr_envelope::Header::new(crypto_key, &wrapped.ciphertext, dcr_envelope::DEFAULT_CHUNK_SIZE);
 
-    let file = File::open(&source).map_err(|e| file_error("source", &source, e))?;
+    let file = crate::files::open_regular(&AttributePath::root("source"), &source)?;
     let src_path = source.clone();
     let verified = HashingReader::on_eof(
         std::io::BufReader::with_capacity(1 << 20, file),
@@ -540,15 +580,7 @@ async fn upload_encrypted(c: &Clients, state: &Value, crypto_key: &str) -> Resul
     );
     let encrypting = dcr_envelope::EncryptingReader::new(verified, &data_key, &header)
         .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot start encryption", e.to_string())))?;
-    let cipher_sha: Arc<Mutex<Option<String>>> = Arc::default();
-    let slot = cipher_sha.clone();
-    let hashed = HashingReader::on_eof(
-        encrypting,
-        Box::new(move |sha, _| {
-            *slot.lock().expect("hash slot") = Some(sha.to_string());
-            Ok(())
-        }),
-    );
+    let (hashed, cipher_sha) = hashed_upload(encrypting);
 
     let mut metadata = BTreeMap::from([
         (META_FORMAT.to_string(), "dcr-envelope-v1".to_string()),
@@ -595,10 +627,12 @@ async fn publish_stage1(c: &Clients, state: &Value, upload: bool) -> Result<Opti
         return Ok(None);
     }
     let stage = state.get("programming_stage");
-    let bytes = match stage.get("mode").as_str() {
+    // Both stand-ins stream: a public sample may be large, and is hashed as it goes up.
+    let body: Box<dyn std::io::Read + Send> = match stage.get("mode").as_str() {
         Some("sample") => {
             let path = str_attr(stage, "public_source")?;
-            std::fs::read(&path).map_err(|e| file_error("programming_stage", &path, e))?
+            let at = AttributePath::root("programming_stage").attr("public_source");
+            Box::new(std::io::BufReader::with_capacity(1 << 20, crate::files::open_regular(&at, &path)?))
         }
         _ => {
             let schema = DatasetSchema::from_config(state.get("schema"))?
@@ -607,16 +641,17 @@ async fn publish_stage1(c: &Clients, state: &Value, upload: bool) -> Result<Opti
             let mut buf = Vec::new();
             random_csv(&schema, rows, &mut rand::rng(), &mut buf)
                 .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot generate the stand-in", e.to_string())))?;
-            buf
+            Box::new(std::io::Cursor::new(buf))
         }
     };
-    let sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
+    let (hashed, sha) = hashed_upload(body);
     let meta = Object { name: format!("{name}.csv"), content_type: Some("text/csv".into()), ..Object::default() };
     c.storage
-        .upload_object(&s1, &meta, std::io::Cursor::new(bytes), None)
+        .upload_object(&s1, &meta, hashed, None)
         .await
         .map_err(|e| gcp_diag(&format!("Cannot upload the stand-in to {s1:?}"), e))?;
-    Ok(Some(sha))
+    let sha = sha.lock().expect("hash slot").clone();
+    Ok(sha)
 }
 
 async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics> {
@@ -849,15 +884,30 @@ impl Resource for DatasetResource {
             Err(e) => return PlanResponse { diagnostics: e, ..Default::default() },
         };
         if let (Some(schema), Some(source)) = (&schema, req.config.get("source").as_str()) {
-            match check_file_async("source", source.to_string(), schema.clone()).await {
-                Ok(s) => {
-                    facts.source_sha256 = Some(s.sha256);
-                    facts.source_rows = Some(s.rows);
+            if let Some(warning) = uploaded_source_gone(&req.prior_state, &req.config) {
+                facts.source_sha256 = req.prior_state.get("source_sha256").as_str().map(str::to_string);
+                facts.source_rows = req.prior_state.get("source_rows").as_i64().map(|r| r as u64);
+                d.push(warning);
+            } else {
+                match check_file_async(AttributePath::root("source"), source.to_string(), schema.clone()).await {
+                    Ok(s) => {
+                        facts.source_sha256 = Some(s.sha256);
+                        facts.source_rows = Some(s.rows);
+                    }
+                    Err(e) => d.extend(e),
                 }
-                Err(e) => d.extend(e),
             }
-            if let Some(public) = req.config.get("programming_stage").get("public_source").as_str() {
-                match check_file_async("programming_stage", public.to_string(), schema.clone()).await {
+            if let Some(warning) = published_sample_gone(&req.prior_state, &req.config) {
+                facts.public_sha256 = req.prior_state.get("stage1_sha256").as_str().map(str::to_string);
+                d.push(warning);
+            } else if let Some(public) = req.config.get("programming_stage").get("public_source").as_str() {
+                match check_file_async(
+                    AttributePath::root("programming_stage").attr("public_source"),
+                    public.to_string(),
+                    schema.clone(),
+                )
+                .await
+                {
                     Ok(s) => facts.public_sha256 = Some(s.sha256),
                     Err(e) => d.extend(e),
                 }

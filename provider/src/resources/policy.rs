@@ -652,6 +652,57 @@ async fn locate_all(c: &Clients, ids: &[String]) -> Result<Vec<DatasetLocation>,
     Ok(out)
 }
 
+/// `severity` (a warning at plan, an error at apply) about a null element of allowed_image_digests.
+fn null_digest_diagnostic(severity: Diagnostic) -> Diagnostic {
+    let at = AttributePath::root("allowed_image_digests");
+    Diagnostic {
+        summary: format!("Invalid {at}: an element is null; applying this policy would fail"),
+        detail: "Every element must be an image digest. A `data.dcr_image_digest` whose notebook file is missing \
+                 reads as null: put the notebook back. (Destroy works without it.)"
+            .into(),
+        attribute: Some(at),
+        ..severity
+    }
+}
+
+/// What plan knows of a policy's datasets.
+enum Located {
+    All(Vec<DatasetLocation>),
+    /// Some dataset's bucket is there but its encrypted object is not — deleted outside Terraform,
+    /// which the dataset's own plan restores in this apply. Planning the policy as "known after
+    /// apply" lets that apply run; failing here would leave no way to converge (the re-upload
+    /// could never be applied). Apply still refuses a dataset that is missing by then.
+    Restoring(Diagnostics),
+}
+
+async fn locate_for_plan(c: &Clients, ids: &[String]) -> Result<Located, Diagnostics> {
+    let mut restoring = Diagnostics::new();
+    let mut out = Vec::new();
+    for id in ids {
+        match locate(c, id).await? {
+            Some(l) => out.push(l),
+            None => {
+                let bucket = parse_id(id).map(|(b, _)| b).unwrap_or_default();
+                let bucket_there =
+                    c.storage.get_bucket(&bucket).await.map_err(|e| gcp_diag("Cannot read bucket", e))?;
+                if bucket_there.is_none() {
+                    // Not a dataset that is being restored: the usual error, naming it.
+                    return locate_all(c, std::slice::from_ref(id)).await.map(Located::All);
+                }
+                restoring.push(
+                    Diagnostic::warning(
+                        format!("dataset {id:?} has no encrypted object yet"),
+                        "Its bucket exists, so its dcr_dataset is expected to upload it in this apply; the policy's \
+                         document follows once it does.",
+                    )
+                    .at(AttributePath::root("datasets")),
+                );
+            }
+        }
+    }
+    Ok(if restoring.is_empty() { Located::All(out) } else { Located::Restoring(restoring) })
+}
+
 async fn set_dataset_access(c: &Clients, l: &DatasetLocation, member: &str, present: bool) -> Result<(), Diagnostics> {
     grant(&c.kms.iam(&l.crypto_key), DECRYPTER, member, present).await?;
     grant(&c.storage.bucket_iam(&l.bucket), OBJECT_VIEWER, member, present).await
@@ -696,6 +747,9 @@ impl PolicyResource {
             let c = self.state.clients()?;
             let name = str_attr(planned, "name")?;
             let number = str_attr(planned, "project_number")?;
+            if planned.get("allowed_image_digests").elements().iter().any(Value::is_null) {
+                return Err(null_digest_diagnostic(Diagnostic::error("", "")).into());
+            }
             let (rules, _, _) = effective_rules(planned, c.is_local)?;
             let condition = checked_condition(&rules)?;
             if planned.get("attribute_condition").as_str() != Some(condition.as_str()) {
@@ -894,6 +948,14 @@ impl Resource for PolicyResource {
         }
         let fail = |diagnostics: Diagnostics| PlanResponse { diagnostics, ..Default::default() };
         let mut d = validate_config(&req.config);
+        // A null digest is what a `dcr_image_digest` reads when its notebook is missing. Terraform
+        // plans every resource in its pre-destroy refresh too, so an error here would make
+        // `terraform destroy` need the notebook: plan warns and leaves the condition unknown, and
+        // apply refuses (see `converge`).
+        let null_digest = req.config.get("allowed_image_digests").elements().iter().any(Value::is_null);
+        if null_digest {
+            d.push(null_digest_diagnostic(Diagnostic::warning("", "")));
+        }
         if d.has_errors() {
             return fail(d);
         }
@@ -915,7 +977,7 @@ impl Resource for PolicyResource {
             Err(e) => return fail(e),
         };
         d.extend(warnings);
-        let condition = if RULE_INPUTS.iter().all(|a| req.config.get(a).is_wholly_known()) {
+        let condition = if !null_digest && RULE_INPUTS.iter().all(|a| req.config.get(a).is_wholly_known()) {
             match checked_condition(&rules) {
                 Ok(cond) => Some(cond),
                 Err(e) => return fail(e),
@@ -929,8 +991,12 @@ impl Resource for PolicyResource {
         };
         let ids = req.config.get("datasets");
         let datasets = if ids.is_wholly_known() {
-            match locate_all(&c, &strings(ids)).await {
-                Ok(l) => Some(l),
+            match locate_for_plan(&c, &strings(ids)).await {
+                Ok(Located::All(l)) => Some(l),
+                Ok(Located::Restoring(warnings)) => {
+                    d.extend(warnings);
+                    None
+                }
                 Err(e) => return fail(e),
             }
         } else {

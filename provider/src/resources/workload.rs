@@ -400,7 +400,7 @@ fn run_condition(bucket: &str, prefix: &str, digest: &str) -> dcr_gcp::iam::Expr
 
 /// A CEL string literal (single-quoted, `\\` and `'` escaped): object prefixes may hold quotes.
 fn cel_string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    dcr_attestation::condition::quoted(s)
 }
 
 /// The VM's one network interface. Without an access config a VM has no external internet access
@@ -430,7 +430,31 @@ fn network_interface(planned: &Value) -> serde_json::Value {
 
 /// Planned state: image attribute defaults, backend defaults, the planned image and names; results
 /// unknown on a new run, kept on an in-place update.
-fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltImage>) -> (Value, Vec<AttributePath>) {
+/// What the image is built from, besides the notebook's bytes.
+const IMAGE_INPUTS: [&str; 6] = ["notebook", "parameters", "base_image", "name", "max_run_seconds", "input"];
+
+/// A warning when the notebook file is gone but the run it defines is recorded and nothing else
+/// that goes into the image changed: the plan keeps the recorded image digest, so refresh, plan
+/// and destroy work without the notebook (a CI runner, an auditor's checkout). `None` when the
+/// file is there or would be needed to build a different image.
+fn notebook_gone(prior: &Value, planned: &Value) -> Option<Diagnostic> {
+    let path = planned.get("notebook").as_str()?;
+    let digest = prior.get("image_digest").as_str()?;
+    let output_same = ["bucket", "prefix"].iter().all(|a| prior.get("output").get(a) == planned.get("output").get(a));
+    let unchanged = output_same && IMAGE_INPUTS.iter().all(|a| prior.get(a) == planned.get(a));
+    (unchanged && crate::files::is_missing(path)).then(|| {
+        Diagnostic::warning(
+            format!("dcr_workload notebook {path:?} is not here; keeping the recorded run"),
+            format!(
+                "The run of image {digest} is recorded in state; plans and destroy need no local copy. To run a \
+                 changed notebook, put the file back at this path."
+            ),
+        )
+        .at(AttributePath::root("notebook"))
+    })
+}
+
+fn plan_state(prior: &Value, config: &Value, c: &Clients, image_digest: Option<&str>) -> (Value, Vec<AttributePath>) {
     let mut planned = with_defaults(config);
     let mut default = |attr: &str, v: Value| {
         if config.get(attr).is_null() {
@@ -459,13 +483,13 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image: Option<&BuiltIm
         o.set("location", Value::string(location));
         planned.set("output", o);
     }
-    match image {
-        Some(img) => {
-            planned.set("image_digest", Value::string(&img.digest));
-            planned.set("image", Value::string(format!("{}@{}", repository(&planned), img.digest)));
+    match image_digest {
+        Some(digest) => {
+            planned.set("image_digest", Value::string(digest));
+            planned.set("image", Value::string(format!("{}@{}", repository(&planned), digest)));
             let out = planned.get("output");
             let uri = match (out.get("bucket").as_str(), out.get("prefix").as_str()) {
-                (Some(b), Some(p)) => Value::string(format!("gs://{b}/{p}{}/", hex_of(&img.digest))),
+                (Some(b), Some(p)) => Value::string(format!("gs://{b}/{p}{}/", hex_of(digest))),
                 _ => Value::Unknown,
             };
             planned.set("output_uri", uri);
@@ -901,12 +925,17 @@ impl Resource for WorkloadResource {
             return fail(backend);
         }
         let defaults = with_defaults(&req.config);
-        let image = match plan_image(&c, &defaults).await {
-            Ok(i) => i,
-            Err(e) => return fail(e),
+        let mut d = d;
+        let image_digest = if let Some(warning) = notebook_gone(&req.prior_state, &defaults) {
+            d.push(warning);
+            req.prior_state.get("image_digest").as_str().map(str::to_string)
+        } else {
+            match plan_image(&c, &defaults).await {
+                Ok(i) => i.map(|(_, image)| image.digest),
+                Err(e) => return fail(e),
+            }
         };
-        let (planned_state, requires_replace) =
-            plan_state(&req.prior_state, &req.config, &c, image.as_ref().map(|(_, i)| i));
+        let (planned_state, requires_replace) = plan_state(&req.prior_state, &req.config, &c, image_digest.as_deref());
         PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
     }
 

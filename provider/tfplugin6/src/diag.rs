@@ -160,8 +160,54 @@ impl From<&Diagnostic> for proto::Diagnostic {
     }
 }
 
+/// At most this many diagnostics reach Terraform per response; the rest are counted in one more.
+/// A bad file or configuration can produce thousands of findings, and a wall of them hides the
+/// first, which is the one to fix.
+pub const MAX_DIAGNOSTICS: usize = 20;
+/// Summaries and details are cut to this many bytes (at a character boundary): a message that
+/// quotes user input (a header of 100,000 columns) must not become a megabyte of output.
+pub const MAX_TEXT: usize = 4096;
+
+/// `s` cut to at most `max` bytes, ending in "…" (with the number of bytes left out) when cut.
+pub fn truncate_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(48);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &s[..end], s.len() - end)
+}
+
 pub(crate) fn to_proto(d: &Diagnostics) -> Vec<proto::Diagnostic> {
-    d.0.iter().map(Into::into).collect()
+    let capped = |d: &Diagnostic| {
+        let mut p = proto::Diagnostic::from(d);
+        p.summary = truncate_text(&p.summary, MAX_TEXT);
+        p.detail = truncate_text(&p.detail, MAX_TEXT);
+        p
+    };
+    // Errors first, so a cap never hides the reason an operation failed behind warnings.
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        d.0.iter().partition(|d| d.severity == Severity::Error);
+    let ordered: Vec<&Diagnostic> = errors.iter().chain(warnings.iter()).copied().collect();
+    let mut out: Vec<proto::Diagnostic> = ordered.iter().take(MAX_DIAGNOSTICS).map(|d| capped(d)).collect();
+    let rest = &ordered[out.len()..];
+    if !rest.is_empty() {
+        let rest_errors = rest.iter().filter(|d| d.severity == Severity::Error).count();
+        let summary = format!("… and {} more problems of the same kind or others", rest.len());
+        let detail = format!(
+            "Only the first {MAX_DIAGNOSTICS} problems are shown ({rest_errors} of the {} left out are errors). Fix \
+             these and run the command again to see the rest.",
+            rest.len()
+        );
+        out.push(capped(&if rest_errors > 0 {
+            Diagnostic::error(summary, detail)
+        } else {
+            Diagnostic::warning(summary, detail)
+        }));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,5 +220,34 @@ mod tests {
         assert_eq!(p.to_string(), "schema.column[2].min");
         let d = Diagnostic::attribute_error(p, "min is greater than max", "");
         assert!(d.summary.contains("schema.column[2].min"));
+    }
+
+    #[test]
+    fn many_diagnostics_are_capped_with_a_count_and_errors_come_first() {
+        let mut d = Diagnostics::new();
+        d.push(Diagnostic::warning("w", ""));
+        for i in 0..100 {
+            d.push(Diagnostic::error(format!("e{i}"), ""));
+        }
+        let p = to_proto(&d);
+        assert_eq!(p.len(), MAX_DIAGNOSTICS + 1);
+        assert_eq!(p[0].summary, "e0");
+        assert!(p.iter().all(|x| x.summary != "w"));
+        assert_eq!(p[MAX_DIAGNOSTICS].summary, "… and 81 more problems of the same kind or others");
+        assert!(p[MAX_DIAGNOSTICS].detail.contains("80 of the 81 left out are errors"));
+        assert_eq!(p[MAX_DIAGNOSTICS].severity, proto::diagnostic::Severity::Error as i32);
+        // Few diagnostics pass unchanged.
+        assert_eq!(to_proto(&Diagnostics::from(Diagnostic::warning("w", "d"))).len(), 1);
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary_and_say_how_much_was_left_out() {
+        let long = "é".repeat(10_000);
+        let cut = truncate_text(&long, MAX_TEXT);
+        assert!(cut.len() <= MAX_TEXT, "{}", cut.len());
+        assert!(cut.ends_with("more bytes)"));
+        assert_eq!(truncate_text("short", MAX_TEXT), "short");
+        let p = to_proto(&Diagnostics::from(Diagnostic::error("s", "x".repeat(1 << 20))));
+        assert!(p[0].detail.len() <= MAX_TEXT);
     }
 }

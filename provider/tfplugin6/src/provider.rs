@@ -113,7 +113,8 @@ pub trait DataSource: Send + Sync {
     async fn validate(&self, _config: &Value) -> Diagnostics {
         Diagnostics::new()
     }
-    async fn read(&self, config: Value) -> Result<Value, Diagnostics>;
+    /// The data source's state, with any warnings about it; or the errors that stopped the read.
+    async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics>;
 }
 
 /// A positional parameter of a provider function.

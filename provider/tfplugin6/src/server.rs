@@ -347,11 +347,13 @@ impl proto::provider_server::Provider for ProviderService {
         let (ds, s) = self.data_source(&req.type_name)?;
         let ty = s.implied_type();
         let result = match decode(req.config.as_ref(), &ty) {
-            Ok(cfg) => ds.read(cfg).await.and_then(|v| encode(&v, &ty)),
+            Ok(cfg) => ds.read(cfg).await.and_then(|(v, warnings)| Ok((encode(&v, &ty)?, warnings))),
             Err(d) => Err(d),
         };
         Ok(Response::new(match result {
-            Ok(state) => proto::read_data_source::Response { state: Some(state), diagnostics: Vec::new() },
+            Ok((state, warnings)) => {
+                proto::read_data_source::Response { state: Some(state), diagnostics: diags(&warnings) }
+            }
             Err(d) => proto::read_data_source::Response { state: None, diagnostics: diags(&d) },
         }))
     }

@@ -133,7 +133,8 @@ impl PartialEq for Number {
     fn eq(&self, other: &Number) -> bool {
         match (self.canonical(), other.canonical()) {
             (Number::Int(a), Number::Int(b)) => a == b,
-            (Number::Big(a), Number::Big(b)) => a == b,
+            (Number::Big(a), Number::Big(b)) => a == b || same_decimal(&a, &b),
+            (Number::Big(a), Number::Int(i)) | (Number::Int(i), Number::Big(a)) => same_decimal(&a, &i.to_string()),
             (a, b) => a.as_f64() == b.as_f64(),
         }
     }
@@ -284,10 +285,18 @@ impl ValueError {
 pub fn from_msgpack(bytes: &[u8], ty: &Type) -> Result<Value, ValueError> {
     let mut rd = bytes;
     let raw = rmpv::decode::read_value(&mut rd).map_err(|e| ValueError::new(format!("invalid msgpack: {e}")))?;
-    from_rmpv(&raw, ty)
+    from_rmpv(&raw, ty, 0)
 }
 
-fn from_rmpv(raw: &rmpv::Value, ty: &Type) -> Result<Value, ValueError> {
+/// How deep values may nest. Schemas nest a few levels; only dynamic values (whose type travels
+/// with them) could nest deeper, and a hostile message must get an error, not a stack overflow.
+const MAX_DEPTH: usize = 64;
+
+fn from_rmpv(raw: &rmpv::Value, ty: &Type, depth: usize) -> Result<Value, ValueError> {
+    if depth > MAX_DEPTH {
+        return Err(ValueError::new(format!("value nested more than {MAX_DEPTH} levels deep")));
+    }
+    let depth = depth + 1;
     use rmpv::Value as R;
     let mismatch = || ValueError::new(format!("msgpack value {raw} does not fit type {}", ty.to_json()));
     match raw {
@@ -323,7 +332,7 @@ fn from_rmpv(raw: &rmpv::Value, ty: &Type) -> Result<Value, ValueError> {
         },
         Type::List(et) | Type::Set(et) => {
             let items = raw.as_array().ok_or_else(mismatch)?;
-            let vals = items.iter().map(|v| from_rmpv(v, et)).collect::<Result<Vec<_>, _>>()?;
+            let vals = items.iter().map(|v| from_rmpv(v, et, depth)).collect::<Result<Vec<_>, _>>()?;
             Ok(if matches!(ty, Type::List(_)) { Value::List(vals) } else { Value::Set(vals) })
         }
         Type::Tuple(ets) => {
@@ -331,14 +340,14 @@ fn from_rmpv(raw: &rmpv::Value, ty: &Type) -> Result<Value, ValueError> {
             if items.len() != ets.len() {
                 return Err(mismatch());
             }
-            Ok(Value::Tuple(items.iter().zip(ets).map(|(v, t)| from_rmpv(v, t)).collect::<Result<_, _>>()?))
+            Ok(Value::Tuple(items.iter().zip(ets).map(|(v, t)| from_rmpv(v, t, depth)).collect::<Result<_, _>>()?))
         }
         Type::Map(et) => {
             let entries = raw.as_map().ok_or_else(mismatch)?;
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 let k = k.as_str().ok_or_else(mismatch)?;
-                out.insert(k.to_string(), from_rmpv(v, et)?);
+                out.insert(k.to_string(), from_rmpv(v, et, depth)?);
             }
             Ok(Value::Map(out))
         }
@@ -348,7 +357,7 @@ fn from_rmpv(raw: &rmpv::Value, ty: &Type) -> Result<Value, ValueError> {
             for (k, v) in entries {
                 let k = k.as_str().ok_or_else(mismatch)?;
                 let at = attrs.get(k).ok_or_else(|| ValueError::new(format!("unexpected attribute {k:?}")))?;
-                out.insert(k.to_string(), from_rmpv(v, at)?);
+                out.insert(k.to_string(), from_rmpv(v, at, depth)?);
             }
             Ok(Value::Object(out))
         }
@@ -365,24 +374,80 @@ fn from_rmpv(raw: &rmpv::Value, ty: &Type) -> Result<Value, ValueError> {
             }
             .map_err(|e| ValueError::new(format!("bad dynamic type: {e}")))?;
             let t = Type::from_json(&tjson)?;
-            let v = from_rmpv(&pair[1], &t)?;
+            let v = from_rmpv(&pair[1], &t, depth)?;
             Ok(Value::Dynamic(t, Box::new(v)))
         }
     }
 }
 
+/// A number Terraform sent as text (msgpack string, or JSON). cty numbers are arbitrary-precision
+/// decimals, and Terraform checks that a planned value equals the configuration exactly (cty's
+/// `Value.Equals`; before cty 1.13 by `big.Float` comparison, since by decimal text), so a value
+/// that is not exactly an i64 is kept as its text and sent back as that text — converting it to
+/// f64 changes `0.1` or `-1e300` into a neighbouring number, and Terraform then stops with
+/// "Provider produced invalid plan". `None` for text that is not a decimal number.
 fn parse_number(s: &str) -> Option<Number> {
     if let Ok(i) = s.parse::<i64>() {
         return Some(Number::Int(i));
     }
-    let f: f64 = s.parse().ok()?;
-    if f.is_finite() && format!("{f}") == s {
-        Some(Number::Float(f))
-    } else if f.is_finite() {
-        Some(Number::Big(s.to_string()))
-    } else {
-        None
+    is_decimal(s).then(|| Number::Big(s.to_string()))
+}
+
+/// Whether two decimal texts have the same value; text that is not a decimal equals only itself.
+fn same_decimal(a: &str, b: &str) -> bool {
+    match (decimal_key(a), decimal_key(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
     }
+}
+
+/// A decimal's value as (negative, significant digits, exponent of the last digit), so that
+/// `0.10`, `1e-1` and `0.1` compare equal exactly, without a trip through f64. Exponents are
+/// computed in i128; one of more than 36 digits (which cty never writes) gives `None`, so such
+/// text equals only itself.
+fn decimal_key(s: &str) -> Option<(bool, String, i128)> {
+    if !is_decimal(s) {
+        return None;
+    }
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, "0"),
+    };
+    let exp_digits = exp.trim_start_matches(['+', '-']).trim_start_matches('0');
+    if exp_digits.len() > 36 || mantissa.len() > (1 << 20) {
+        return None;
+    }
+    let exp: i128 = exp.strip_prefix('+').unwrap_or(exp).parse().ok()?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let trimmed_end = digits.trim_end_matches('0');
+    let significant = trimmed_end.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    // The exponent of the last significant digit.
+    let exp = exp - frac.len() as i128 + (digits.len() - trimmed_end.len()) as i128;
+    Some((neg, significant.to_string(), exp))
+}
+
+/// `-?DIGITS(.DIGITS)?([eE][+-]?DIGITS)?`: the number syntax of cty (and JSON).
+fn is_decimal(s: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    mantissa_ok && exponent_ok
 }
 
 /// Encodes `v` as msgpack against type `ty`.
@@ -579,6 +644,51 @@ mod tests {
         let v = from_msgpack(&buf, &Type::Number).unwrap();
         assert_eq!(v, Value::Number(Number::Big("123456789012345678901234567890".into())));
         assert_eq!(to_msgpack(&v, &Type::Number).unwrap(), buf);
+    }
+
+    #[test]
+    fn numbers_sent_as_text_go_back_as_the_same_text() {
+        // What cty sends for values that are neither an exact i64 nor an exact f64.
+        for text in
+            ["0.1", "-1000000000000000000000000000000", "12345678901234567890.123", "1e400", "0.30000000000000004"]
+        {
+            let mut buf = Vec::new();
+            rmpv::encode::write_value(&mut buf, &rmpv::Value::String(text.into())).unwrap();
+            let v = from_msgpack(&buf, &Type::Number).unwrap();
+            assert_eq!(v, Value::Number(Number::Big(text.into())), "{text}");
+            assert_eq!(to_msgpack(&v, &Type::Number).unwrap(), buf, "{text}");
+            // And through stored state (JSON), digit for digit (serde_json may spell an exponent `e+`).
+            let json = serde_json::to_string(&to_json(&v)).unwrap();
+            assert_eq!(decimal_key(&json), decimal_key(text), "{text} became {json}");
+            let back = from_json(&serde_json::from_str(&json).unwrap(), &Type::Number).unwrap();
+            assert_eq!(back, v, "{text}");
+        }
+        for bad in ["", "-", "1.", ".5", "1e", "0x10", "NaN", "inf", "1e+", "--1"] {
+            let mut buf = Vec::new();
+            rmpv::encode::write_value(&mut buf, &rmpv::Value::String(bad.into())).unwrap();
+            assert!(from_msgpack(&buf, &Type::Number).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_compare_exactly() {
+        let big = |s: &str| Value::Number(Number::Big(s.into()));
+        assert_eq!(big("0.10"), big("1e-1"));
+        assert_eq!(big("100"), Value::int(100));
+        assert_eq!(big("1.5e1"), big("15.0"));
+        assert_ne!(big("12345678901234567890.123"), big("12345678901234567890.124"));
+        assert_ne!(big("-1"), big("1"));
+        assert_eq!(big("-0.0"), big("0"));
+        // Exponents of any length, without overflow or conflation.
+        assert_ne!(big("0.1e-9223372036854775808"), big("1"));
+        assert_ne!(big("10e9223372036854775807"), big("1"));
+        assert_ne!(big("1e9223372036854775808"), big("2e9223372036854775808"));
+        assert_eq!(big("10e9223372036854775807"), big("1e9223372036854775808"));
+        assert_eq!(big("1e99999999999999999999999999999999999"), big("10e99999999999999999999999999999999998"));
+        // Beyond 36 exponent digits only identical text is equal (cty never writes exponents).
+        let huge = format!("1e{}", "9".repeat(40));
+        assert_ne!(big(&huge), big(&format!("10e{}8", "9".repeat(39))));
+        assert_eq!(big(&huge), big(&huge));
     }
 
     #[test]
