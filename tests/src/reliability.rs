@@ -57,11 +57,14 @@ pub struct Trial {
 
 impl Trial {
     /// The trial `seed` draws: a delay uniform in `[0, window)`, where `window` is how long an
-    /// apply takes on this machine so that kills land all over it, and a target.
+    /// apply takes on this machine so that kills land all over it, and a target. The delay is a
+    /// fraction of the window, so a seed replayed on a slower or faster machine kills at the same
+    /// stage of the apply.
     pub fn draw(seed: u64, window: Duration) -> Trial {
         let mut rng = SplitMix64(seed);
-        let window_us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
-        let delay = Duration::from_micros(rng.next() % window_us);
+        // The top 53 bits: every such fraction is exact in an f64.
+        let fraction = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let delay = window.mul_f64(fraction);
         let target = if rng.next() & 1 == 0 { Target::Provider } else { Target::Group };
         Trial { seed, delay, target }
     }
@@ -108,6 +111,9 @@ pub struct Outcome {
     pub kill: Option<Kill>,
     /// How long the first apply ran: killed, or to its end.
     pub first_apply: Duration,
+    /// What the killed run left for the next apply to reclaim (`1 mount, 4 process`): the checks
+    /// at work on real leftovers.
+    pub left_by_kill: String,
     pub reapply: Duration,
     /// The whole trial: workspace, init, both applies, plan, checks, destroy.
     pub total: Duration,
@@ -123,7 +129,8 @@ impl fmt::Display for Outcome {
             }
             None => write!(f, "apply ended after {:.1}s, before the kill", self.first_apply.as_secs_f64())?,
         }
-        write!(f, "; re-apply {:.1}s; trial {:.1}s", self.reapply.as_secs_f64(), self.total.as_secs_f64())
+        let left = if self.left_by_kill.is_empty() { "nothing" } else { &self.left_by_kill };
+        write!(f, "; left {left}; re-apply {:.1}s; trial {:.1}s", self.reapply.as_secs_f64(), self.total.as_secs_f64())
     }
 }
 
@@ -156,6 +163,7 @@ pub fn run_trial(tf: &Terraform, trial: Option<&Trial>) -> Outcome {
     t.note_instances();
     // A provider the kill spared would go on changing things under the next apply.
     t.settle("a provider process outlived its terraform apply", |t| t.provider_processes());
+    let left_by_kill = tally(&t.leftovers());
 
     let reapply_started = Instant::now();
     let reapplied = t.ws.run(APPLY);
@@ -176,7 +184,7 @@ pub fn run_trial(tf: &Terraform, trial: Option<&Trial>) -> Outcome {
         left
     });
     t.assert_cloud_empty();
-    Outcome { kill, first_apply, reapply, total: started.elapsed() }
+    Outcome { kill, first_apply, left_by_kill, reapply, total: started.elapsed() }
 }
 
 /// SIGKILLs `target` of the Terraform run `child` (a process group leader); what it killed, or
@@ -185,7 +193,9 @@ fn send_kill(child: &Child, target: Target) -> Option<String> {
     let group = i32::try_from(child.id()).expect("a pid fits in pid_t");
     let pids = match target {
         Target::Group => vec![-group],
-        Target::Provider => processes().into_iter().filter(|p| p.pgrp == group && p.is_provider()).map(|p| p.pid).collect(),
+        Target::Provider => {
+            processes().into_iter().filter(|p| p.pgrp == group && p.is_provider()).map(|p| p.pid).collect()
+        }
     };
     for &pid in &pids {
         // SAFETY: kill(2) on processes of a group we started and whose leader we have not reaped
@@ -196,7 +206,9 @@ fn send_kill(child: &Child, target: Target) -> Option<String> {
     match target {
         Target::Group => Some(format!("terraform's process group {group}")),
         Target::Provider if pids.is_empty() => None,
-        Target::Provider => Some(format!("the provider (pid {})", pids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))),
+        Target::Provider => {
+            Some(format!("the provider (pid {})", pids.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")))
+        }
     }
 }
 
@@ -251,7 +263,7 @@ impl TrialWorkspace {
     }
 
     /// Calls `left` until it finds nothing or [`SETTLE`] has passed; panics with what it found.
-    fn settle(&self, what: &str, left: impl Fn(&Self) -> Vec<String>) {
+    fn settle(&self, what: &str, left: impl Fn(&Self) -> Vec<Leftover>) {
         let started = Instant::now();
         loop {
             let found = left(self);
@@ -259,14 +271,15 @@ impl TrialWorkspace {
                 return;
             }
             if started.elapsed() >= SETTLE {
+                let found: Vec<String> = found.iter().map(Leftover::to_string).collect();
                 panic!("{what} ({} in {}):\n  {}", found.len(), self.ws.path().display(), found.join("\n  "));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    fn provider_processes(&self) -> Vec<String> {
-        self.processes().into_iter().filter(|p| p.is_provider()).map(|p| p.to_string()).collect()
+    fn provider_processes(&self) -> Vec<Leftover> {
+        self.processes().into_iter().filter(|p| p.is_provider()).map(|p| Leftover::new("provider process", p)).collect()
     }
 
     /// Live processes of this trial: run in the workspace, naming it (the state directory in
@@ -287,48 +300,46 @@ impl TrialWorkspace {
     }
 
     /// What no finished apply may leave, whatever an earlier one did.
-    fn leftovers(&self) -> Vec<String> {
+    fn leftovers(&self) -> Vec<Leftover> {
         let state = self.state_dir();
-        let mut left: Vec<String> = vm_containers(&state).into_iter().map(|c| format!("runc container {c}")).collect();
-        left.extend(mounts_under(&state).into_iter().map(|m| format!("mount {m}")));
+        let mut left: Vec<Leftover> =
+            vm_containers(&state).into_iter().map(|c| Leftover::new("runc container", c)).collect();
+        left.extend(mounts_under(&state).into_iter().map(|m| Leftover::new("mount", m)));
         for instance in entries(&self.compute().join("instances")) {
             let bundle = instance.join("bundle");
             if bundle.exists() {
-                left.push(format!("root of a finished VM: {}", bundle.display()));
+                left.push(Leftover::new("VM root", bundle.display()));
             }
         }
         // A base image is unpacked into `.KEY.PID` and renamed to KEY when complete.
         for staging in entries(&self.compute().join("rootfs")) {
             if file_name(&staging).is_some_and(|n| n.starts_with('.')) {
-                left.push(format!("partly unpacked base image: {}", staging.display()));
+                left.push(Leftover::new("partly unpacked base image", staging.display()));
             }
         }
         // SAFETY: geteuid has no preconditions.
         let tee = format!("dcr-tee-{}", unsafe { libc::geteuid() });
         for dir in entries(&self.tmp.join(&tee)) {
-            left.push(format!("launcher directory (token, teeserver socket): {}", dir.display()));
+            left.push(Leftover::new("launcher directory", dir.display()));
         }
         // Where the launcher directories would go had the provider not taken TMPDIR.
         let shared = std::env::temp_dir().join(&tee);
         for id in self.instances.borrow().iter() {
             if shared.join(id).exists() {
-                left.push(format!("launcher directory outside the trial's TMPDIR: {}", shared.join(id).display()));
+                left.push(Leftover::new("launcher directory outside the trial's TMPDIR", shared.join(id).display()));
             }
         }
-        left.extend(self.processes().iter().map(|p| format!("process {p}")));
+        left.extend(self.processes().into_iter().map(|p| Leftover::new("process", p)));
         left
     }
 
     /// What the state directory still stores after destroy: instance directories (serial logs,
     /// supervisor files), objects and upload sessions. The base image caches stay, by design.
-    fn stored_after_destroy(&self) -> Vec<String> {
+    fn stored_after_destroy(&self) -> Vec<Leftover> {
         let state = self.state_dir();
         let mut left = Vec::new();
         for dir in [self.compute().join("instances"), state.join("objects"), state.join("uploads")] {
-            left.extend(walk_files(&dir).into_iter().map(|f| format!("stored after destroy: {}", f.display())));
-            left.extend(entries(&dir).into_iter().filter(|e| e.is_dir()).filter(|e| walk_files(e).is_empty()).map(
-                |d| format!("empty directory after destroy: {}", d.display()),
-            ));
+            left.extend(entries(&dir).into_iter().map(|e| Leftover::new("stored after destroy", e.display())));
         }
         left
     }
@@ -380,6 +391,33 @@ impl Drop for TrialWorkspace {
             let _ = std::process::Command::new("umount").args(["-l", &m]).status();
         }
     }
+}
+
+/// One thing a run left behind.
+struct Leftover {
+    kind: &'static str,
+    what: String,
+}
+
+impl Leftover {
+    fn new(kind: &'static str, what: impl fmt::Display) -> Leftover {
+        Leftover { kind, what: what.to_string() }
+    }
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.what)
+    }
+}
+
+/// How many of each kind, as `2 processes, 1 mount`: what a killed run left for the next to reap.
+fn tally(left: &[Leftover]) -> String {
+    let mut kinds = std::collections::BTreeMap::new();
+    for l in left {
+        *kinds.entry(l.kind).or_insert(0) += 1;
+    }
+    kinds.iter().map(|(kind, n)| format!("{n} {kind}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A process as /proc shows it.
@@ -445,14 +483,6 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
         std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     found.sort();
     found
-}
-
-/// The files (not directories) under `dir`, at any depth.
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    entries(dir)
-        .into_iter()
-        .flat_map(|e| if e.is_dir() && !e.is_symlink() { walk_files(&e) } else { vec![e] })
-        .collect()
 }
 
 fn file_name(p: &Path) -> Option<String> {

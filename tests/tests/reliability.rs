@@ -31,7 +31,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[test]
 fn a_quickstart_apply_killed_anywhere_converges_on_the_next_apply_and_leaves_nothing() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the local backend runs workloads with runc as root; run the tests as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the local backend runs workloads with runc as root; run the tests as root"
+    );
     base_image();
     let tf = Terraform::latest();
     let started = Instant::now();
@@ -47,7 +51,8 @@ fn a_quickstart_apply_killed_anywhere_converges_on_the_next_apply_and_leaves_not
             // Also the control: an apply nobody kills passes every check the trials make.
             let baseline = run_trial(&tf, None);
             println!("kill trials: uninterrupted apply {:.3}s ({baseline})", baseline.first_apply.as_secs_f64());
-            baseline.first_apply
+            // Whole milliseconds, as printed: the printed variables replay the same delays.
+            Duration::from_millis(baseline.first_apply.as_millis() as u64)
         }
     };
     let window_ms = window.as_millis();
