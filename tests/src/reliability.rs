@@ -1,10 +1,10 @@
 //! Kill trials (issue 10, item 6): `terraform apply` of examples/quickstart is killed with SIGKILL
 //! at a random point, then applied again. A trial passes when the second apply succeeds, the plan
-//! after it is empty, nothing the killed run started is left (VM containers, their processes,
-//! mounted or unpacked roots, partly unpacked base images, launcher directories with their tokens,
-//! provider processes), and after `terraform destroy` the local cloud holds no bucket, live
-//! workload identity pool or instance, and its state directory no instance directory, object or
-//! upload session.
+//! after it is empty, nothing the killed run started is left (VM containers, their processes and
+//! cgroups, mounted or unpacked roots, partly unpacked base images, launcher directories with
+//! their tokens, provider processes), and after `terraform destroy` the local cloud holds no
+//! bucket, live workload identity pool or instance, and its state directory no instance
+//! directory, object or upload session.
 //!
 //! A trial kills one of two things, as its seed draws:
 //! - [`Target::Provider`]: the provider process alone, as a crash or the OOM killer would.
@@ -330,6 +330,12 @@ impl TrialWorkspace {
             }
         }
         left.extend(self.processes().into_iter().map(|p| Leftover::new("process", p)));
+        let containers: BTreeSet<String> = self.instances.borrow().iter().map(|id| format!("dcr-{id}")).collect();
+        left.extend(
+            cgroups_named(Path::new("/sys/fs/cgroup"), &containers, 6)
+                .into_iter()
+                .map(|c| Leftover::new("cgroup", c.display())),
+        );
         left
     }
 
@@ -485,6 +491,24 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Directories named one of `names` up to `depth` levels under `dir`, symlinks not followed: runc
+/// makes a cgroup per container in every hierarchy, beside or under the cgroup it runs in.
+fn cgroups_named(dir: &Path, names: &BTreeSet<String>, depth: usize) -> Vec<PathBuf> {
+    let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found = Vec::new();
+    for e in read.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_str().is_some_and(|n| names.contains(n)) {
+            found.push(e.path());
+        } else if depth > 1 {
+            found.extend(cgroups_named(&e.path(), names, depth - 1));
+        }
+    }
+    found
+}
+
 fn file_name(p: &Path) -> Option<String> {
     p.file_name().and_then(|n| n.to_str()).map(str::to_string)
 }
@@ -521,6 +545,20 @@ mod tests {
                    dcr_workload.study: Creating...\n";
         assert_eq!(in_flight(out), vec!["dcr_workload.study creating"]);
         assert_eq!(in_flight(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cgroups_are_found_by_name_at_any_depth_within_reach() {
+        let root = std::env::temp_dir().join(format!("dcr-cgroups-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["pids/dcr-1", "memory/a/b/dcr-1", "memory/a/b/c/d/e/dcr-1", "cpu/dcr-2"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let names = BTreeSet::from(["dcr-1".to_string()]);
+        let mut found = cgroups_named(&root, &names, 4);
+        found.sort();
+        assert_eq!(found, vec![root.join("memory/a/b/dcr-1"), root.join("pids/dcr-1")]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
