@@ -188,7 +188,7 @@ pub fn run_trial(tf: &Terraform, trial: Option<&Trial>) -> Outcome {
 }
 
 /// SIGKILLs `target` of the Terraform run `child` (a process group leader); what it killed, or
-/// `None` while there is nothing to kill yet (no provider process has started).
+/// `None` while there is nothing to kill (no provider process runs at the moment).
 fn send_kill(child: &Child, target: Target) -> Option<String> {
     let group = i32::try_from(child.id()).expect("a pid fits in pid_t");
     let pids = match target {
@@ -197,19 +197,30 @@ fn send_kill(child: &Child, target: Target) -> Option<String> {
             processes().into_iter().filter(|p| p.pgrp == group && p.is_provider()).map(|p| p.pid).collect()
         }
     };
-    for &pid in &pids {
-        // SAFETY: kill(2) on processes of a group we started and whose leader we have not reaped
-        // (the caller runs while the child is alive), so neither can be a reused id.
-        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill({pid}, SIGKILL): {}", std::io::Error::last_os_error());
+    let pids: Vec<i32> = pids
+        .into_iter()
+        .filter(|&pid| {
+            // SAFETY: kill(2) on processes of a group we started and whose leader we have not
+            // reaped (the caller runs while the child is alive), so none can be a reused id.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                return true;
+            }
+            let e = std::io::Error::last_os_error();
+            // Gone since the scan (Terraform ends the plan's provider before the apply's starts;
+            // a group ends with its apply): not killed, and the next call looks again.
+            assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "kill({pid}, SIGKILL): {e}");
+            false
+        })
+        .collect();
+    if pids.is_empty() {
+        return None;
     }
-    match target {
-        Target::Group => Some(format!("terraform's process group {group}")),
-        Target::Provider if pids.is_empty() => None,
+    Some(match target {
+        Target::Group => format!("terraform's process group {group}"),
         Target::Provider => {
-            Some(format!("the provider (pid {})", pids.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")))
+            format!("the provider (pid {})", pids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))
         }
-    }
+    })
 }
 
 /// Resources whose `Creating...` (or reading, modifying, destroying) Terraform printed without the
