@@ -14,6 +14,8 @@
 //! - [`trial_study`]: the configuration most workload tests apply, and what its runs released.
 //! - [`peers`]: implementations nobody here wrote (cel-python, gcp-storage-emulator) to check dcr against.
 //! - [`google_clients`]: Google's Python client libraries against a local cloud.
+//! - [`reliability`]: kill trials: the quickstart's apply killed at a random point, applied again,
+//!   checked for convergence and for anything left behind.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,7 @@ pub mod google_clients;
 pub mod local_cloud;
 pub mod peers;
 pub mod registry;
+pub mod reliability;
 pub mod terraform;
 pub mod trial_study;
 pub mod workspace;

@@ -221,6 +221,14 @@ impl LocalCloudProcess {
         let v: Value = r.json().expect("json");
         v["workloadIdentityPools"].as_array().cloned().unwrap_or_default()
     }
+
+    /// The Compute instances of `project` in `zone` (as the admin).
+    pub fn instances(&self, project: &str, zone: &str) -> Vec<Value> {
+        let r = self.get(&self.admin_token, &format!("/compute/v1/projects/{project}/zones/{zone}/instances"));
+        assert!(r.status().is_success(), "list instances: {}", r.status());
+        let v: Value = r.json().expect("json");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
 }
 
 /// Percent-encodes an object name for a URL path segment.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
@@ -202,6 +202,16 @@ impl Workspace {
         run_with_timeout(cmd, command, &self.dir, timeout())
     }
 
+    /// [`Workspace::run`] in a process group of its own (as [`Workspace::spawn`]), calling `watch`
+    /// with the running child every few milliseconds until it ends: a test acts on Terraform or the
+    /// processes it started (signals them) while its output is still collected in full.
+    pub fn run_watched(&self, args: &[&str], watch: impl FnMut(&Child)) -> Output {
+        use std::os::unix::process::CommandExt;
+        let (mut cmd, command) = self.command(args);
+        cmd.process_group(0);
+        run_watching(cmd, command, &self.dir, timeout(), watch)
+    }
+
     /// Starts `terraform <args>` without waiting, its output piped, in a process group of its own
     /// (the child's pid is the group's id): a test interrupts it as a terminal's Ctrl-C does, by
     /// signalling the group. Terraform 1.0.3 runs under panicwrap, whose parent process ignores a
@@ -373,7 +383,18 @@ pub(crate) fn timeout() -> Duration {
 }
 
 /// Runs `cmd` with stdout and stderr captured, killing it at `limit`.
-pub(crate) fn run_with_timeout(mut cmd: Command, command: String, dir: &Path, limit: Duration) -> Output {
+pub(crate) fn run_with_timeout(cmd: Command, command: String, dir: &Path, limit: Duration) -> Output {
+    run_watching(cmd, command, dir, limit, |_| {})
+}
+
+/// [`run_with_timeout`], calling `watch` with the child while it runs.
+fn run_watching(
+    mut cmd: Command,
+    command: String,
+    dir: &Path,
+    limit: Duration,
+    mut watch: impl FnMut(&Child),
+) -> Output {
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!(
@@ -411,7 +432,10 @@ pub(crate) fn run_with_timeout(mut cmd: Command, command: String, dir: &Path, li
                 let _ = child.kill();
                 break child.wait().unwrap_or_else(|e| panic!("cannot wait for `{command}`: {e}"));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                watch(&child);
+                std::thread::sleep(Duration::from_millis(10));
+            }
             Err(e) => panic!("cannot wait for `{command}`: {e}"),
         }
     };

@@ -172,10 +172,19 @@ pub fn reclaim_cache(cache: &Path, unused: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(cache) else { return };
     for e in entries.flatten() {
         let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if age.is_some_and(|a| a > unused) {
+        // A fill killed mid-unpack never renames its staging directory (hundreds of MB); one whose
+        // process is gone is dead. A reused PID only keeps it until it is `unused` old.
+        let dead_fill = staging_pid(&e.file_name()).is_some_and(|pid| !Path::new("/proc").join(pid).exists());
+        if dead_fill || age.is_some_and(|a| a > unused) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// The filling process's PID in a staging directory's name, `.KEY.PID`.
+fn staging_pid(name: &std::ffi::OsStr) -> Option<String> {
+    let pid = name.to_str()?.strip_prefix('.')?.rsplit_once('.')?.1;
+    pid.parse::<u32>().ok().map(|_| pid.to_string())
 }
 
 /// Whether a layer deletes anything from the layers below it.
@@ -254,6 +263,22 @@ mod tests {
             b.append_data(&mut h, path, *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_dead_fills_staging_directory_is_reclaimed_and_a_live_ones_kept() {
+        let cache = std::env::temp_dir().join(format!("dcr-rootfs-cache-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        // PID 0 is never a process (no /proc/0); this process is alive.
+        let (dead, live, base) =
+            (cache.join(".key.0"), cache.join(format!(".key.{}", std::process::id())), cache.join("key"));
+        for d in [&dead, &live, &base] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        reclaim_cache(&cache, std::time::Duration::from_secs(3600));
+        assert!(!dead.exists());
+        assert!(live.exists() && base.exists());
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 
     #[test]

@@ -785,8 +785,19 @@ async fn delete_bucket(app: &App, r: &Req, bucket: &str) -> ApiResult<Response> 
             if n > 0 {
                 return Err(ApiError::conflict("The bucket you tried to delete is not empty."));
             }
+            // Upload sessions a client abandoned (one cut off mid-upload never finishes them) go
+            // with their bucket; nothing else would ever remove their files.
+            let sessions: Vec<String> = tx
+                .prepare("SELECT file FROM uploads WHERE bucket = ?1")
+                .and_then(|mut s| s.query_map([&bucket], |r| r.get(0))?.collect())
+                .map_err(sql)?;
+            tx.execute("DELETE FROM uploads WHERE bucket = ?1", [&bucket]).map_err(sql)?;
             tx.execute("DELETE FROM buckets WHERE name = ?1", [&bucket]).map_err(sql)?;
-            tx.commit().map_err(sql)
+            tx.commit().map_err(sql)?;
+            for file in sessions {
+                let _ = std::fs::remove_file(file);
+            }
+            Ok(())
         })
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -201,6 +201,33 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // A session its client abandoned after one chunk goes with the bucket, file and all.
+    let init = api
+        .http
+        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=cut.bin", api.base))
+        .bearer_auth(&api.token)
+        .json(&json!({"name": "cut.bin"}))
+        .send()
+        .await
+        .unwrap();
+    let abandoned = init.headers()["location"].to_str().unwrap().to_string();
+    let r = api
+        .http
+        .put(&abandoned)
+        .bearer_auth(&api.token)
+        .header("content-range", format!("bytes 0-{}/*", chunk - 1))
+        .body(data[..chunk].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 1);
+    assert_eq!(api.call(reqwest::Method::DELETE, "/storage/v1/b/uploads/o/big.bin", None).await.0, 204);
+    assert_eq!(api.call(reqwest::Method::DELETE, "/storage/v1/b/uploads", None).await.0, 204);
+    assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 0, "the abandoned session's file is left");
+    let r = api.http.put(&abandoned).bearer_auth(&api.token).header("content-range", "bytes */*").send().await.unwrap();
+    assert_eq!(r.status(), 404);
     cloud.shutdown().await;
 }
 
