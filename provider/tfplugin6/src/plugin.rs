@@ -306,6 +306,12 @@ fn accept_loop(
                     continue;
                 }
             };
+            // Without TCP_NODELAY a response's last small write waits for the host's delayed ACK
+            // (40 ms on Linux): every RPC, and Shutdown's reply, which the host waits for before
+            // it closes the connection and the process can exit. Go sets it on every TCP socket.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
+            }
             let tx = tx.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
