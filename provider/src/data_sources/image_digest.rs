@@ -62,7 +62,8 @@ impl DataSource for ImageDigest {
         let c = self.state.clients()?;
         let mut state = with_defaults(&config);
         if let Some(path) = state.get("notebook").as_str().filter(|p| crate::files::is_missing(p)) {
-            // Terraform reads data sources before it destroys (its pre-destroy refresh): an error
+            // Terraform reads data sources before it destroys (its pre-destroy refresh, a plan with
+            // `PreDestroyRefresh` in hashicorp/terraform internal/terraform/context_plan.go): an error
             // here would make `terraform destroy` depend on a local file. A null digest instead
             // fails any plan that uses it (dcr_policy refuses a null digest), with this warning.
             let warning = Diagnostic::warning(

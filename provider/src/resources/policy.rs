@@ -949,9 +949,10 @@ impl Resource for PolicyResource {
         let fail = |diagnostics: Diagnostics| PlanResponse { diagnostics, ..Default::default() };
         let mut d = validate_config(&req.config);
         // A null digest is what a `dcr_image_digest` reads when its notebook is missing. Terraform
-        // plans every resource in its pre-destroy refresh too, so an error here would make
-        // `terraform destroy` need the notebook: plan warns and leaves the condition unknown, and
-        // apply refuses (see `converge`).
+        // plans every resource in its pre-destroy refresh too (a normal-mode plan with
+        // `PreDestroyRefresh`, hashicorp/terraform internal/terraform/context_plan.go), so an
+        // error here would make `terraform destroy` need the notebook: plan warns and leaves the
+        // condition unknown, and apply refuses (see `converge`).
         let null_digest = req.config.get("allowed_image_digests").elements().iter().any(Value::is_null);
         if null_digest {
             d.push(null_digest_diagnostic(Diagnostic::warning("", "")));
