@@ -42,6 +42,21 @@ pub fn is_missing(path: &str) -> bool {
     matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
+/// When nothing is at `path` (the value of `at`) but what it held is recorded and still in use, a
+/// plan keeps the record instead of failing: refresh, plan and destroy then work on a machine
+/// without the file (a CI runner, an auditor's checkout). The warning says so, naming what is
+/// kept and how to change it. `None` unless `recorded` holds and the file is missing.
+pub fn gone_but_recorded(
+    at: AttributePath,
+    path: &str,
+    recorded: bool,
+    kept: &str,
+    detail: String,
+) -> Option<Diagnostic> {
+    (recorded && is_missing(path))
+        .then(|| Diagnostic::warning(format!("{at} {path:?} is not here; keeping {kept}"), detail).at(at))
+}
+
 /// Opens `path` for reading if it is a regular file, else a diagnostic at `at`.
 pub fn open_regular(at: &AttributePath, path: &str) -> Result<File, Diagnostics> {
     let before = std::fs::metadata(path).map_err(|e| error(at, path, e, REGULAR_ONLY))?;

@@ -518,7 +518,7 @@ pub async fn handle(app: &App, r: &Req, body: Option<Value>) -> ApiResult<Respon
         ("GET", ["b", bucket, "o", object]) => {
             let (bucket, object) = (bucket.to_string(), object.to_string());
             let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
-            let objects_dir = app.store.object_path("");
+            let objects_dir = app.store.objects_dir();
             let v = app
                 .store
                 .call(move |c| {
@@ -951,7 +951,7 @@ pub async fn download(app: &App, r: &Req) -> ApiResult<Response> {
     let principal = r.principal.clone();
     // Buckets here keep no noncurrent versions: any generation but the live one does not exist.
     let (want_generation, pre) = (r.query_i64("generation")?, MetaPreconditions::of(r)?);
-    let objects_dir = app.store.object_path("");
+    let objects_dir = app.store.objects_dir();
     let (file, res) = app
         .store
         .call(move |c| {

@@ -98,8 +98,12 @@ impl Store {
         .map_err(|e| crate::api::ApiError::internal(e.to_string()))?
     }
 
+    /// Where objects' data files live.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.dir.join("objects")
+    }
     pub fn object_path(&self, file: &str) -> PathBuf {
-        self.dir.join("objects").join(file)
+        self.objects_dir().join(file)
     }
     pub fn upload_path(&self, id: &str) -> PathBuf {
         self.dir.join("uploads").join(id)

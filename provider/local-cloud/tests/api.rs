@@ -39,6 +39,18 @@ impl Api {
     fn new(cloud: &LocalCloud, token: String) -> Api {
         Api { base: cloud.endpoint(), token, http: Client::new() }
     }
+
+    /// One chunk of a resumable upload: `body` sent to `session` with `Content-Range: range`.
+    async fn put_range(&self, session: &str, range: impl AsRef<str>, body: &[u8]) -> reqwest::Response {
+        self.http
+            .put(session)
+            .bearer_auth(&self.token)
+            .header("content-range", range.as_ref())
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
@@ -120,47 +132,15 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     let chunk = 256 * 1024;
     let data: Vec<u8> = (0..(2 * chunk + 1000)).map(|i| (i % 251) as u8).collect();
     // A non-final chunk that is not a multiple of 256 KiB is refused.
-    let bad = api
-        .http
-        .put(&session)
-        .bearer_auth(&api.token)
-        .header("content-range", "bytes 0-99/*")
-        .body(data[..100].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let bad = api.put_range(&session, "bytes 0-99/*", &data[..100]).await;
     assert_eq!(bad.status(), 400);
-    let r = api
-        .http
-        .put(&session)
-        .bearer_auth(&api.token)
-        .header("content-range", format!("bytes 0-{}/*", chunk - 1))
-        .body(data[..chunk].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = api.put_range(&session, format!("bytes 0-{}/*", chunk - 1), &data[..chunk]).await;
     assert_eq!(r.status(), 308);
     assert_eq!(r.headers()["range"], format!("bytes=0-{}", chunk - 1).as_str());
-    let r = api
-        .http
-        .put(&session)
-        .bearer_auth(&api.token)
-        .header("content-range", format!("bytes {chunk}-{}/*", 2 * chunk - 1))
-        .body(data[chunk..2 * chunk].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = api.put_range(&session, format!("bytes {chunk}-{}/*", 2 * chunk - 1), &data[chunk..2 * chunk]).await;
     assert_eq!(r.status(), 308);
     let total = data.len();
-    let r = api
-        .http
-        .put(&session)
-        .bearer_auth(&api.token)
-        .header("content-range", format!("bytes {}-{}/{total}", 2 * chunk, total - 1))
-        .body(data[2 * chunk..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = api.put_range(&session, format!("bytes {}-{}/{total}", 2 * chunk, total - 1), &data[2 * chunk..]).await;
     assert_eq!(r.status(), 200);
     let obj: Value = r.json().await.unwrap();
     assert_eq!(obj["size"], total.to_string());
@@ -212,15 +192,7 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
         .await
         .unwrap();
     let abandoned = init.headers()["location"].to_str().unwrap().to_string();
-    let r = api
-        .http
-        .put(&abandoned)
-        .bearer_auth(&api.token)
-        .header("content-range", format!("bytes 0-{}/*", chunk - 1))
-        .body(data[..chunk].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = api.put_range(&abandoned, format!("bytes 0-{}/*", chunk - 1), &data[..chunk]).await;
     assert_eq!(r.status(), 308);
     assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 1);
     assert_eq!(api.call(reqwest::Method::DELETE, "/storage/v1/b/uploads/o/big.bin", None).await.0, 204);

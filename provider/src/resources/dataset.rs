@@ -420,41 +420,40 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A warning when the source file is gone but what it held is already uploaded: the plan keeps
-/// the recorded hash, so refresh, plan and destroy work on a machine without the data (a CI
-/// runner, a colleague's checkout). `None` when the file is there, or when it would be needed —
-/// a new source path or schema, or an encrypted object that refresh found missing.
+/// The source is gone but its content is uploaded (same path and schema, object present): see
+/// [`crate::files::gone_but_recorded`]. Not when a new upload would need it.
 fn uploaded_source_gone(prior: &Value, config: &Value) -> Option<Diagnostic> {
     let source = config.get("source").as_str()?;
     let recorded = prior.get("source_sha256").as_str()?;
     let unchanged = prior.get("source").as_str() == Some(source) && prior.get("schema") == config.get("schema");
     let uploaded = !prior.get("object_generation").is_null() && !prior.get("ciphertext_sha256").is_null();
-    (unchanged && uploaded && crate::files::is_missing(source)).then(|| {
-        Diagnostic::warning(
-            format!("dcr_dataset source {source:?} is not here; keeping the uploaded data"),
-            format!(
-                "The encrypted object holds the source as last applied (SHA-256 {recorded}). Plans and destroy need \
-                 no local copy; to upload new data, put the file back at this path or change `source`."
-            ),
-        )
-        .at(AttributePath::root("source"))
-    })
+    crate::files::gone_but_recorded(
+        AttributePath::root("source"),
+        source,
+        unchanged && uploaded,
+        "the uploaded data",
+        format!(
+            "The encrypted object holds the source as last applied (SHA-256 {recorded}). Plans and destroy need no \
+             local copy; to upload new data, put the file back at this path or change `source`."
+        ),
+    )
 }
 
 /// Like [`uploaded_source_gone`], for the public sample of `programming_stage`.
 fn published_sample_gone(prior: &Value, config: &Value) -> Option<Diagnostic> {
     let path = config.get("programming_stage").get("public_source").as_str()?;
-    prior.get("stage1_sha256").as_str()?;
-    let unchanged = prior.get("programming_stage").get("public_source").as_str() == Some(path)
+    let published = prior.get("stage1_sha256").as_str().is_some()
+        && prior.get("programming_stage").get("public_source").as_str() == Some(path)
         && prior.get("schema") == config.get("schema");
-    (unchanged && crate::files::is_missing(path)).then(|| {
-        Diagnostic::warning(
-            format!("dcr_dataset public_source {path:?} is not here; keeping the published sample"),
-            "The stage-1 bucket holds the sample as last applied; put the file back or change `public_source` to \
-             publish a new one.",
-        )
-        .at(AttributePath::root("programming_stage").attr("public_source"))
-    })
+    crate::files::gone_but_recorded(
+        AttributePath::root("programming_stage").attr("public_source"),
+        path,
+        published,
+        "the published sample",
+        "The stage-1 bucket holds the sample as last applied; put the file back or change `public_source` to \
+         publish a new one."
+            .into(),
+    )
 }
 
 /// Reads and checks a CSV file against the schema (blocking; run on the blocking pool).

@@ -23,7 +23,7 @@ use dcr_gcp::workload_identity::{
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{
     ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
-    Resource, Type, Value,
+    Resource, Severity, Type, Value,
 };
 
 use crate::clients::Clients;
@@ -632,36 +632,36 @@ fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
     common::str_attr(TYPE_NAME, v, a)
 }
 
+/// The error for a dataset id that names no dataset.
+fn missing_dataset(id: &str) -> Diagnostics {
+    Diagnostic::attribute_error(
+        AttributePath::root("datasets"),
+        format!("dataset {id:?} does not exist"),
+        "Name an existing dcr_dataset by its id (`dcr_dataset.NAME.id`); a dataset created in the same apply is \
+         found once it exists.",
+    )
+    .into()
+}
+
 /// The datasets of `planned`, located in the cloud; a missing one is an error naming it.
 async fn locate_all(c: &Clients, ids: &[String]) -> Result<Vec<DatasetLocation>, Diagnostics> {
     let mut out = Vec::new();
     for id in ids {
-        match locate(c, id).await? {
-            Some(l) => out.push(l),
-            None => {
-                return Err(Diagnostic::attribute_error(
-                    AttributePath::root("datasets"),
-                    format!("dataset {id:?} does not exist"),
-                    "Name an existing dcr_dataset by its id (`dcr_dataset.NAME.id`); a dataset created in the same \
-                     apply is found once it exists.",
-                )
-                .into());
-            }
-        }
+        out.push(locate(c, id).await?.ok_or_else(|| missing_dataset(id))?);
     }
     Ok(out)
 }
 
-/// `severity` (a warning at plan, an error at apply) about a null element of allowed_image_digests.
-fn null_digest_diagnostic(severity: Diagnostic) -> Diagnostic {
+/// About a null element of allowed_image_digests: a warning at plan, an error at apply.
+fn null_digest_diagnostic(severity: Severity) -> Diagnostic {
     let at = AttributePath::root("allowed_image_digests");
     Diagnostic {
+        severity,
         summary: format!("Invalid {at}: an element is null; applying this policy would fail"),
         detail: "Every element must be an image digest. A `data.dcr_image_digest` whose notebook file is missing \
                  reads as null: put the notebook back. (Destroy works without it.)"
             .into(),
         attribute: Some(at),
-        ..severity
     }
 }
 
@@ -686,8 +686,7 @@ async fn locate_for_plan(c: &Clients, ids: &[String]) -> Result<Located, Diagnos
                 let bucket_there =
                     c.storage.get_bucket(&bucket).await.map_err(|e| gcp_diag("Cannot read bucket", e))?;
                 if bucket_there.is_none() {
-                    // Not a dataset that is being restored: the usual error, naming it.
-                    return locate_all(c, std::slice::from_ref(id)).await.map(Located::All);
+                    return Err(missing_dataset(id)); // not one being restored
                 }
                 restoring.push(
                     Diagnostic::warning(
@@ -748,7 +747,7 @@ impl PolicyResource {
             let name = str_attr(planned, "name")?;
             let number = str_attr(planned, "project_number")?;
             if planned.get("allowed_image_digests").elements().iter().any(Value::is_null) {
-                return Err(null_digest_diagnostic(Diagnostic::error("", "")).into());
+                return Err(null_digest_diagnostic(Severity::Error).into());
             }
             let (rules, _, _) = effective_rules(planned, c.is_local)?;
             let condition = checked_condition(&rules)?;
@@ -955,7 +954,7 @@ impl Resource for PolicyResource {
         // condition unknown, and apply refuses (see `converge`).
         let null_digest = req.config.get("allowed_image_digests").elements().iter().any(Value::is_null);
         if null_digest {
-            d.push(null_digest_diagnostic(Diagnostic::warning("", "")));
+            d.push(null_digest_diagnostic(Severity::Warning));
         }
         if d.has_errors() {
             return fail(d);

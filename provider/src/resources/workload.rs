@@ -433,25 +433,23 @@ fn network_interface(planned: &Value) -> serde_json::Value {
 /// What the image is built from, besides the notebook's bytes.
 const IMAGE_INPUTS: [&str; 6] = ["notebook", "parameters", "base_image", "name", "max_run_seconds", "input"];
 
-/// A warning when the notebook file is gone but the run it defines is recorded and nothing else
-/// that goes into the image changed: the plan keeps the recorded image digest, so refresh, plan
-/// and destroy work without the notebook (a CI runner, an auditor's checkout). `None` when the
-/// file is there or would be needed to build a different image.
+/// The notebook is gone but the run it defines is recorded and nothing else that goes into the
+/// image changed: plan keeps the recorded image digest (see [`crate::files::gone_but_recorded`]).
 fn notebook_gone(prior: &Value, planned: &Value) -> Option<Diagnostic> {
     let path = planned.get("notebook").as_str()?;
     let digest = prior.get("image_digest").as_str()?;
     let output_same = ["bucket", "prefix"].iter().all(|a| prior.get("output").get(a) == planned.get("output").get(a));
     let unchanged = output_same && IMAGE_INPUTS.iter().all(|a| prior.get(a) == planned.get(a));
-    (unchanged && crate::files::is_missing(path)).then(|| {
-        Diagnostic::warning(
-            format!("dcr_workload notebook {path:?} is not here; keeping the recorded run"),
-            format!(
-                "The run of image {digest} is recorded in state; plans and destroy need no local copy. To run a \
-                 changed notebook, put the file back at this path."
-            ),
-        )
-        .at(AttributePath::root("notebook"))
-    })
+    crate::files::gone_but_recorded(
+        AttributePath::root("notebook"),
+        path,
+        unchanged,
+        "the recorded run",
+        format!(
+            "The run of image {digest} is recorded in state; plans and destroy need no local copy. To run a changed \
+             notebook, put the file back at this path."
+        ),
+    )
 }
 
 fn plan_state(prior: &Value, config: &Value, c: &Clients, image_digest: Option<&str>) -> (Value, Vec<AttributePath>) {
