@@ -2,13 +2,13 @@
 //! Memory stays bounded by one record, and a record by [`MAX_ROW_BYTES`], whatever the file holds
 //! (a file without a single newline, a quote that never closes).
 
-use std::cell::Cell;
+use std::collections::HashSet;
 use std::io::{self, Read};
-use std::rc::Rc;
 
 use aws_lc_rs::digest::{Context, SHA256};
 
-use super::columns::DatasetSchema;
+use super::columns::{ColumnKind, DatasetSchema};
+use super::csvscan::{RecordScanner, ScanError};
 
 /// Called once when a [`HashingReader`] reaches the end of its input, with the hex SHA-256 and the
 /// byte count; an error it returns fails that read, so a consumer (an upload) stops before it
@@ -60,33 +60,6 @@ pub const MAX_CELL_BYTES: usize = 4 << 20;
 /// How many column names a header diagnostic quotes.
 const HEADER_NAMES_SHOWN: usize = 10;
 
-/// Fails a read once more than `limit` bytes have passed since the start of the current record
-/// (which the checking loop moves forward after each record). The CSV reader buffers a record
-/// whole, so without this one endless line would take all memory.
-struct RecordLimit<R> {
-    inner: R,
-    read: u64,
-    record_start: Rc<Cell<u64>>,
-    limit: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for RecordLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Slack for what the CSV reader has buffered ahead of the record it is parsing.
-        const READ_AHEAD: u64 = 64 << 10;
-        if self.read > self.record_start.get() + self.limit.get() + READ_AHEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, LimitExceeded(self.limit.get())));
-        }
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("a row is longer than {0} bytes")]
-struct LimitExceeded(u64);
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsvSummary {
     pub rows: u64,
@@ -136,74 +109,207 @@ fn quote_names(names: &[String]) -> String {
 
 /// Reads the whole CSV, checking the header and every cell, and returns its row count and SHA-256.
 pub fn check_csv<R: Read>(reader: R, schema: &DatasetSchema) -> Result<CsvSummary, CsvError> {
-    let mut hashing = HashingReader::new(reader);
-    let rows = {
-        let record_start = Rc::new(Cell::new(0));
-        let limit = Rc::new(Cell::new(MAX_HEADER_BYTES));
-        let limited =
-            RecordLimit { inner: &mut hashing, read: 0, record_start: record_start.clone(), limit: limit.clone() };
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(limited);
-        let headers = match rdr.headers() {
-            Ok(h) => h.clone(),
-            Err(e) if is_limit(&e) => return Err(CsvError::HeaderTooLong),
-            Err(e) => return Err(to_error(e)),
-        };
-        limit.set(MAX_ROW_BYTES);
-        record_start.set(rdr.position().byte());
-        let expected: Vec<String> = schema.names().iter().map(|s| s.to_string()).collect();
-        let found: Vec<String> = headers.iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect();
-        if found != expected {
-            return Err(CsvError::Header { found, expected });
-        }
-        let mut record = csv::StringRecord::new();
-        let mut rows = 0u64;
-        loop {
-            match rdr.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) if is_limit(&e) => return Err(CsvError::RowTooLong { row: rows + 1 }),
-                Err(e) => return Err(to_error(e)),
-            }
-            record_start.set(rdr.position().byte());
-            rows += 1;
-            let line = record.position().map(|p| p.line()).unwrap_or(rows + 1);
-            if record.len() != expected.len() {
-                return Err(CsvError::FieldCount { row: rows, line, found: record.len(), expected: expected.len() });
-            }
-            for (i, cell) in record.iter().enumerate() {
-                if cell.len() > MAX_CELL_BYTES {
-                    return Err(CsvError::CellTooLong { row: rows, line, column: expected[i].clone() });
-                }
-                schema.check_cell(i, cell).map_err(|reason| CsvError::Cell {
-                    row: rows,
-                    line,
-                    column: expected[i].clone(),
-                    reason,
-                })?;
-            }
-        }
-        rows
+    let mut scan = RecordScanner::new(reader, MAX_HEADER_BYTES);
+    let found: Vec<String> = match scan.next_record() {
+        Ok(true) => (0..scan.field_count())
+            .map(|i| String::from_utf8_lossy(scan.field(i)).trim_start_matches('\u{feff}').to_string())
+            .collect(),
+        Ok(false) => Vec::new(),
+        Err(ScanError::TooLong) => return Err(CsvError::HeaderTooLong),
+        Err(e) => return Err(scan_error(e)),
     };
+    let expected: Vec<String> = schema.names().iter().map(|s| s.to_string()).collect();
+    if found != expected {
+        return Err(CsvError::Header { found, expected });
+    }
+    scan.set_limit(MAX_ROW_BYTES);
+    // One more than the schema's: enough to see that a row has too many, without keeping them.
+    scan.keep_fields(expected.len() + 1);
+    let cells = FastCells::new(schema);
+    let mut rows = 0u64;
+    loop {
+        match scan.next_record() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(ScanError::TooLong) => return Err(CsvError::RowTooLong { row: rows + 1 }),
+            Err(e) => return Err(scan_error(e)),
+        }
+        rows += 1;
+        let line = scan.line();
+        if scan.field_count() != expected.len() {
+            return Err(CsvError::FieldCount { row: rows, line, found: scan.field_count(), expected: expected.len() });
+        }
+        for (i, name) in expected.iter().enumerate() {
+            let cell = scan.field(i);
+            if cell.len() > MAX_CELL_BYTES {
+                return Err(CsvError::CellTooLong { row: rows, line, column: name.clone() });
+            }
+            if cells.accepts(i, cell) {
+                continue;
+            }
+            // The scanner has checked that every field is UTF-8.
+            let text = std::str::from_utf8(cell).map_err(|_| CsvError::Malformed { line, reason: NOT_UTF8.into() })?;
+            schema.check_cell(i, text).map_err(|reason| CsvError::Cell {
+                row: rows,
+                line,
+                column: name.clone(),
+                reason,
+            })?;
+        }
+    }
     if rows == 0 {
         return Err(CsvError::Empty);
     }
-    // The CSV reader stops at the last record; hash anything after it (trailing newlines).
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| CsvError::Io(e.to_string()))?;
-    let (sha256, bytes) = hashing.finish();
+    let (sha256, bytes) = scan.finish().map_err(|e| CsvError::Io(e.to_string()))?;
     Ok(CsvSummary { rows, bytes, sha256 })
 }
 
-fn is_limit(e: &csv::Error) -> bool {
-    matches!(e.kind(), csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<LimitExceeded>()))
+const NOT_UTF8: &str = "is not valid UTF-8";
+
+fn scan_error(e: ScanError) -> CsvError {
+    match e {
+        ScanError::Utf8 { line } => CsvError::Malformed { line, reason: NOT_UTF8.into() },
+        ScanError::Io(e) => CsvError::Io(e.to_string()),
+        ScanError::TooLong => CsvError::RowTooLong { row: 0 },
+    }
 }
 
-fn to_error(e: csv::Error) -> CsvError {
-    let line = e.position().map(|p| p.line()).unwrap_or(0);
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => CsvError::Io(io.to_string()),
-        csv::ErrorKind::Utf8 { .. } => CsvError::Malformed { line, reason: "is not valid UTF-8".into() },
-        other => CsvError::Malformed { line, reason: format!("{other:?}") },
+/// Accepts the common cell without allocating or converting: a plain integer or decimal inside
+/// its bounds, a listed category, a string short enough in bytes. It only ever accepts; every
+/// cell it does not accept is decided and described by [`DatasetSchema::check_cell`], so the two
+/// can never disagree about a rejection.
+struct FastCells<'a> {
+    columns: Vec<(FastCell<'a>, bool)>,
+}
+
+/// One column's fast acceptance, with its data laid out for the check.
+enum FastCell<'a> {
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
+    /// Category values of at most 7 bytes, each packed into an integer (see [`pack`]).
+    Short(Vec<u64>),
+    /// Longer values, or many of them.
+    Values(HashSet<&'a [u8]>),
+    String {
+        max_length: usize,
+    },
+}
+
+impl<'a> FastCells<'a> {
+    fn new(schema: &'a DatasetSchema) -> Self {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let fast = match &c.kind {
+                    ColumnKind::Integer { min, max } => FastCell::Integer { min: *min, max: *max },
+                    ColumnKind::Float { min, max } => FastCell::Float { min: *min, max: *max },
+                    ColumnKind::Category { values } => match values.iter().map(|v| pack(v.as_bytes())).collect() {
+                        Some(packed) if values.len() <= 16 => FastCell::Short(packed),
+                        _ => FastCell::Values(values.iter().map(|v| v.as_bytes()).collect()),
+                    },
+                    ColumnKind::String { max_length } => FastCell::String { max_length: *max_length },
+                };
+                (fast, c.nullable)
+            })
+            .collect();
+        FastCells { columns }
     }
+
+    #[inline]
+    fn accepts(&self, i: usize, cell: &[u8]) -> bool {
+        let (fast, nullable) = &self.columns[i];
+        if cell.is_empty() {
+            return *nullable;
+        }
+        match fast {
+            FastCell::Integer { min, max } => plain_i64(cell).is_some_and(|v| *min <= v && v <= *max),
+            FastCell::Float { min, max } => plain_f64(cell).is_some_and(|v| *min <= v && v <= *max),
+            FastCell::Short(values) => pack(cell).is_some_and(|c| values.contains(&c)),
+            FastCell::Values(set) => set.contains(cell),
+            // A string has at most as many characters as bytes.
+            FastCell::String { max_length } => cell.len() <= *max_length,
+        }
+    }
+}
+
+/// A non-empty text of at most 7 bytes as one integer: its bytes, little-endian, above a 1 bit
+/// that marks the length ("a" and "a\0" differ).
+#[inline]
+fn pack(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 7 {
+        return None;
+    }
+    let mut v = 1u64 << (8 * text.len());
+    for (k, &b) in text.iter().enumerate() {
+        v |= (b as u64) << (8 * k);
+    }
+    Some(v)
+}
+
+/// `[+-]?[0-9]{1,18}` as an i64 (18 digits cannot overflow), else `None`: the caller falls back
+/// to `str::parse`, which gives the same value for every text accepted here.
+#[inline]
+fn plain_i64(b: &[u8]) -> Option<i64> {
+    let (negative, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v = 0i64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as i64;
+    }
+    Some(if negative { -v } else { v })
+}
+
+/// `[+-]?` then at most 15 digits with at most one `.` among or around them, as an f64, else
+/// `None`. With at most 15 digits the mantissa m is below 2^53 and 10^k (k ≤ 15) is exact, so
+/// m / 10^k is one correctly rounded IEEE division: the same f64 as the correctly rounded
+/// `str::parse` (Clinger's fast path, which the standard library takes for these texts too).
+#[inline]
+fn plain_f64(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (negative, text) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let (mut m, mut digits, mut decimals, mut dot) = (0u64, 0usize, 0usize, false);
+    for &c in text {
+        if c == b'.' && !dot {
+            dot = true;
+            continue;
+        }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        m = m * 10 + d as u64;
+        digits += 1;
+        decimals += dot as usize;
+        if digits > 15 {
+            return None;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let v = m as f64 / POW10[decimals];
+    Some(if negative { -v } else { v })
 }
 
 #[cfg(test)]
@@ -264,6 +370,43 @@ mod tests {
         let mut ok = b"age,sex,bmi,note\n1,F,20,".to_vec();
         ok.extend(std::iter::repeat_n(b'n', MAX_CELL_BYTES));
         assert!(!matches!(check_csv(&ok[..], &sample_schema()), Err(CsvError::CellTooLong { .. })));
+    }
+
+    proptest::proptest! {
+        /// The fast number readers give exactly what `str::parse` gives, whenever they give anything.
+        #[test]
+        fn plain_numbers_parse_as_the_standard_library_does(text in "[-+]?[0-9.]{0,20}|[-+]?[0-9]{1,19}(\\.[0-9]{0,6})?") {
+            if let Some(v) = plain_i64(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(v), text.parse::<i64>());
+            }
+            if let Some(v) = plain_f64(text.as_bytes()) {
+                let std: f64 = text.parse().unwrap();
+                proptest::prop_assert_eq!(v.to_bits(), std.to_bits(), "{}", text);
+            }
+        }
+
+        /// The fast path only accepts what `check_cell` accepts.
+        #[test]
+        fn fast_acceptance_implies_the_full_check(cell in "[-+]?[0-9.]{0,20}|[MF ]{0,3}|.{0,8}", column in 0usize..4) {
+            let schema = sample_schema();
+            if FastCells::new(&schema).accepts(column, cell.as_bytes()) {
+                proptest::prop_assert_eq!(schema.check_cell(column, &cell), Ok(()));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_numbers_cover_the_common_texts() {
+        assert_eq!(plain_i64(b"-42"), Some(-42));
+        assert_eq!(plain_i64(b"999999999999999999"), Some(999_999_999_999_999_999));
+        assert_eq!(plain_i64(b"9223372036854775807"), None); // 19 digits: left to str::parse
+        assert_eq!(plain_i64(b" 1"), None);
+        assert_eq!(plain_f64(b"45.1234"), Some(45.1234));
+        assert_eq!(plain_f64(b"-.5"), Some(-0.5));
+        assert_eq!(plain_f64(b"0.1"), Some(0.1));
+        assert_eq!(plain_f64(b"1e5"), None);
+        assert_eq!(plain_f64(b"."), None);
+        assert_eq!(plain_f64(b"1.2.3"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod checkcache;
 pub mod columns;
 pub mod csvcheck;
+pub mod csvscan;
 pub mod standin;
 
 pub use columns::DatasetSchema;
