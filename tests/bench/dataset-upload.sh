@@ -113,6 +113,9 @@ watch_rss() {
 
 measure() {
   local label="$1"; shift
+  # Earlier runs' dirty pages (the source, uploaded objects) are written back first, so their
+  # writeback does not land in this measurement.
+  sync
   watch_rss & local watcher=$!
   local start end
   start=$(date +%s.%N)

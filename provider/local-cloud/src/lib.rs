@@ -145,6 +145,7 @@ impl LocalCloud {
             vm,
             federated_token_secs,
             endpoint: endpoint.clone(),
+            upload_hashes: Default::default(),
         });
         let router = axum::Router::new().fallback(server::handle).with_state(app);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -26,6 +26,10 @@ pub struct App {
     pub federated_token_secs: i64,
     /// `http://127.0.0.1:PORT`: where links point when a request names no usable Host.
     pub endpoint: String,
+    /// Running CRC32C/MD5 of resumable upload sessions, by upload id, with the bytes they cover:
+    /// hashed as the chunks arrive, so finishing a large upload does not read it all again. A
+    /// session without one (the process restarted) is hashed from its file when it completes.
+    pub upload_hashes: std::sync::Mutex<std::collections::HashMap<String, (u64, crate::storage::Hashes)>>,
 }
 
 /// One parsed request, before its body is read.

@@ -1191,8 +1191,9 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
                 app.store.call(move |c| require_object_permission(c, &p, &b, &n, "storage.objects.create")).await?;
             }
             let path = app.store.upload_path(&uuid::Uuid::new_v4().to_string());
-            stream_to_file(body, &path, false).await?;
-            finalize(app, r, &bucket, meta, pre, expected, &path).await
+            let mut hashes = Hashes::new();
+            let size = stream_to_file(body, &path, false, Some(&mut hashes)).await?;
+            finalize(app, r, &bucket, meta, pre, expected, Received { path: &path, known: Some((size, hashes)) }).await
         }
         ("POST", Some("multipart"), None) => {
             let bytes = axum::body::to_bytes(body, MAX_MULTIPART_BODY).await.map_err(|e| {
@@ -1214,7 +1215,7 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
             }
             let path = app.store.upload_path(&uuid::Uuid::new_v4().to_string());
             std::fs::write(&path, part.media).map_err(|e| ApiError::internal(e.to_string()))?;
-            finalize(app, r, &bucket, meta, pre, expected, &path).await
+            finalize(app, r, &bucket, meta, pre, expected, Received { path: &path, known: None }).await
         }
         ("POST", Some("resumable"), None) => {
             let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -1267,8 +1268,14 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
     }
 }
 
-/// Writes a request body to `path` as it arrives (appending when `append`), returning the bytes written.
-async fn stream_to_file(body: Body, path: &std::path::Path, append: bool) -> ApiResult<u64> {
+/// Writes a request body to `path` as it arrives (appending when `append`), feeding it to
+/// `hashes` if given; returns the bytes written.
+async fn stream_to_file(
+    body: Body,
+    path: &std::path::Path,
+    append: bool,
+    mut hashes: Option<&mut Hashes>,
+) -> ApiResult<u64> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(append)
@@ -1283,6 +1290,9 @@ async fn stream_to_file(body: Body, path: &std::path::Path, append: bool) -> Api
         n += chunk.len() as u64;
         // Small synchronous writes to a local file: cheap enough not to need the blocking pool.
         f.write_all(&chunk).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Some(h) = hashes.as_deref_mut() {
+            h.update(&chunk);
+        }
     }
     Ok(n)
 }
@@ -1328,7 +1338,11 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
                 "Invalid request: non-final chunks must be a multiple of {CHUNK_GRANULARITY} bytes (got {len})."
             )));
         }
-        let n = stream_to_file(body, &path, true).await?;
+        // The running hashes go on only from where they stopped; otherwise the file is hashed at the end.
+        let running = app.upload_hashes.lock().expect("upload hashes").remove(id);
+        let mut running =
+            running.filter(|(at, _)| *at == received).map(|(_, h)| h).or_else(|| (received == 0).then(Hashes::new));
+        let n = stream_to_file(body, &path, true, running.as_mut()).await?;
         if n != len {
             // Drop what arrived: the session stays at its previous size.
             if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
@@ -1337,6 +1351,9 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
             return Err(ApiError::bad_request(format!("Content-Range says {len} bytes but the body had {n}.")));
         }
         now_received = received + n;
+        if let Some(h) = running {
+            app.upload_hashes.lock().expect("upload hashes").insert(id.to_string(), (now_received, h));
+        }
         let idc = id.to_string();
         app.store
             .call(move |c| {
@@ -1351,7 +1368,9 @@ async fn resumable_chunk(app: &App, r: &Req, bucket: &str, id: &str, body: Body)
             let meta: Value = serde_json::from_str(&meta).unwrap_or(json!({}));
             let pre: Preconditions = serde_json::from_str(&pre).unwrap_or_default();
             let expected = expected_hashes(r, &meta)?;
-            let resp = finalize(app, r, bucket, meta, pre, expected, &path).await;
+            let known = app.upload_hashes.lock().expect("upload hashes").remove(id);
+            let known = known.filter(|(at, _)| *at == now_received);
+            let resp = finalize(app, r, bucket, meta, pre, expected, Received { path: &path, known }).await;
             let idc = id.to_string();
             let _ = app
                 .store
@@ -1391,6 +1410,13 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String, String)> {
     Ok((size, crc, md5))
 }
 
+/// An uploaded file, with its size and hashes when they were computed as it arrived (without
+/// them it is read again).
+struct Received<'a> {
+    path: &'a std::path::Path,
+    known: Option<(u64, Hashes)>,
+}
+
 /// Makes an uploaded file the new live generation of the object, checking the client's hashes
 /// and the preconditions, the latter atomically with the swap.
 async fn finalize(
@@ -1400,13 +1426,22 @@ async fn finalize(
     meta: Value,
     pre: Preconditions,
     expected: Expected,
-    path: &std::path::Path,
+    upload: Received<'_>,
 ) -> ApiResult<Response> {
-    let p = path.to_path_buf();
-    let (size, crc, md5) = tokio::task::spawn_blocking(move || hash_file(&p))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let Received { path, known } = upload;
+    let (size, crc, md5) = match known {
+        Some((size, hashes)) => {
+            let (crc, md5) = hashes.finish_b64();
+            (size, crc, md5)
+        }
+        None => {
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&p))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(e.to_string()))?
+        }
+    };
     if let Err(why) = expected.check(&crc, &md5) {
         let _ = std::fs::remove_file(path);
         return Err(ApiError::bad_request(why));

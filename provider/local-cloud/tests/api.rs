@@ -110,6 +110,16 @@ async fn buckets_follow_googles_rules() {
     cloud.shutdown().await;
 }
 
+/// `(crc32c, md5Hash)` of `data`, base64 as Cloud Storage reports them, computed here directly.
+fn gcs_hashes(data: &[u8]) -> (String, String) {
+    use base64::Engine;
+    use md5::Digest;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let crc = b64(&crc32c::crc32c(data).to_be_bytes());
+    let md5 = b64(&md5::Md5::digest(data));
+    (crc, md5)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     let dir = state_dir("uploads");
@@ -145,6 +155,29 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     let obj: Value = r.json().await.unwrap();
     assert_eq!(obj["size"], total.to_string());
     assert_eq!(obj["metadata"]["k"], "v");
+    // Hashed as the chunks arrived: the same CRC32C and MD5 as of the whole.
+    let reported = |o: &Value| (o["crc32c"].as_str().unwrap().to_string(), o["md5Hash"].as_str().unwrap().to_string());
+    assert_eq!(reported(&obj), gcs_hashes(&data));
+
+    // A chunk whose body is shorter than its Content-Range is dropped; the session goes on from
+    // where it was, and the object's hashes still cover exactly its bytes.
+    let init = api
+        .http
+        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=again.bin", api.base))
+        .bearer_auth(&api.token)
+        .json(&json!({"name": "again.bin"}))
+        .send()
+        .await
+        .unwrap();
+    let again = init.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(api.put_range(&again, format!("bytes 0-{}/*", chunk - 1), &data[..chunk]).await.status(), 308);
+    let short = api.put_range(&again, format!("bytes {chunk}-{}/*", 2 * chunk - 1), &data[chunk..chunk + 10]).await;
+    assert_eq!(short.status(), 400);
+    let r = api.put_range(&again, format!("bytes {chunk}-{}/{total}", total - 1), &data[chunk..]).await;
+    assert_eq!(r.status(), 200);
+    let again_obj: Value = r.json().await.unwrap();
+    assert_eq!(reported(&again_obj), gcs_hashes(&data));
+    assert_eq!(api.call(reqwest::Method::DELETE, "/storage/v1/b/uploads/o/again.bin", None).await.0, 204);
     let got = api
         .http
         .get(format!("{}/storage/v1/b/uploads/o/big.bin?alt=media", api.base))
