@@ -41,6 +41,19 @@ impl Api {
     }
 
     /// One chunk of a resumable upload: `body` sent to `session` with `Content-Range: range`.
+    /// Opens a resumable upload session for `bucket/name` and returns its URI.
+    async fn start_resumable(&self, bucket: &str, name: &str) -> String {
+        let init = self
+            .http
+            .post(format!("{}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name={name}", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(init.status(), 200);
+        init.headers()["location"].to_str().unwrap().to_string()
+    }
     async fn put_range(&self, session: &str, range: impl AsRef<str>, body: &[u8]) -> reqwest::Response {
         self.http
             .put(session)
@@ -161,15 +174,7 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
 
     // A chunk whose body is shorter than its Content-Range is dropped; the session goes on from
     // where it was, and the object's hashes still cover exactly its bytes.
-    let init = api
-        .http
-        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=again.bin", api.base))
-        .bearer_auth(&api.token)
-        .json(&json!({"name": "again.bin"}))
-        .send()
-        .await
-        .unwrap();
-    let again = init.headers()["location"].to_str().unwrap().to_string();
+    let again = api.start_resumable("uploads", "again.bin").await;
     assert_eq!(api.put_range(&again, format!("bytes 0-{}/*", chunk - 1), &data[..chunk]).await.status(), 308);
     let short = api.put_range(&again, format!("bytes {chunk}-{}/*", 2 * chunk - 1), &data[chunk..chunk + 10]).await;
     assert_eq!(short.status(), 400);
@@ -216,15 +221,7 @@ async fn resumable_uploads_stream_in_chunks_and_respect_preconditions() {
     assert_eq!(r.status(), 200);
 
     // A session its client abandoned after one chunk goes with the bucket, file and all.
-    let init = api
-        .http
-        .post(format!("{}/upload/storage/v1/b/uploads/o?uploadType=resumable&name=cut.bin", api.base))
-        .bearer_auth(&api.token)
-        .json(&json!({"name": "cut.bin"}))
-        .send()
-        .await
-        .unwrap();
-    let abandoned = init.headers()["location"].to_str().unwrap().to_string();
+    let abandoned = api.start_resumable("uploads", "cut.bin").await;
     let r = api.put_range(&abandoned, format!("bytes 0-{}/*", chunk - 1), &data[..chunk]).await;
     assert_eq!(r.status(), 308);
     assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 1);
