@@ -19,6 +19,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
+# Cargo reads .cargo/config.toml from the directory it runs in: run it from the repository, so
+# its settings apply (and builds are the same) wherever this script is started.
+cargo() { (cd "$root" && command cargo "$@"); }
 
 export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01T00:00:00Z
 SUITE=bookworm
@@ -46,7 +49,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 for tool in mmdebstrap cargo python3; do
-  command -v "$tool" >/dev/null || { echo "build.sh: $tool not found (tests/install-tools.sh installs mmdebstrap)" >&2; exit 1; }
+  type -P "$tool" >/dev/null || { echo "build.sh: $tool not found (tests/install-tools.sh installs mmdebstrap)" >&2; exit 1; }
 done
 start=$SECONDS
 mkdir -p "$cache/wheels"

@@ -10,7 +10,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: dcr needs a Rust toolchain (1.91 or newer) on PATH" >&2
   exit 1
 fi
-cargo build --manifest-path "$root/Cargo.toml" -p terraform-provider-dcr -p dcr-launcher
+# From the repository, so its .cargo/config.toml applies wherever this file is sourced.
+(cd "$root" && cargo build -p terraform-provider-dcr -p dcr-launcher)
 export DCR_PROVIDER_BIN="$root/target/debug/terraform-provider-dcr"
 
 mirror="$DCR_TOOLS_DIR/provider-mirror"

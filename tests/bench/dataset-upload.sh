@@ -8,6 +8,9 @@
 # Usage: tests/bench/dataset-upload.sh [SIZE_MIB]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Cargo reads .cargo/config.toml from the directory it runs in: run it from the repository, so
+# its settings apply (and builds are the same) wherever this script is started.
+cargo() { (cd "$root" && command cargo "$@"); }
 size_mib="${1:-1024}"
 
 "$root/tests/install-tools.sh" >/dev/null

@@ -9,6 +9,9 @@
 # run). Needs what tests/run.sh installs, and root (runc). Exits 1 if any trial failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Cargo reads .cargo/config.toml from the directory it runs in: run it from the repository, so
+# its settings apply (and builds are the same) wherever this script is started.
+cargo() { (cd "$root" && command cargo "$@"); }
 "$root/tests/install-tools.sh" >/dev/null
 # shellcheck source=../provider-env.sh
 source "$root/tests/provider-env.sh" >/dev/null

@@ -13,6 +13,9 @@
 # Usage: tests/bench/provider-speed.sh [N_START (20)] [N_PLAN (10)] [N_READS (3)]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Cargo reads .cargo/config.toml from the directory it runs in: run it from the repository, so
+# its settings apply (and builds are the same) wherever this script is started.
+cargo() { (cd "$root" && command cargo "$@"); }
 n_start="${1:-20}"
 n_plan="${2:-10}"
 n_reads="${3:-3}"
