@@ -1288,7 +1288,8 @@ async fn stream_to_file(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Upload interrupted: {e}")))?;
         n += chunk.len() as u64;
-        // Small synchronous writes to a local file: cheap enough not to need the blocking pool.
+        // One frame (tens of KiB) written to a local file and hashed: short enough to run here
+        // rather than on the blocking pool.
         f.write_all(&chunk).map_err(|e| ApiError::internal(e.to_string()))?;
         if let Some(h) = hashes.as_deref_mut() {
             h.update(&chunk);

@@ -115,8 +115,7 @@ pub fn check_csv<R: Read>(reader: R, schema: &DatasetSchema) -> Result<CsvSummar
             .map(|i| String::from_utf8_lossy(scan.field(i)).trim_start_matches('\u{feff}').to_string())
             .collect(),
         Ok(false) => Vec::new(),
-        Err(ScanError::TooLong) => return Err(CsvError::HeaderTooLong),
-        Err(e) => return Err(scan_error(e)),
+        Err(e) => return Err(scan_error(e, CsvError::HeaderTooLong)),
     };
     let expected: Vec<String> = schema.names().iter().map(|s| s.to_string()).collect();
     if found != expected {
@@ -131,8 +130,7 @@ pub fn check_csv<R: Read>(reader: R, schema: &DatasetSchema) -> Result<CsvSummar
         match scan.next_record() {
             Ok(true) => {}
             Ok(false) => break,
-            Err(ScanError::TooLong) => return Err(CsvError::RowTooLong { row: rows + 1 }),
-            Err(e) => return Err(scan_error(e)),
+            Err(e) => return Err(scan_error(e, CsvError::RowTooLong { row: rows + 1 })),
         }
         rows += 1;
         let line = scan.line();
@@ -166,11 +164,12 @@ pub fn check_csv<R: Read>(reader: R, schema: &DatasetSchema) -> Result<CsvSummar
 
 const NOT_UTF8: &str = "is not valid UTF-8";
 
-fn scan_error(e: ScanError) -> CsvError {
+/// The error for a scanner failure; `too_long` is what an over-long record means where it occurred.
+fn scan_error(e: ScanError, too_long: CsvError) -> CsvError {
     match e {
+        ScanError::TooLong => too_long,
         ScanError::Utf8 { line } => CsvError::Malformed { line, reason: NOT_UTF8.into() },
         ScanError::Io(e) => CsvError::Io(e.to_string()),
-        ScanError::TooLong => CsvError::RowTooLong { row: 0 },
     }
 }
 

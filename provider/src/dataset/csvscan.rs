@@ -1,11 +1,12 @@
-//! Splits a CSV stream into records, hashing every byte as it is read, at close to the speed of
-//! the hash. The common row — no quote, no stray carriage return — is split in place with
-//! `memchr`; any other row goes through `csv-core`'s state machine, the parser the `csv` crate is
+//! Splits a CSV stream into records, hashing every byte as it is read. The common row — no quote,
+//! no stray carriage return — is split in place, its commas and line feeds found 64 bytes at a
+//! time ([`Boundaries`]); any other row goes through `csv-core`'s state machine, the parser the `csv` crate is
 //! built on, so both paths read a file exactly as `csv` with its default settings does: `,`
 //! between fields, `"` quoting with doubled quotes, `\n`, `\r\n` or `\r` ending a record, blank
 //! lines skipped, a UTF-8 byte-order mark at the start of the file dropped. Why not the `csv`
-//! crate itself: its `StringRecord` path ran at ~150 MB/s here, a quarter of the hash's speed, and
-//! a provider that plans a 1 GiB file should not spend most of its time re-splitting fields.
+//! crate itself: its `StringRecord` path (a copy and a UTF-8 check per record, a search per field)
+//! ran at ~160 MB/s here against ~260 MB/s for this scanner with the same checks (`cargo bench
+//! --bench csv_check`), and SHA-256 alone runs at ~1.4 GB/s.
 //!
 //! Memory stays bounded by one record, and a record by the limit the caller sets, whatever the
 //! file holds (a file without a single newline, a quote that never closes).
