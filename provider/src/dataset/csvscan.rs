@@ -1,6 +1,6 @@
 //! Splits a CSV stream into records, hashing every byte as it is read. The common row — no quote,
 //! no stray carriage return — is split in place, its commas and line feeds found 64 bytes at a
-//! time ([`Boundaries`]); any other row goes through `csv-core`'s state machine, the parser the `csv` crate is
+//! time (`Boundaries`); any other row goes through `csv-core`'s state machine, the parser the `csv` crate is
 //! built on, so both paths read a file exactly as `csv` with its default settings does: `,`
 //! between fields, `"` quoting with doubled quotes, `\n`, `\r\n` or `\r` ending a record, blank
 //! lines skipped, a UTF-8 byte-order mark at the start of the file dropped. Why not the `csv`
