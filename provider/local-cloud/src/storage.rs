@@ -1214,8 +1214,12 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
                 app.store.call(move |c| require_object_permission(c, &p, &b, &name, "storage.objects.create")).await?;
             }
             let path = app.store.upload_path(&uuid::Uuid::new_v4().to_string());
+            // The media is in memory: hash it here rather than read the file back.
+            let mut hashes = Hashes::new();
+            hashes.update(part.media);
+            let size = part.media.len() as u64;
             std::fs::write(&path, part.media).map_err(|e| ApiError::internal(e.to_string()))?;
-            finalize(app, r, &bucket, meta, pre, expected, Received { path: &path, known: None }).await
+            finalize(app, r, &bucket, meta, pre, expected, Received { path: &path, known: Some((size, hashes)) }).await
         }
         ("POST", Some("resumable"), None) => {
             let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
