@@ -593,14 +593,14 @@ proptest! {
         agrees_with_the_csv_crate(&bytes, &schema, r)?;
     }
 
-    /// (a') Conforming files with a few bytes replaced or inserted (delimiters, quotes, line
-    /// ends, digits, broken UTF-8) are judged exactly as the `csv` crate reads them.
+    /// (a') Conforming files with a few bytes replaced, inserted or deleted (delimiters, quotes,
+    /// line ends, digits, broken UTF-8) are judged exactly as the `csv` crate reads them.
     #[test]
     fn damaged_files_are_read_as_the_csv_crate_reads_them(
         (cols, rows) in arb_schema().prop_flat_map(|c| { let r = arb_rows(&c); (Just(c), r) }),
         layout in arb_layout(),
         edits in prop::collection::vec(
-            (any::<Index>(), any::<bool>(), prop_oneof![
+            (any::<Index>(), 0u8..3, prop_oneof![
                 3 => select(b",\"\n\r0123456789-+.e x".to_vec()),
                 1 => select(vec![0xef, 0xbb, 0xbf, 0xff, 0xc3, 0x80]),
             ]),
@@ -610,11 +610,45 @@ proptest! {
     ) {
         let schema = parse_schema(&cols)?;
         let (mut bytes, _) = write_csv(&names(&cols), &rows, layout);
-        for (at, insert, b) in edits {
+        for (at, edit, b) in edits {
             let i = at.index(bytes.len() + 1);
-            if insert || i == bytes.len() { bytes.insert(i, b) } else { bytes[i] = b }
+            match edit {
+                _ if i == bytes.len() => bytes.insert(i, b),
+                0 => bytes.insert(i, b),
+                1 => bytes[i] = b,
+                _ => { bytes.remove(i); }
+            }
         }
         let r = check(&bytes, &schema, &sizes);
+        agrees_with_the_csv_crate(&bytes, &schema, r)?;
+    }
+
+    /// (a'') A row with its last field dropped or repeated (every cell otherwise fitting its
+    /// column) is refused for its field count, at that row, as the `csv` crate reads it.
+    #[test]
+    fn a_row_with_a_field_too_few_or_too_many_is_refused(
+        (cols, mut rows) in arb_schema().prop_flat_map(|c| { let r = arb_rows(&c); (Just(c), r) }),
+        layout in arb_layout(),
+        which in any::<Index>(),
+        drop in any::<bool>(),
+        sizes in arb_sizes(),
+    ) {
+        let schema = parse_schema(&cols)?;
+        let k = which.index(rows.len());
+        let last = rows[k].last().cloned().unwrap_or_default();
+        if drop { rows[k].pop(); } else { rows[k].push(last); }
+        let (bytes, _) = write_csv(&names(&cols), &rows, layout);
+        let r = check(&bytes, &schema, &sizes);
+        // Dropping the only field of a row leaves a blank line (skipped) or a lone empty field.
+        if cols.len() > 1 {
+            let found = cols.len() - 1 + 2 * (!drop as usize);
+            let row = k as u64 + 1;
+            prop_assert!(
+                matches!(&r, Err(CsvError::FieldCount { row: r, found: f, .. }) if *r == row && *f == found)
+                    || matches!(&r, Err(CsvError::Cell { row: r, .. }) if *r < row),
+                "{:?}", r
+            );
+        }
         agrees_with_the_csv_crate(&bytes, &schema, r)?;
     }
 
