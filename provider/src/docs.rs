@@ -190,7 +190,10 @@ fn render_block(s: &mut String, b: &Block, prefix: &str, nested: &mut Vec<(Strin
         let mut lines: Vec<(String, String)> = Vec::new();
         for a in b.attributes.iter().filter(|a| section.has_attribute(a)) {
             let sens = if a.sensitive { ", Sensitive" } else { "" };
-            lines.push((a.name.clone(), format!("- `{}` ({}{sens}) {}", a.name, type_name(&a.ty), a.description)));
+            lines.push((
+                a.name.clone(),
+                format!("- `{}` ({}{sens}) {}", a.name, type_name(&a.ty), a.full_description()),
+            ));
         }
         for n in b.blocks.iter().filter(|n| section.has_block(n)) {
             let anchor = format!("nestedblock--{}{}", prefix.replace('.', "--"), n.name);

@@ -45,11 +45,14 @@ pub fn default_base_image() -> String {
 pub fn output_block() -> Block {
     Block::new("Where released results go (the consumer's bucket).")
         .attr(Attribute::required("bucket", Type::String, "Output bucket; created if it does not exist."))
-        .attr(Attribute::optional_computed(
-            "prefix",
-            Type::String,
-            "Object prefix, ending in `/`. Defaults to `NAME/`. Each run writes under `PREFIX<image digest hex>/`.",
-        ))
+        .attr(
+            Attribute::optional_computed(
+                "prefix",
+                Type::String,
+                "Object prefix, ending in `/`. Each run writes under `PREFIX<image digest hex>/`.",
+            )
+            .default_described("`NAME/`"),
+        )
 }
 
 /// The attributes that decide the image, shared by the resource and the data source; `output` is
@@ -96,10 +99,7 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
     b.attr(Attribute::required(
         "name",
         Type::String,
-        &format!(
-            "Workload name: 3 to {MAX_NAME} lowercase letters, digits and `-`, starting with a letter. Changing it \
-             replaces the workload."
-        ),
+        &format!("Workload name: 3 to {MAX_NAME} lowercase letters, digits and `-`, starting with a letter."),
     ))
     .attr(Attribute::required(
         "notebook",
@@ -108,22 +108,29 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
          change gives a new digest. Without the file, a recorded run is kept (with a warning), \
          `dcr_image_digest` reads a null digest, and destroy works.",
     ))
-    .attr(Attribute::optional_computed(
-        "parameters",
-        Type::String,
-        "papermill parameters as a JSON object (`jsonencode({...})`), baked into the image. Defaults to `{}`.",
-    ))
-    .attr(Attribute::optional_computed(
-        "max_run_seconds",
-        Type::Number,
-        "Time limit the launcher enforces on the notebook, in seconds. Defaults to 3600.",
-    ))
-    .attr(Attribute::optional_computed(
-        "base_image",
-        Type::String,
-        "Base runtime image as `oci:LAYOUT_DIR:TAG`. Defaults to the layout `runtime-image/build.sh` writes \
-         (`~/.cache/dcr/runtime-image/layout`, tag `dcr-runtime:0.1.0`).",
-    ))
+    .attr(
+        Attribute::optional_computed(
+            "parameters",
+            Type::String,
+            "papermill parameters as a JSON object (`jsonencode({...})`), baked into the image.",
+        )
+        .default(Value::string("{}")),
+    )
+    .attr(
+        Attribute::optional_computed(
+            "max_run_seconds",
+            Type::Number,
+            "Time limit the launcher enforces on the notebook, in seconds.",
+        )
+        .default(Value::int(DEFAULT_MAX_RUN_SECONDS)),
+    )
+    .attr(
+        Attribute::optional_computed("base_image", Type::String, "Base runtime image as `oci:LAYOUT_DIR:TAG`.")
+            .default_described(
+                "the layout `runtime-image/build.sh` writes (`~/.cache/dcr/runtime-image/layout`, tag \
+                 `dcr-runtime:0.1.0`)",
+            ),
+    )
     .block(NestedBlock::list("input", input).min_items(1))
     .block(NestedBlock::single("output", output).min_items(1).max_items(1))
 }
@@ -356,12 +363,7 @@ fn parse_base(s: &str) -> Option<(PathBuf, String)> {
 /// The planned values of the image attributes' defaults.
 pub fn with_defaults(config: &Value) -> Value {
     let mut v = config.clone();
-    if config.get("parameters").is_null() {
-        v.set("parameters", Value::string("{}"));
-    }
-    if config.get("max_run_seconds").is_null() {
-        v.set("max_run_seconds", Value::int(DEFAULT_MAX_RUN_SECONDS));
-    }
+    tfplugin6::plan::fill_defaults(&image_attributes(Block::new(""), output_block()), &mut v);
     if config.get("base_image").is_null() {
         v.set("base_image", Value::string(default_base_image()));
     }

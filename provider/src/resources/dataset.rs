@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dcr_gcp::kms::CryptoKey;
 use dcr_gcp::storage::Object;
+use tfplugin6::plan;
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{
     ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
@@ -76,7 +77,7 @@ pub fn schema() -> Schema {
             Type::Number,
             "Longest allowed value in characters (string columns; required for them).",
         ))
-        .attr(Attribute::optional("nullable", Type::Bool, "Whether empty cells are allowed. Defaults to `false`."));
+        .attr(Attribute::optional("nullable", Type::Bool, "Whether empty cells are allowed.").null_means("`false`"));
     let stage = Block::new(
         "The stage-1 stand-in analysts explore before their notebook runs on the real data. Without this \
          block no stand-in is published.",
@@ -88,11 +89,10 @@ pub fn schema() -> Schema {
          `sample` (a public file the owner supplies, published as is) or `none`. `dp_synthetic` is reserved \
          and not yet supported.",
     ))
-    .attr(Attribute::optional(
-        "rows",
-        Type::Number,
-        "Number of rows of a `random` stand-in (1 to 1000000). Defaults to 1000.",
-    ))
+    .attr(
+        Attribute::optional("rows", Type::Number, "Number of rows of a `random` stand-in (1 to 1000000).")
+            .null_means("`1000`"),
+    )
     .attr(Attribute::optional(
         "public_source",
         Type::String,
@@ -112,12 +112,14 @@ pub fn schema() -> Schema {
              bucket; a stage-1 stand-in is published for analysts.",
         )
         .attr(Attribute::computed("id", Type::String, "`BUCKET/NAME`; also the import id."))
-        .attr(Attribute::required(
-            "name",
-            Type::String,
-            "Dataset name: 3 to 24 lowercase letters, digits and `-`, starting with a letter. Changing it \
-             replaces the dataset.",
-        ))
+        .attr(
+            Attribute::required(
+                "name",
+                Type::String,
+                "Dataset name: 3 to 24 lowercase letters, digits and `-`, starting with a letter.",
+            )
+            .requires_replace(),
+        )
         .attr(Attribute::required(
             "source",
             Type::String,
@@ -126,34 +128,40 @@ pub fn schema() -> Schema {
              Limits: a header of 1 MiB, a row of 8 MiB, a cell of 4 MiB. Once uploaded the file is no longer \
              needed: without it, plans keep the uploaded data (with a warning) and destroy works.",
         ))
-        .attr(Attribute::optional_computed(
-            "bucket",
-            Type::String,
-            "Name of the private bucket holding the encrypted data. Defaults to `PROJECT-NAME`. Changing it \
-             replaces the dataset.",
-        ))
-        .attr(Attribute::optional_computed(
-            "location",
-            Type::String,
-            "Bucket location. Defaults to `US`. Changing it replaces the dataset.",
-        ))
-        .attr(Attribute::optional_computed(
-            "kms_location",
-            Type::String,
-            "Cloud KMS location of the key ring. Defaults to `global`. Changing it replaces the dataset.",
-        ))
+        .attr(
+            Attribute::optional_computed(
+                "bucket",
+                Type::String,
+                "Name of the private bucket holding the encrypted data.",
+            )
+            .default_described("`PROJECT-NAME`")
+            .requires_replace(),
+        )
+        .attr(
+            Attribute::optional_computed("location", Type::String, "Bucket location.")
+                .default(Value::string("US"))
+                .requires_replace(),
+        )
+        .attr(
+            Attribute::optional_computed("kms_location", Type::String, "Cloud KMS location of the key ring.")
+                .default(Value::string("global"))
+                .requires_replace(),
+        )
         .attr(Attribute::optional("labels", Type::map(Type::String), "Labels set on the dataset's buckets."))
         .attr(Attribute::computed("object", Type::String, "Name of the encrypted object in `bucket`."))
         .attr(Attribute::computed("object_uri", Type::String, "`gs://` URI of the encrypted object."))
         .attr(Attribute::computed("object_generation", Type::String, "Generation of the encrypted object."))
         .attr(Attribute::computed("key_ring", Type::String, "Full name of the dataset's KMS key ring."))
-        .attr(Attribute::computed(
-            "crypto_key",
-            Type::String,
-            "Full name of the KMS key that wraps the data key. KMS keys cannot be deleted: destroying the \
-             dataset schedules destruction of its key versions, and a re-created dataset gets a new key in the \
-             same key ring.",
-        ))
+        .attr(
+            Attribute::computed(
+                "crypto_key",
+                Type::String,
+                "Full name of the KMS key that wraps the data key. KMS keys cannot be deleted: destroying the \
+                 dataset schedules destruction of its key versions, and a re-created dataset gets a new key in the \
+                 same key ring.",
+            )
+            .use_state_for_unknown(),
+        )
         .attr(Attribute::computed("source_sha256", Type::String, "SHA-256 of the source file (hex)."))
         .attr(Attribute::computed("source_rows", Type::Number, "Number of data rows in the source file."))
         .attr(Attribute::computed(
@@ -306,7 +314,9 @@ fn known_or_unknown(v: Option<String>) -> Value {
 /// The planned state: the configuration, defaults filled in, and every computed value either kept
 /// from the prior state (nothing it depends on changed) or unknown (apply will set it).
 pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, Vec<AttributePath>) {
+    let schema = schema();
     let mut planned = config.clone();
+    plan::fill_defaults(&schema.block, &mut planned);
     let name = config.get("name").as_str().map(str::to_string);
     let bucket = match config.get("bucket") {
         Value::Null => {
@@ -315,10 +325,7 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
         v => v.clone(),
     };
     planned.set("bucket", bucket.clone());
-    let or_default = |v: &Value, d: &str| if v.is_null() { Value::string(d) } else { v.clone() };
-    planned.set("location", or_default(config.get("location"), "US"));
-    let kms_location = or_default(config.get("kms_location"), "global");
-    planned.set("kms_location", kms_location.clone());
+    let kms_location = planned.get("kms_location").clone();
 
     let object = name.as_ref().map(|n| format!("{n}.csv.enc"));
     planned.set("object", known_or_unknown(object.clone()));
@@ -347,17 +354,8 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
     planned.set("source_sha256", known_or_unknown(facts.source_sha256.clone()));
     planned.set("source_rows", facts.source_rows.map(|r| Value::int(r as i64)).unwrap_or(Value::Unknown));
 
-    let replace_attrs = ["name", "bucket", "location", "kms_location"];
-    let mut requires_replace = Vec::new();
-    let creating = prior.is_null();
-    if !creating {
-        for a in replace_attrs {
-            if prior.get(a) != planned.get(a) {
-                requires_replace.push(AttributePath::root(a));
-            }
-        }
-    }
-    let fresh = creating || !requires_replace.is_empty();
+    let requires_replace = plan::replacements(&schema.block, prior, &planned);
+    let fresh = prior.is_null() || !requires_replace.is_empty();
     if fresh {
         // Known only once the dataset exists: a policy planned alongside can then tell "being
         // created" (unknown) from "names a dataset that does not exist" (known, missing).
@@ -369,11 +367,11 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
     };
 
     // The key stays unless it is gone; a new key means new ciphertext.
-    let crypto_key = keep("crypto_key");
-    let reupload = crypto_key.is_unknown()
+    planned.set("crypto_key", Value::Unknown);
+    plan::keep_prior_for_unknown(&schema.block, prior, &mut planned, fresh);
+    let reupload = planned.get("crypto_key").is_unknown()
         || prior.get("source_sha256") != planned.get("source_sha256")
         || prior.get("ciphertext_sha256").is_null();
-    planned.set("crypto_key", crypto_key);
     planned.set("ciphertext_sha256", if reupload { Value::Unknown } else { keep("ciphertext_sha256") });
     planned.set("object_generation", if reupload { Value::Unknown } else { keep("object_generation") });
 

@@ -4,3 +4,6 @@ pub mod common;
 pub mod dataset;
 pub mod policy;
 pub mod workload;
+
+#[cfg(test)]
+mod declared_rules;

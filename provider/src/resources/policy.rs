@@ -20,6 +20,7 @@ use dcr_gcp::storage::Object;
 use dcr_gcp::workload_identity::{
     Oidc, WorkloadIdentityPool, WorkloadIdentityPoolProvider, audience, is_deleted, pool_name, pool_principal_set,
 };
+use tfplugin6::plan;
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{
     ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
@@ -72,16 +73,18 @@ pub fn schema() -> Schema {
          against the rules of every input's policy and releases nothing if one fails. Without this block the \
          defaults below apply.",
     )
-    .attr(Attribute::optional_computed(
-        "max_bytes",
-        Type::Number,
-        "Largest total size of the released files, in bytes. Defaults to 10485760 (10 MiB).",
-    ))
-    .attr(Attribute::optional_computed(
-        "allowed_extensions",
-        Type::set(Type::String),
-        "File extensions that may be released, without the dot (`csv`). Defaults to `csv`, `json` and `txt`.",
-    ))
+    .attr(
+        Attribute::optional_computed("max_bytes", Type::Number, "Largest total size of the released files, in bytes.")
+            .default(Value::int(DEFAULT_MAX_OUTPUT_BYTES as i64)),
+    )
+    .attr(
+        Attribute::optional_computed(
+            "allowed_extensions",
+            Type::set(Type::String),
+            "File extensions that may be released, without the dot (`csv`).",
+        )
+        .default(string_set(&DEFAULT_OUTPUT_EXTENSIONS.map(str::to_string))),
+    )
     .attr(Attribute::optional(
         "readers",
         Type::set(Type::String),
@@ -96,12 +99,15 @@ pub fn schema() -> Schema {
              its image digest to `allowed_image_digests`; the generated `attribute_condition` shows in the plan.",
         )
         .attr(Attribute::computed("id", Type::String, "The policy name; also the import id."))
-        .attr(Attribute::required(
-            "name",
-            Type::String,
-            "Policy name: 4 to 28 lowercase letters, digits and `-`, starting with a letter. It names the workload \
-             identity pool (`dcr-NAME`). Changing it replaces the policy.",
-        ))
+        .attr(
+            Attribute::required(
+                "name",
+                Type::String,
+                "Policy name: 4 to 28 lowercase letters, digits and `-`, starting with a letter. It names the \
+                 workload identity pool (`dcr-NAME`).",
+            )
+            .requires_replace(),
+        )
         .attr(Attribute::required(
             "datasets",
             Type::set(Type::String),
@@ -113,52 +119,64 @@ pub fn schema() -> Schema {
             "Image digests (`sha256:` and 64 hex digits) of the workloads allowed to read the datasets. Empty means \
              nothing may read yet. Removing a digest revokes it for new token exchanges.",
         ))
-        .attr(Attribute::optional_computed(
-            "require_confidential_hardware",
-            Type::Bool,
-            "Require Confidential Space on confidential hardware (`swname` CONFIDENTIAL_SPACE, `hwmodel` in \
-             `allowed_hardware`). Defaults to `true` on `gcp`, where it cannot be turned off, and `false` on \
-             `local`, whose simulated TEE is not confidential hardware.",
-        ))
-        .attr(Attribute::optional_computed(
-            "allowed_hardware",
-            Type::set(Type::String),
-            &format!(
-                "Hardware accepted when confidential hardware is required: any of {}. Defaults to all of them.",
-                CONFIDENTIAL_HARDWARE.map(|h| format!("`{h}`")).join(", ")
+        .attr(
+            Attribute::optional_computed(
+                "require_confidential_hardware",
+                Type::Bool,
+                "Require Confidential Space on confidential hardware (`swname` CONFIDENTIAL_SPACE, `hwmodel` in \
+                 `allowed_hardware`).",
+            )
+            .default_described(
+                "`true` on `gcp`, where it cannot be turned off, and `false` on `local`, whose simulated TEE is not \
+                 confidential hardware",
             ),
-        ))
-        .attr(Attribute::optional_computed(
-            "allow_debug",
-            Type::Bool,
-            "Accept debug images (`dbgstat` other than `disabled-since-boot`), whose operators can inspect the \
-             workload. Defaults to `false`; `true` is refused on `gcp`. The local simulated TEE reports a debug \
-             status, so local policies that should accept local workloads set `true`.",
-        ))
-        .attr(Attribute::optional_computed(
-            "require_stable_image",
-            Type::Bool,
-            "Require a Confidential Space image Google still supports (`STABLE` in `support_attributes`). \
-             Defaults to `true` on `gcp` and `false` on `local`.",
-        ))
-        .attr(Attribute::optional_computed(
-            "issuer",
-            Type::String,
-            &format!(
-                "The attestation token issuer the provider trusts. Defaults to Google's Confidential Space issuer \
-                 (`{GOOGLE_ISSUER}`) on `gcp` and dcr's simulated issuer (`{LOCAL_ISSUER}`) on `local`."
-            ),
-        ))
-        .attr(Attribute::optional_computed(
-            "bucket",
-            Type::String,
-            "Bucket holding the policy document. Defaults to `PROJECT-policy-NAME`. Changing it replaces the policy.",
-        ))
-        .attr(Attribute::optional_computed(
-            "location",
-            Type::String,
-            "Location of the policy bucket. Defaults to `US`. Changing it replaces the policy.",
-        ))
+        )
+        .attr(
+            Attribute::optional_computed(
+                "allowed_hardware",
+                Type::set(Type::String),
+                &format!(
+                    "Hardware accepted when confidential hardware is required: any of {}.",
+                    CONFIDENTIAL_HARDWARE.map(|h| format!("`{h}`")).join(", ")
+                ),
+            )
+            .default_described("all of them when `require_confidential_hardware` is `true`, else none"),
+        )
+        .attr(
+            Attribute::optional_computed(
+                "allow_debug",
+                Type::Bool,
+                "Accept debug images (`dbgstat` other than `disabled-since-boot`), whose operators can inspect the \
+                 workload; `true` is refused on `gcp`. The local simulated TEE reports a debug status, so local \
+                 policies that should accept local workloads set `true`.",
+            )
+            .default(Value::Bool(false)),
+        )
+        .attr(
+            Attribute::optional_computed(
+                "require_stable_image",
+                Type::Bool,
+                "Require a Confidential Space image Google still supports (`STABLE` in `support_attributes`).",
+            )
+            .default_described("`true` on `gcp` and `false` on `local`"),
+        )
+        .attr(
+            Attribute::optional_computed("issuer", Type::String, "The attestation token issuer the provider trusts.")
+                .default_described(&format!(
+                    "Google's Confidential Space issuer (`{GOOGLE_ISSUER}`) on `gcp` and dcr's simulated issuer \
+                     (`{LOCAL_ISSUER}`) on `local`"
+                )),
+        )
+        .attr(
+            Attribute::optional_computed("bucket", Type::String, "Bucket holding the policy document.")
+                .default_described("`PROJECT-policy-NAME`")
+                .requires_replace(),
+        )
+        .attr(
+            Attribute::optional_computed("location", Type::String, "Location of the policy bucket.")
+                .default(Value::string("US"))
+                .requires_replace(),
+        )
         .attr(Attribute::computed("project_number", Type::String, "Number of the project holding the pool."))
         .attr(Attribute::computed(
             "pool",
@@ -498,7 +516,9 @@ pub fn plan_state(
     condition: Option<&str>,
     facts: &PlanFacts,
 ) -> (Value, Vec<AttributePath>) {
+    let schema = schema();
     let mut planned = config.clone();
+    plan::fill_defaults(&schema.block, &mut planned);
     // Optional attributes the configuration left out take the backend's defaults; set ones
     // (known or not yet known) stay as configured.
     let mut default = |attr: &str, v: Value| {
@@ -516,10 +536,8 @@ pub fn plan_state(
             _ => Value::Null,
         },
     );
-    default("allow_debug", Value::Bool(rules.allow_debug));
     default("require_stable_image", Value::Bool(rules.require_stable_image));
     default("issuer", Value::string(issuer));
-    default("location", Value::string("US"));
     let name = config.get("name").as_str().map(str::to_string);
     default(
         "bucket",
@@ -527,18 +545,6 @@ pub fn plan_state(
     );
     let bucket = planned.get("bucket").clone();
     planned.set("id", Value::opt_string(name.clone()));
-    let output = config.get("output");
-    if !output.is_null() {
-        let defaults = output_rules(&Value::Null);
-        let mut o = output.clone();
-        if output.get("max_bytes").is_null() {
-            o.set("max_bytes", Value::int(defaults.max_bytes as i64));
-        }
-        if output.get("allowed_extensions").is_null() {
-            o.set("allowed_extensions", string_set(&defaults.allowed_extensions));
-        }
-        planned.set("output", o);
-    }
     planned.set("project_number", Value::string(&facts.project_number));
     let (pool, provider) = match &name {
         Some(n) => {
@@ -562,14 +568,7 @@ pub fn plan_state(
         bucket.as_str().map(|b| Value::string(format!("gs://{b}/{OBJECT}"))).unwrap_or(Value::Unknown),
     );
 
-    let mut requires_replace = Vec::new();
-    if !prior.is_null() {
-        for a in ["name", "bucket", "location"] {
-            if prior.get(a) != planned.get(a) {
-                requires_replace.push(AttributePath::root(a));
-            }
-        }
-    }
+    let requires_replace = plan::replacements(&schema.block, prior, &planned);
     let fresh = prior.is_null() || !requires_replace.is_empty();
     match &facts.datasets {
         Some(located) if known_except(&planned, &["dataset_keys", "policy_version", "policy_sha256", "timeouts"]) => {

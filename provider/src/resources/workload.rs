@@ -26,6 +26,7 @@ use dcr_gcp::workload_identity::{
 };
 use dcr_image::BuiltImage;
 use serde_json::json;
+use tfplugin6::plan;
 use tfplugin6::schema::{Attribute, Block, Schema};
 use tfplugin6::{
     ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse,
@@ -62,9 +63,6 @@ pub const LOCAL_IMAGE_HOST: &str = "images.dcr.invalid";
 const OUTPUT_WRITER: &str = "roles/storage.objectAdmin";
 const CONFIDENTIAL_SPACE_IMAGE: &str = "projects/confidential-space-images/global/images/family/confidential-space";
 const LOG_TAIL_LINES: usize = 40;
-/// What identifies the workload's own resources (output pool and bucket): a change replaces it.
-const IDENTITY_ATTRIBUTES: [&str; 2] = ["name", "output"];
-
 /// What defines a run: a change starts a new run in place.
 const RUN_ATTRIBUTES: [&str; 12] = [
     "image_digest",
@@ -100,35 +98,42 @@ pub fn schema() -> Schema {
          image digest, with the SHA-256 of the output manifest as nonce.",
     )
     .attr(Attribute::computed("id", Type::String, "The workload name."));
-    let output = output_block().attr(Attribute::optional_computed(
-        "location",
-        Type::String,
-        "Location of the output bucket when dcr creates it (`US`, `EU`, a region such as `europe-west4`). Defaults \
-         to the provider's region on `gcp`, else `US`. An organization policy `gcp.resourceLocations` may restrict it.",
-    ));
+    // The output pool and bucket are the workload's own: where they are is what it is.
+    let output = output_block()
+        .attr(
+            Attribute::optional_computed(
+                "location",
+                Type::String,
+                "Location of the output bucket when dcr creates it (`US`, `EU`, a region such as `europe-west4`). An \
+                 organization policy `gcp.resourceLocations` may restrict it.",
+            )
+            .default_described("the provider's region on `gcp`, else `US`"),
+        )
+        .requiring_replace(&["bucket", "prefix", "location"]);
     let b = image_attributes(b, output)
+        .requiring_replace(&["name"])
         .attr(Attribute::optional(
             "registry",
             Type::String,
             "Registry repository prefix to push the image to (`HOST[:PORT]/PATH`; credentials from the Docker \
              config). Required on `gcp`; on `local` the image goes to the local image store unless this is set.",
         ))
-        .attr(Attribute::optional_computed(
-            "zone",
-            Type::String,
-            "Zone of the VM. Defaults to the provider's `zone` on `gcp` (`us-central1-a` when the provider sets \
-             neither zone nor region) and `local-a` on `local`.",
+        .attr(Attribute::optional_computed("zone", Type::String, "Zone of the VM.").default_described(
+            "the provider's `zone` on `gcp` (`us-central1-a` when the provider sets neither zone nor region) and \
+             `local-a` on `local`",
         ))
-        .attr(Attribute::optional_computed(
-            "confidential_type",
-            Type::String,
-            "Confidential computing technology: `SEV` or `TDX`. Defaults to `SEV`.",
-        ))
-        .attr(Attribute::optional_computed(
-            "machine_type",
-            Type::String,
-            "Machine type. Defaults to `n2d-standard-2` for SEV and `c3-standard-4` for TDX.",
-        ))
+        .attr(
+            Attribute::optional_computed(
+                "confidential_type",
+                Type::String,
+                "Confidential computing technology: `SEV` or `TDX`.",
+            )
+            .default(Value::string("SEV")),
+        )
+        .attr(
+            Attribute::optional_computed("machine_type", Type::String, "Machine type.")
+                .default_described("`n2d-standard-2` for SEV and `c3-standard-4` for TDX"),
+        )
         .attr(Attribute::optional(
             "service_account",
             Type::String,
@@ -152,19 +157,24 @@ pub fn schema() -> Schema {
              (`projects/PROJECT/regions/REGION/subnetworks/NAME`, `regions/REGION/subnetworks/NAME`). Required for \
              custom-mode networks.",
         ))
-        .attr(Attribute::optional_computed(
-            "external_ip",
-            Type::Bool,
-            "Give the VM an ephemeral external IP (a `ONE_TO_ONE_NAT` access config), its way to Google APIs and the \
-             registry. Defaults to `true`. With `false` the subnetwork needs Private Google Access (and Cloud NAT \
-             for a registry outside Google), and an organization policy `compute.vmExternalIpAccess` no longer \
-             matters.",
-        ))
-        .attr(Attribute::optional_computed(
-            "wait",
-            Type::Bool,
-            "Wait for the run to finish and verify its result. Defaults to `true`; the local backend always waits.",
-        ))
+        .attr(
+            Attribute::optional_computed(
+                "external_ip",
+                Type::Bool,
+                "Give the VM an ephemeral external IP (a `ONE_TO_ONE_NAT` access config), its way to Google APIs and \
+                 the registry. With `false` the subnetwork needs Private Google Access (and Cloud NAT for a registry \
+                 outside Google), and an organization policy `compute.vmExternalIpAccess` no longer matters.",
+            )
+            .default(Value::Bool(true)),
+        )
+        .attr(
+            Attribute::optional_computed(
+                "wait",
+                Type::Bool,
+                "Wait for the run to finish and verify its result; the local backend always waits.",
+            )
+            .default(Value::Bool(true)),
+        )
         .attr(Attribute::computed("image", Type::String, "The image that ran, pinned by digest (`REPO@sha256:...`)."))
         .attr(Attribute::computed("image_digest", Type::String, "Digest of the workload image; known at plan time."))
         .attr(Attribute::computed("instance", Type::String, "Name of the VM."))
@@ -452,17 +462,33 @@ fn notebook_gone(prior: &Value, planned: &Value) -> Option<Diagnostic> {
     )
 }
 
-fn plan_state(prior: &Value, config: &Value, c: &Clients, image_digest: Option<&str>) -> (Value, Vec<AttributePath>) {
+/// Where the backend puts what the configuration does not place: the provider block's region
+/// and zone, and whether the backend is the local one.
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    pub is_local: bool,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+}
+
+impl Placement {
+    fn of(c: &Clients) -> Placement {
+        Placement { is_local: c.is_local, region: c.region.clone(), zone: c.zone.clone() }
+    }
+}
+
+pub(crate) fn plan_state(
+    prior: &Value,
+    config: &Value,
+    at: &Placement,
+    image_digest: Option<&str>,
+) -> (Value, Vec<AttributePath>) {
+    let schema = schema();
     let mut planned = with_defaults(config);
-    let mut default = |attr: &str, v: Value| {
-        if config.get(attr).is_null() {
-            planned.set(attr, v);
-        }
-    };
-    default("zone", Value::string(default_zone(c).unwrap_or_default()));
-    default("confidential_type", Value::string("SEV"));
-    default("wait", Value::Bool(true));
-    default("external_ip", Value::Bool(true));
+    plan::fill_defaults(&schema.block, &mut planned);
+    if config.get("zone").is_null() {
+        planned.set("zone", Value::string(default_zone(at).unwrap_or_default()));
+    }
     let machine = match planned.get("confidential_type").as_str() {
         Some("TDX") => Value::string("c3-standard-4"),
         Some(_) => Value::string("n2d-standard-2"),
@@ -476,7 +502,7 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image_digest: Option<&
     planned.set("instance", Value::opt_string(name.as_deref().map(instance_name)));
     let output = planned.get("output").clone();
     if !output.is_null() && output.get("location").is_null() {
-        let location = output_location(c, &planned);
+        let location = output_location(at, &planned);
         let mut o = output;
         o.set("location", Value::string(location));
         planned.set("output", o);
@@ -498,14 +524,7 @@ fn plan_state(prior: &Value, config: &Value, c: &Clients, image_digest: Option<&
             }
         }
     }
-    let mut replace = Vec::new();
-    if !prior.is_null() {
-        for a in IDENTITY_ATTRIBUTES {
-            if prior.get(a) != planned.get(a) {
-                replace.push(AttributePath::root(a));
-            }
-        }
-    }
+    let replace = plan::replacements(&schema.block, prior, &planned);
     let keeps_run = !prior.is_null() && replace.is_empty() && !is_new_run(prior, &planned);
     let results =
         ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"];
@@ -523,7 +542,7 @@ fn is_new_run(prior: &Value, planned: &Value) -> bool {
 /// The zone a VM goes to when the resource names none: the provider's `zone`; on `gcp` without a
 /// zone or region, `us-central1-a`. A region without a zone is not guessed into a zone (not every
 /// region has an `-a`): `None`, and plan asks for one.
-fn default_zone(c: &Clients) -> Option<String> {
+fn default_zone(c: &Placement) -> Option<String> {
     if c.is_local {
         return Some("local-a".into());
     }
@@ -535,7 +554,7 @@ fn default_zone(c: &Clients) -> Option<String> {
 }
 
 /// The output bucket's location: `output.location`, else the provider's region, else `US`.
-fn output_location(c: &Clients, planned: &Value) -> String {
+fn output_location(c: &Placement, planned: &Value) -> String {
     planned
         .get("output")
         .get("location")
@@ -569,7 +588,7 @@ fn validate_for_backend(config: &Value, c: &Clients) -> Diagnostics {
             ),
         ));
     }
-    if config.get("zone").is_null() && default_zone(c).is_none() {
+    if config.get("zone").is_null() && default_zone(&Placement::of(c)).is_none() {
         d.push(Diagnostic::attribute_error(
             AttributePath::root("zone"),
             "no zone for the VM",
@@ -624,7 +643,7 @@ impl WorkloadResource {
         let name = str_attr(planned, "name")?;
         let bucket = str_attr(planned.get("output"), "bucket")?;
         let labels = std::collections::BTreeMap::from([("dcr-workload".to_string(), name.clone())]);
-        ensure_bucket(c, &private_bucket(&bucket, &output_location(c, planned), &labels)).await?;
+        ensure_bucket(c, &private_bucket(&bucket, &output_location(&Placement::of(c), planned), &labels)).await?;
         let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
         let parent = format!("projects/{number}/locations/global");
         let pool = WorkloadIdentityPool {
@@ -933,7 +952,8 @@ impl Resource for WorkloadResource {
                 Err(e) => return fail(e),
             }
         };
-        let (planned_state, requires_replace) = plan_state(&req.prior_state, &req.config, &c, image_digest.as_deref());
+        let (planned_state, requires_replace) =
+            plan_state(&req.prior_state, &req.config, &Placement::of(&c), image_digest.as_deref());
         PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
     }
 

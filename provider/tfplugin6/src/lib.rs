@@ -4,11 +4,12 @@
 //! [`Function`]) against typed requests carrying cty [`Value`]s, and calls [`serve`] from `main`.
 //! This crate does the rest: go-plugin's handshake and AutoMTLS ([`plugin`]), the
 //! `tfplugin6.Provider` gRPC service ([`server`]), the cty msgpack/JSON codec ([`value`]), schemas
-//! ([`schema`]), diagnostics with attribute paths ([`diag`]) and hclog-style logs ([`logging`]).
+//! ([`schema`]) and the plan rules they declare ([`plan`]), diagnostics with attribute paths ([`diag`]) and hclog-style logs ([`logging`]).
 //! It speaks protocol 6.10 as released in Terraform v1.15.9 and works with Terraform 1.0 and later.
 
 pub mod diag;
 pub mod logging;
+pub mod plan;
 pub mod plugin;
 pub mod provider;
 pub mod schema;

@@ -1,10 +1,14 @@
 //! Schemas for providers, resources and data sources, with a small builder API, the object type a
 //! block implies (what its values decode against) and the conversion to the wire form.
+//!
+//! Attributes also declare how they plan — a default, "changing it replaces the resource", "keep
+//! the prior value while unknown" — once, where they are described: [`crate::plan`] applies the
+//! declarations, and [`Attribute::full_description`] states them in the docs and to Terraform.
 
 use std::collections::BTreeMap;
 
 use crate::proto;
-use crate::value::Type;
+use crate::value::{Type, Value};
 
 /// A versioned schema: the top-level block of a provider, resource or data source.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +41,24 @@ pub struct Attribute {
     pub presence: Presence,
     pub sensitive: bool,
     pub deprecated: bool,
+    pub default: Option<AttributeDefault>,
+    /// A change of this value (prior state against plan) replaces the resource.
+    pub requires_replace: bool,
+    /// A computed value that stays as it is in the prior state when the plan would leave it
+    /// unknown, unless the resource is replaced.
+    pub use_state_for_unknown: bool,
+}
+
+/// What an optional attribute is when the configuration leaves it out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttributeDefault {
+    /// This value: the planner fills it in (the attribute must be optional and computed).
+    Value(Value),
+    /// A value the resource decides at plan time (from the provider's settings, say), described
+    /// here for the docs: "`PROJECT-NAME`".
+    Described(String),
+    /// What an absent (null) value means to the resource; the plan keeps it null.
+    Meaning(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +86,9 @@ impl Attribute {
             presence,
             sensitive: false,
             deprecated: false,
+            default: None,
+            requires_replace: false,
+            use_state_for_unknown: false,
         }
     }
     pub fn required(name: &str, ty: Type, description: &str) -> Attribute {
@@ -82,6 +107,53 @@ impl Attribute {
         self.sensitive = true;
         self
     }
+    /// The value planned when the configuration leaves this (optional, computed) attribute out.
+    pub fn default(mut self, v: Value) -> Attribute {
+        self.default = Some(AttributeDefault::Value(v));
+        self
+    }
+    /// A default the resource decides when it plans, described for the docs.
+    pub fn default_described(mut self, text: &str) -> Attribute {
+        self.default = Some(AttributeDefault::Described(text.to_string()));
+        self
+    }
+    /// What leaving this optional attribute out means (its value stays null), for the docs.
+    pub fn null_means(mut self, text: &str) -> Attribute {
+        self.default = Some(AttributeDefault::Meaning(text.to_string()));
+        self
+    }
+    pub fn requires_replace(mut self) -> Attribute {
+        self.requires_replace = true;
+        self
+    }
+    pub fn use_state_for_unknown(mut self) -> Attribute {
+        self.use_state_for_unknown = true;
+        self
+    }
+
+    /// The description with the sentences its declarations imply: "Defaults to …", "Changing
+    /// it replaces the resource."
+    pub fn full_description(&self) -> String {
+        let mut d = self.description.trim_end().to_string();
+        let mut sentence = |s: String| {
+            if !d.is_empty() {
+                d.push(' ');
+            }
+            d.push_str(&s);
+        };
+        match &self.default {
+            Some(AttributeDefault::Value(v)) => sentence(format!("Defaults to {}.", render_value(v))),
+            Some(AttributeDefault::Described(t) | AttributeDefault::Meaning(t)) => {
+                sentence(format!("Defaults to {t}."))
+            }
+            None => {}
+        }
+        if self.requires_replace {
+            sentence("Changing it replaces the resource.".into());
+        }
+        d
+    }
+
     pub fn is_computed(&self) -> bool {
         matches!(self.presence, Presence::Computed | Presence::OptionalComputed)
     }
@@ -100,6 +172,15 @@ impl Block {
     }
     pub fn block(mut self, b: NestedBlock) -> Block {
         self.blocks.push(b);
+        self
+    }
+    /// Declares that changing any of the named attributes replaces the resource (for a block
+    /// built by shared code, such as attributes a resource and a data source both have).
+    pub fn requiring_replace(mut self, names: &[&str]) -> Block {
+        for a in self.attributes.iter_mut().filter(|a| names.contains(&a.name.as_str())) {
+            a.requires_replace = true;
+        }
+        debug_assert!(names.iter().all(|n| self.attribute(n).is_some()), "unknown attribute in {names:?}");
         self
     }
 
@@ -127,6 +208,25 @@ impl Block {
     }
     pub fn nested(&self, name: &str) -> Option<&NestedBlock> {
         self.blocks.iter().find(|b| b.name == name)
+    }
+}
+
+/// A value as the docs quote it: `US`, `true`, `1000`; a collection as its items, `a`, `b` and `c`.
+fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("`{s}`"),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("`{n}`"),
+        Value::List(items) | Value::Set(items) if !items.is_empty() => {
+            let items: Vec<String> = items.iter().map(render_value).collect();
+            match items.as_slice() {
+                [rest @ .., last] if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => items.concat(),
+            }
+        }
+        Value::List(_) | Value::Set(_) => "none".into(),
+        Value::Map(m) if m.is_empty() => "`{}`".into(),
+        other => format!("`{}`", crate::value::to_json(other)),
     }
 }
 
@@ -198,7 +298,7 @@ fn attr_to_proto(a: &Attribute) -> proto::schema::Attribute {
         name: a.name.clone(),
         r#type: serde_json::to_vec(&a.ty.to_json()).expect("type JSON"),
         nested_type: None,
-        description: a.description.clone(),
+        description: a.full_description(),
         required: a.presence == Presence::Required,
         optional: matches!(a.presence, Presence::Optional | Presence::OptionalComputed),
         computed: a.is_computed(),
