@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use dcr_attestation::names::{self, PolicyLocation, RunLocation};
 use dcr_attestation::workload::{
     Backend, IMAGE_DIR, MANIFEST_FILE, NOTEBOOK_FILE, PARAMETERS_FILE, WORKLOAD_FORMAT, WorkloadInput,
     WorkloadManifest, WorkloadOutput, is_input_name,
@@ -22,14 +23,13 @@ use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
 
 use crate::clients::Clients;
 use crate::resources::dataset::parse_id;
-use crate::resources::policy::{PROVIDER_ID, default_bucket, pool_id};
+use crate::resources::policy::PROVIDER_ID;
 
 /// The tag `runtime-image/build.sh` gives the base image.
 pub const BASE_TAG: &str = "dcr-runtime:0.1.0";
 const DEFAULT_MAX_RUN_SECONDS: i64 = 3600;
 /// Consumer pools are `dcr-out-NAME`, at most 32 characters.
-const OUT_POOL_PREFIX: &str = "dcr-out-";
-const MAX_NAME: usize = 32 - OUT_POOL_PREFIX.len();
+const MAX_NAME: usize = names::MAX_WORKLOAD_NAME;
 
 /// `oci:LAYOUT:TAG` of the base image `runtime-image/build.sh` builds by default.
 pub fn default_base_image() -> String {
@@ -333,14 +333,14 @@ pub fn policy_ref(
                     ));
                 }
             };
-            let provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&number, &pool_id(&policy)));
+            let provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&number, &names::policy_pool_id(&policy)));
             (dcr_gcp::workload_identity::audience(&provider), policy)
         }
     };
     let policy_uri = match s("policy_uri") {
         Some(u) => u,
         None => {
-            let bucket = default_bucket(&project, &policy);
+            let bucket = PolicyLocation::default_bucket(&project, &policy);
             if let Some(e) = crate::validate::default_bucket_diagnostic(
                 at.clone().attr("policy_uri"),
                 &bucket,
@@ -348,7 +348,7 @@ pub fn policy_ref(
             ) {
                 return Err(e);
             }
-            format!("gs://{bucket}/{}", dcr_attestation::policy::OBJECT)
+            PolicyLocation::new(bucket).document_uri()
         }
     };
     Ok(PolicyRef { policy, audience, policy_uri })
@@ -370,15 +370,11 @@ pub fn with_defaults(config: &Value) -> Value {
     let output = config.get("output");
     if !output.is_null() && output.get("prefix").is_null() {
         let mut o = output.clone();
-        o.set("prefix", config.get("name").as_str().map(|n| Value::string(format!("{n}/"))).unwrap_or(Value::Unknown));
+        let prefix = config.get("name").as_str().map(RunLocation::default_output_prefix);
+        o.set("prefix", prefix.map(Value::String).unwrap_or(Value::Unknown));
         v.set("output", o);
     }
     v
-}
-
-/// The consumer pool a workload's results are written through.
-pub fn output_pool_id(name: &str) -> String {
-    format!("{OUT_POOL_PREFIX}{name}")
 }
 
 /// The manifest for `planned` (defaults applied), or `None` while something it needs is unknown.
@@ -394,14 +390,14 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
     let mut inputs = std::collections::BTreeMap::new();
     for (i, input) in planned.get("input").elements().iter().enumerate() {
         let s = |a: &str| input.get(a).as_str().unwrap_or("").to_string();
-        let (bucket, dataset_name) =
+        let dataset =
             parse_id(&s("dataset")).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
         let r = policy_ref(input, &c.project, &own_number, &AttributePath::root("input").index(i))?;
         inputs.insert(
             s("name"),
             WorkloadInput {
                 dataset: s("dataset"),
-                object_uri: format!("gs://{bucket}/{dataset_name}.csv.enc"),
+                object_uri: dataset.object_uri(),
                 policy_uri: r.policy_uri,
                 audience: r.audience,
                 policy: r.policy,
@@ -409,7 +405,7 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
         );
     }
     let output = planned.get("output");
-    let out_provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&own_number, &output_pool_id(&name)));
+    let out_provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&own_number, &names::output_pool_id(&name)));
     Ok(Some(WorkloadManifest {
         format: WORKLOAD_FORMAT.into(),
         backend: if c.is_local { Backend::Local } else { Backend::Gcp },

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "dcr-policy-v1";
 /// Object name of the document in the policy bucket.
-pub const OBJECT: &str = "policy.json";
+pub use crate::names::POLICY_OBJECT as OBJECT;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDocument {

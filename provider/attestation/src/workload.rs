@@ -25,10 +25,7 @@ pub const NOTEBOOK_FILE: &str = "notebook.ipynb";
 pub const PARAMETERS_FILE: &str = "parameters.json";
 
 /// Object names a run writes under its output prefix.
-pub const OUTPUTS_DIR: &str = "outputs/";
-pub const OUTPUT_MANIFEST_OBJECT: &str = "output-manifest.json";
-pub const TOKEN_OBJECT: &str = "attestation-token.jwt";
-pub const FAILURE_OBJECT: &str = "failure.json";
+pub use crate::names::{FAILURE_OBJECT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
 
 /// Which cloud the launcher talks to. `local` reads the local cloud's address from the
 /// environment (`DCR_LOCAL_CLOUD`); `gcp` always uses Google's endpoints, so an operator cannot
@@ -101,8 +98,7 @@ impl WorkloadManifest {
 
     /// Where a run of the image with `image_digest` writes: `<output uri><hex>/`.
     pub fn run_prefix(&self, image_digest: &str) -> String {
-        let hex = image_digest.strip_prefix("sha256:").unwrap_or(image_digest);
-        format!("{}{hex}/", self.output.uri)
+        crate::names::run_prefix(&self.output.uri, image_digest)
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dcr_attestation::names::{self, DatasetLocation, STAGE1_BUCKET_SUFFIX};
 use dcr_gcp::kms::CryptoKey;
 use dcr_gcp::storage::Object;
 use tfplugin6::plan;
@@ -205,7 +206,9 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     check(AttributePath::root("bucket"), config.get("bucket"), &|s| {
         validate::bucket_name(s)?;
         if s.len() > 56 {
-            return Err(format!("{s:?} is longer than 56 characters (the stage-1 bucket adds \"-stage1\")"));
+            return Err(format!(
+                "{s:?} is longer than 56 characters (the stage-1 bucket adds {STAGE1_BUCKET_SUFFIX:?})"
+            ));
         }
         Ok(())
     });
@@ -303,10 +306,6 @@ pub struct PlanFacts {
     pub public_sha256: Option<String>,
 }
 
-pub fn default_bucket(project: &str, name: &str) -> String {
-    format!("{project}-{name}")
-}
-
 fn known_or_unknown(v: Option<String>) -> Value {
     v.map(Value::String).unwrap_or(Value::Unknown)
 }
@@ -319,37 +318,26 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
     plan::fill_defaults(&schema.block, &mut planned);
     let name = config.get("name").as_str().map(str::to_string);
     let bucket = match config.get("bucket") {
-        Value::Null => {
-            name.as_ref().map(|n| Value::string(default_bucket(&facts.project, n))).unwrap_or(Value::Unknown)
-        }
+        Value::Null => name
+            .as_ref()
+            .map(|n| Value::string(DatasetLocation::default_bucket(&facts.project, n)))
+            .unwrap_or(Value::Unknown),
         v => v.clone(),
     };
     planned.set("bucket", bucket.clone());
     let kms_location = planned.get("kms_location").clone();
 
-    let object = name.as_ref().map(|n| format!("{n}.csv.enc"));
-    planned.set("object", known_or_unknown(object.clone()));
     let b = bucket.as_str();
-    planned.set(
-        "id",
-        match (b, &name) {
-            (Some(b), Some(n)) => Value::string(format!("{b}/{n}")),
-            _ => Value::Unknown,
-        },
-    );
-    planned.set(
-        "object_uri",
-        match (b, &object) {
-            (Some(b), Some(o)) => Value::string(format!("gs://{b}/{o}")),
-            _ => Value::Unknown,
-        },
-    );
+    let place = b.zip(name.as_deref()).map(|(b, n)| DatasetLocation::new(b, n));
+    let named = |f: fn(&DatasetLocation) -> String| known_or_unknown(place.as_ref().map(f));
+    planned.set("object", known_or_unknown(name.as_deref().map(names::dataset_object)));
+    planned.set("id", named(DatasetLocation::id));
+    planned.set("object_uri", named(DatasetLocation::object_uri));
     planned.set(
         "key_ring",
-        match (kms_location.as_str(), &name) {
-            (Some(l), Some(n)) => Value::string(format!("projects/{}/locations/{l}/keyRings/dcr-{n}", facts.project)),
-            _ => Value::Unknown,
-        },
+        known_or_unknown(
+            kms_location.as_str().zip(name.as_deref()).map(|(l, n)| names::key_ring(&facts.project, l, n)),
+        ),
     );
     planned.set("source_sha256", known_or_unknown(facts.source_sha256.clone()));
     planned.set("source_rows", facts.source_rows.map(|r| Value::int(r as i64)).unwrap_or(Value::Unknown));
@@ -382,15 +370,8 @@ pub fn plan_state(prior: &Value, config: &Value, facts: &PlanFacts) -> (Value, V
             planned.set("stage1_sha256", Value::Null);
         }
         mode => {
-            let s1 = b.map(|b| format!("{b}-stage1"));
-            planned.set("stage1_bucket", known_or_unknown(s1.clone()));
-            planned.set(
-                "stage1_uri",
-                match (&s1, &name) {
-                    (Some(s), Some(n)) => Value::string(format!("gs://{s}/{n}.csv")),
-                    _ => Value::Unknown,
-                },
-            );
+            planned.set("stage1_bucket", known_or_unknown(b.map(names::stage1_bucket)));
+            planned.set("stage1_uri", named(DatasetLocation::stage1_uri));
             let sha = match mode {
                 Some("sample") => known_or_unknown(facts.public_sha256.clone()),
                 _ => {
@@ -643,7 +624,7 @@ async fn publish_stage1(c: &Clients, state: &Value, upload: bool) -> Result<Opti
         }
     };
     let (hashed, sha) = hashed_upload(body);
-    let meta = Object { name: format!("{name}.csv"), content_type: Some("text/csv".into()), ..Object::default() };
+    let meta = Object { name: names::stage1_object(&name), content_type: Some("text/csv".into()), ..Object::default() };
     c.storage
         .upload_object(&s1, &meta, hashed, None)
         .await
@@ -666,44 +647,34 @@ async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics>
 
 /// Where a dataset's data lives and which key wraps its data key: what a policy grants access to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DatasetLocation {
-    /// The dataset's id, `BUCKET/NAME`.
-    pub id: String,
-    pub bucket: String,
-    pub object: String,
+pub struct LocatedDataset {
+    pub location: DatasetLocation,
     pub crypto_key: String,
 }
 
-impl DatasetLocation {
-    pub fn object_uri(&self) -> String {
-        format!("gs://{}/{}", self.bucket, self.object)
-    }
-}
-
 /// Splits a dataset id `BUCKET/NAME`, checking both parts.
-pub fn parse_id(id: &str) -> Result<(String, String), String> {
-    let (bucket, name) = id
-        .split_once('/')
+pub fn parse_id(id: &str) -> Result<DatasetLocation, String> {
+    let l = DatasetLocation::from_id(id)
         .ok_or_else(|| format!("{id:?} is not a dataset id (BUCKET/NAME, the `id` of a dcr_dataset)"))?;
-    validate::bucket_name(bucket).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
-    validate::dataset_name(name).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
-    Ok((bucket.to_string(), name.to_string()))
+    validate::bucket_name(&l.bucket).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
+    validate::dataset_name(&l.name).map_err(|e| format!("{id:?} is not a dataset id: {e}"))?;
+    Ok(l)
 }
 
 /// Finds the dataset `id` in the cloud: `None` when there is no dcr dataset there.
-pub async fn locate(c: &Clients, id: &str) -> Result<Option<DatasetLocation>, Diagnostics> {
-    let (bucket, name) = parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
-    let object = format!("{name}.csv.enc");
-    let Some(o) =
-        c.storage.get_object(&bucket, &object).await.map_err(|e| gcp_diag("Cannot read the dataset object", e))?
+pub async fn locate(c: &Clients, id: &str) -> Result<Option<LocatedDataset>, Diagnostics> {
+    let location = parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
+    let Some(o) = c
+        .storage
+        .get_object(&location.bucket, &location.object())
+        .await
+        .map_err(|e| gcp_diag("Cannot read the dataset object", e))?
     else {
         return Ok(None);
     };
     let meta = o.metadata.unwrap_or_default();
     match (meta.get(META_FORMAT).map(String::as_str), meta.get(META_KMS_KEY)) {
-        (Some("dcr-envelope-v1"), Some(key)) => {
-            Ok(Some(DatasetLocation { id: id.to_string(), bucket, object, crypto_key: key.clone() }))
-        }
+        (Some("dcr-envelope-v1"), Some(key)) => Ok(Some(LocatedDataset { location, crypto_key: key.clone() })),
         _ => Ok(None),
     }
 }
@@ -823,7 +794,7 @@ impl DatasetResource {
                 None => false,
                 Some(_) => c
                     .storage
-                    .get_object(&s1, &format!("{name}.csv"))
+                    .get_object(&s1, &names::stage1_object(&name))
                     .await
                     .map_err(|e| gcp_diag("Cannot read object", e))?
                     .is_some(),
@@ -870,7 +841,7 @@ impl Resource for DatasetResource {
         if let (Value::Null, Some(name)) = (req.config.get("bucket"), req.config.get("name").as_str())
             && let Some(e) = crate::validate::default_bucket_diagnostic(
                 AttributePath::root("bucket"),
-                &default_bucket(&clients.project, name),
+                &DatasetLocation::default_bucket(&clients.project, name),
                 "PROJECT-NAME",
             )
         {
@@ -933,7 +904,7 @@ impl Resource for DatasetResource {
         let c = self.state.clients()?;
         let (bucket, name) = match id.split_once('/') {
             Some((b, n)) => (b.to_string(), n.to_string()),
-            None => (default_bucket(&c.project, id), id.to_string()),
+            None => (DatasetLocation::default_bucket(&c.project, id), id.to_string()),
         };
         let bad_id = || {
             Diagnostics::from(Diagnostic::error(
@@ -942,7 +913,8 @@ impl Resource for DatasetResource {
             ))
         };
         validate::dataset_name(&name).map_err(|_| bad_id())?;
-        let object = format!("{name}.csv.enc");
+        let place = DatasetLocation::new(&bucket, &name);
+        let object = place.object();
         let o = c
             .storage
             .get_object(&bucket, &object)
@@ -978,7 +950,7 @@ impl Resource for DatasetResource {
         let mut state = Value::null_object(&schema().implied_type());
         let stage = block_json(META_STAGE, "programming_stage");
         let has_stage = !stage.is_null() && stage.get("mode").as_str() != Some("none");
-        state.set("id", Value::string(format!("{bucket}/{name}")));
+        state.set("id", Value::string(place.id()));
         state.set("name", Value::string(&name));
         state.set("bucket", Value::string(&bucket));
         state.set("location", Value::opt_string(b.location));
@@ -990,7 +962,7 @@ impl Resource for DatasetResource {
         state.set("schema", block_json(META_SCHEMA, "schema"));
         state.set("programming_stage", stage);
         state.set("object", Value::string(&object));
-        state.set("object_uri", Value::string(format!("gs://{bucket}/{object}")));
+        state.set("object_uri", Value::string(place.object_uri()));
         state.set("key_ring", Value::string(key.split("/cryptoKeys/").next().unwrap_or_default()));
         state.set("crypto_key", Value::string(&key));
         state.set("source_sha256", Value::opt_string(meta.get(META_SOURCE_SHA).cloned()));
@@ -999,9 +971,9 @@ impl Resource for DatasetResource {
             meta.get(META_SOURCE_ROWS).and_then(|r| r.parse::<i64>().ok()).map(Value::int).unwrap_or(Value::Null),
         );
         if has_stage {
-            state.set("stage1_bucket", Value::string(format!("{bucket}-stage1")));
-            state.set("stage1_uri", Value::string(format!("gs://{bucket}-stage1/{name}.csv")));
-            match object_sha256(&c, &format!("{bucket}-stage1"), &format!("{name}.csv")).await {
+            state.set("stage1_bucket", Value::string(place.stage1_bucket()));
+            state.set("stage1_uri", Value::string(place.stage1_uri()));
+            match object_sha256(&c, &place.stage1_bucket(), &place.stage1_object()).await {
                 Ok(sha) => state.set("stage1_sha256", Value::string(sha)),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(gcp_diag("Cannot read the stand-in", e)),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dcr_attestation::claims::{CONFIDENTIAL_HARDWARE, GOOGLE_ISSUER, LOCAL_ISSUER, STS_AUDIENCE, is_sha256_digest};
 use dcr_attestation::condition::{PolicyRules, attribute_condition, attribute_mapping};
+use dcr_attestation::names::{self, PolicyLocation};
 use dcr_attestation::policy::{AttestationRules, DatasetRef, FORMAT, OBJECT, OutputRules, PolicyDocument};
 use dcr_gcp::iam::IamResource;
 use dcr_gcp::storage::Object;
@@ -33,7 +34,7 @@ use crate::resources::common::{
     self, apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket, read_object,
     read_response, settle,
 };
-use crate::resources::dataset::{DatasetLocation, locate, parse_id};
+use crate::resources::dataset::{LocatedDataset, locate, parse_id};
 use crate::{timeouts, validate};
 
 pub const TYPE_NAME: &str = "dcr_policy";
@@ -41,8 +42,7 @@ const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 *
 /// Every dcr pool has one provider, trusting the attestation issuer.
 pub const PROVIDER_ID: &str = "attestation";
 /// Pool ids are `dcr-NAME`; Google allows 32 characters.
-const POOL_PREFIX: &str = "dcr-";
-const MAX_NAME: usize = 32 - POOL_PREFIX.len();
+const MAX_NAME: usize = names::MAX_POLICY_NAME;
 const DECRYPTER: &str = "roles/cloudkms.cryptoKeyDecrypter";
 const OBJECT_VIEWER: &str = "roles/storage.objectViewer";
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 10 * 1024 * 1024;
@@ -445,14 +445,6 @@ pub fn checked_condition(rules: &PolicyRules) -> Result<String, Diagnostics> {
 // ---------------------------------------------------------------------------------------------
 // planning (pure)
 
-pub fn pool_id(name: &str) -> String {
-    format!("{POOL_PREFIX}{name}")
-}
-
-pub fn default_bucket(project: &str, name: &str) -> String {
-    format!("{project}-policy-{name}")
-}
-
 /// What plan learned from the cloud.
 #[derive(Clone, Debug, Default)]
 pub struct PlanFacts {
@@ -460,7 +452,7 @@ pub struct PlanFacts {
     pub project_number: String,
     pub is_local: bool,
     /// Every dataset of the config, located; `None` while some id is unknown.
-    pub datasets: Option<Vec<DatasetLocation>>,
+    pub datasets: Option<Vec<LocatedDataset>>,
 }
 
 fn output_rules(config: &Value) -> OutputRules {
@@ -476,7 +468,7 @@ fn output_rules(config: &Value) -> OutputRules {
 }
 
 /// The policy document a state describes (its `version` as given).
-pub fn document(state: &Value, rules: &PolicyRules, datasets: &[DatasetLocation], version: u64) -> PolicyDocument {
+pub fn document(state: &Value, rules: &PolicyRules, datasets: &[LocatedDataset], version: u64) -> PolicyDocument {
     let s = |a: &str| state.get(a).as_str().unwrap_or_default().to_string();
     PolicyDocument {
         format: FORMAT.to_string(),
@@ -488,7 +480,11 @@ pub fn document(state: &Value, rules: &PolicyRules, datasets: &[DatasetLocation]
         attribute_condition: s("attribute_condition"),
         datasets: datasets
             .iter()
-            .map(|l| DatasetRef { id: l.id.clone(), object_uri: l.object_uri(), crypto_key: l.crypto_key.clone() })
+            .map(|l| DatasetRef {
+                id: l.location.id(),
+                object_uri: l.location.object_uri(),
+                crypto_key: l.crypto_key.clone(),
+            })
             .collect(),
         rules: AttestationRules {
             allowed_image_digests: rules.allowed_image_digests.clone(),
@@ -541,14 +537,16 @@ pub fn plan_state(
     let name = config.get("name").as_str().map(str::to_string);
     default(
         "bucket",
-        name.as_ref().map(|n| Value::string(default_bucket(&facts.project, n))).unwrap_or(Value::Unknown),
+        name.as_ref()
+            .map(|n| Value::string(PolicyLocation::default_bucket(&facts.project, n)))
+            .unwrap_or(Value::Unknown),
     );
     let bucket = planned.get("bucket").clone();
     planned.set("id", Value::opt_string(name.clone()));
     planned.set("project_number", Value::string(&facts.project_number));
     let (pool, provider) = match &name {
         Some(n) => {
-            let pool = pool_name(&facts.project_number, &pool_id(n));
+            let pool = pool_name(&facts.project_number, &names::policy_pool_id(n));
             let provider = format!("{pool}/providers/{PROVIDER_ID}");
             (Value::string(&pool), Value::string(provider))
         }
@@ -565,7 +563,7 @@ pub fn plan_state(
     );
     planned.set(
         "policy_uri",
-        bucket.as_str().map(|b| Value::string(format!("gs://{b}/{OBJECT}"))).unwrap_or(Value::Unknown),
+        bucket.as_str().map(|b| Value::string(PolicyLocation::new(b).document_uri())).unwrap_or(Value::Unknown),
     );
 
     let requires_replace = plan::replacements(&schema.block, prior, &planned);
@@ -574,7 +572,7 @@ pub fn plan_state(
         Some(located) if known_except(&planned, &["dataset_keys", "policy_version", "policy_sha256", "timeouts"]) => {
             planned.set(
                 "dataset_keys",
-                Value::Map(located.iter().map(|l| (l.id.clone(), Value::string(&l.crypto_key))).collect()),
+                Value::Map(located.iter().map(|l| (l.location.id(), Value::string(&l.crypto_key))).collect()),
             );
             let prior_version = if fresh { None } else { prior.get("policy_version").as_i64().map(|v| v as u64) };
             let unchanged = |v: u64| sha256_hex(&document(&planned, rules, located, v).to_bytes());
@@ -643,7 +641,7 @@ fn missing_dataset(id: &str) -> Diagnostics {
 }
 
 /// The datasets of `planned`, located in the cloud; a missing one is an error naming it.
-async fn locate_all(c: &Clients, ids: &[String]) -> Result<Vec<DatasetLocation>, Diagnostics> {
+async fn locate_all(c: &Clients, ids: &[String]) -> Result<Vec<LocatedDataset>, Diagnostics> {
     let mut out = Vec::new();
     for id in ids {
         out.push(locate(c, id).await?.ok_or_else(|| missing_dataset(id))?);
@@ -666,7 +664,7 @@ fn null_digest_diagnostic(severity: Severity) -> Diagnostic {
 
 /// What plan knows of a policy's datasets.
 enum Located {
-    All(Vec<DatasetLocation>),
+    All(Vec<LocatedDataset>),
     /// Some dataset's bucket is there but its encrypted object is not — deleted outside Terraform,
     /// which the dataset's own plan restores in this apply. Planning the policy as "known after
     /// apply" lets that apply run; failing here would leave no way to converge (the re-upload
@@ -681,7 +679,7 @@ async fn locate_for_plan(c: &Clients, ids: &[String]) -> Result<Located, Diagnos
         match locate(c, id).await? {
             Some(l) => out.push(l),
             None => {
-                let bucket = parse_id(id).map(|(b, _)| b).unwrap_or_default();
+                let bucket = parse_id(id).map(|l| l.bucket).unwrap_or_default();
                 let bucket_there =
                     c.storage.get_bucket(&bucket).await.map_err(|e| gcp_diag("Cannot read bucket", e))?;
                 if bucket_there.is_none() {
@@ -701,9 +699,9 @@ async fn locate_for_plan(c: &Clients, ids: &[String]) -> Result<Located, Diagnos
     Ok(if restoring.is_empty() { Located::All(out) } else { Located::Restoring(restoring) })
 }
 
-async fn set_dataset_access(c: &Clients, l: &DatasetLocation, member: &str, present: bool) -> Result<(), Diagnostics> {
+async fn set_dataset_access(c: &Clients, l: &LocatedDataset, member: &str, present: bool) -> Result<(), Diagnostics> {
     grant(&c.kms.iam(&l.crypto_key), DECRYPTER, member, present).await?;
-    grant(&c.storage.bucket_iam(&l.bucket), OBJECT_VIEWER, member, present).await
+    grant(&c.storage.bucket_iam(&l.location.bucket), OBJECT_VIEWER, member, present).await
 }
 
 /// Whether `member` holds `role` on `r` (a resource that is gone grants nothing).
@@ -716,9 +714,9 @@ async fn holds(r: &dyn IamResource, role: &str, member: &str) -> Result<bool, Di
 }
 
 /// Whether the pool's principals hold decrypt on the key and read on the bucket.
-async fn has_dataset_access(c: &Clients, l: &DatasetLocation, member: &str) -> Result<bool, Diagnostics> {
+async fn has_dataset_access(c: &Clients, l: &LocatedDataset, member: &str) -> Result<bool, Diagnostics> {
     Ok(holds(&c.kms.iam(&l.crypto_key), DECRYPTER, member).await?
-        && holds(&c.storage.bucket_iam(&l.bucket), OBJECT_VIEWER, member).await?)
+        && holds(&c.storage.bucket_iam(&l.location.bucket), OBJECT_VIEWER, member).await?)
 }
 
 fn key_map(v: &Value) -> BTreeMap<String, String> {
@@ -760,7 +758,7 @@ impl PolicyResource {
             let parent = format!("projects/{number}/locations/global");
             let pool = c
                 .iam
-                .ensure(&parent, &pool_id(&name), &want_pool(&name))
+                .ensure(&parent, &names::policy_pool_id(&name), &want_pool(&name))
                 .await
                 .map_err(|e| gcp_diag("Cannot create the workload identity pool", e))?;
             state.set("pool", Value::string(&pool.name));
@@ -780,19 +778,19 @@ impl PolicyResource {
                 set_dataset_access(&c, l, &member, true).await?;
             }
             for (id, key) in &before {
-                if located.iter().any(|l| &l.id == id && &l.crypto_key == key) {
+                if located.iter().any(|l| l.location.id() == *id && &l.crypto_key == key) {
                     continue;
                 }
                 grant(&c.kms.iam(key), DECRYPTER, &member, false).await?;
-                let (bucket, _) =
-                    parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
-                if !located.iter().any(|l| l.bucket == bucket) {
+                let bucket =
+                    parse_id(id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?.bucket;
+                if !located.iter().any(|l| l.location.bucket == bucket) {
                     grant(&c.storage.bucket_iam(&bucket), OBJECT_VIEWER, &member, false).await?;
                 }
             }
             state.set(
                 "dataset_keys",
-                Value::Map(located.iter().map(|l| (l.id.clone(), Value::string(&l.crypto_key))).collect()),
+                Value::Map(located.iter().map(|l| (l.location.id(), Value::string(&l.crypto_key))).collect()),
             );
 
             let bucket = str_attr(planned, "bucket")?;
@@ -820,10 +818,10 @@ impl PolicyResource {
                     content_type: Some("application/json".into()),
                     ..Object::default()
                 };
-                c.storage
-                    .upload_object(&bucket, &meta, std::io::Cursor::new(bytes), None)
-                    .await
-                    .map_err(|e| gcp_diag(&format!("Cannot write the policy document to gs://{bucket}/{OBJECT}"), e))?;
+                c.storage.upload_object(&bucket, &meta, std::io::Cursor::new(bytes), None).await.map_err(|e| {
+                    let at = PolicyLocation::new(&bucket).document_uri();
+                    gcp_diag(&format!("Cannot write the policy document to {at}"), e)
+                })?;
             }
             state.set("policy_version", Value::int(version as i64));
             state.set("policy_sha256", Value::string(sha));
@@ -841,8 +839,8 @@ impl PolicyResource {
         if let Some(pool) = prior.get("pool").as_str() {
             let member = pool_principal_set(pool);
             for (id, key) in key_map(prior) {
-                if let Ok((bucket, name)) = parse_id(&id) {
-                    let l = DatasetLocation { id, bucket, object: format!("{name}.csv.enc"), crypto_key: key };
+                if let Ok(location) = parse_id(&id) {
+                    let l = LocatedDataset { location, crypto_key: key };
                     set_dataset_access(&c, &l, &member, false).await?;
                 }
             }
@@ -871,7 +869,7 @@ impl PolicyResource {
         let c = self.state.clients()?;
         let name = str_attr(&state, "name")?;
         let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
-        let pool = pool_name(&number, &pool_id(&name));
+        let pool = pool_name(&number, &names::policy_pool_id(&name));
         let provider_name = format!("{pool}/providers/{PROVIDER_ID}");
         let live_pool: Option<WorkloadIdentityPool> =
             c.iam.get(&pool).await.map_err(|e| gcp_diag("Cannot read the workload identity pool", e))?;
@@ -965,7 +963,7 @@ impl Resource for PolicyResource {
         if let (Value::Null, Some(name)) = (req.config.get("bucket"), req.config.get("name").as_str())
             && let Some(e) = crate::validate::default_bucket_diagnostic(
                 AttributePath::root("bucket"),
-                &default_bucket(&c.project, name),
+                &PolicyLocation::default_bucket(&c.project, name),
                 "PROJECT-policy-NAME",
             )
         {
@@ -1020,17 +1018,16 @@ impl Resource for PolicyResource {
         let c = self.state.clients()?;
         let (bucket, name) = match id.split_once('/') {
             Some((b, n)) => (b.to_string(), n.to_string()),
-            None => (default_bucket(&c.project, id), id.to_string()),
+            None => (PolicyLocation::default_bucket(&c.project, id), id.to_string()),
         };
         let cannot =
             |why: String| Diagnostics::from(Diagnostic::error(format!("Cannot import {TYPE_NAME} {id:?}"), why));
         policy_name(&name).map_err(|e| cannot(format!("{e}. The import id is the policy name, or BUCKET/NAME.")))?;
-        let bytes = read_document(&c, &bucket)
-            .await?
-            .ok_or_else(|| cannot(format!("gs://{bucket}/{OBJECT} does not exist.")))?;
-        let doc = PolicyDocument::from_bytes(&bytes).map_err(|e| cannot(format!("gs://{bucket}/{OBJECT}: {e}")))?;
+        let document = PolicyLocation::new(&bucket).document_uri();
+        let bytes = read_document(&c, &bucket).await?.ok_or_else(|| cannot(format!("{document} does not exist.")))?;
+        let doc = PolicyDocument::from_bytes(&bytes).map_err(|e| cannot(format!("{document}: {e}")))?;
         if doc.name != name {
-            return Err(cannot(format!("gs://{bucket}/{OBJECT} is the document of policy {:?}.", doc.name)));
+            return Err(cannot(format!("{document} is the document of policy {:?}.", doc.name)));
         }
         let b = c.storage.get_bucket(&bucket).await.map_err(|e| gcp_diag("Cannot read bucket", e))?;
         let mut state = Value::null_object(&schema().implied_type());
@@ -1067,10 +1064,10 @@ impl Resource for PolicyResource {
             "dataset_keys",
             Value::Map(doc.datasets.iter().map(|d| (d.id.clone(), Value::string(&d.crypto_key))).collect()),
         );
-        state.set("policy_uri", Value::string(format!("gs://{bucket}/{OBJECT}")));
+        state.set("policy_uri", Value::string(document));
         state.set("policy_version", Value::int(doc.version as i64));
         let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
-        let pool = pool_name(&number, &pool_id(&name));
+        let pool = pool_name(&number, &names::policy_pool_id(&name));
         let provider = format!("{pool}/providers/{PROVIDER_ID}");
         state.set("project_number", Value::string(&number));
         state.set("audience", Value::string(audience(&provider)));
@@ -1189,10 +1186,8 @@ mod tests {
             project_number: "123".into(),
             is_local: true,
             datasets: known.then(|| {
-                vec![DatasetLocation {
-                    id: "dcr-local-patients/patients".into(),
-                    bucket: "dcr-local-patients".into(),
-                    object: "patients.csv.enc".into(),
+                vec![LocatedDataset {
+                    location: dcr_attestation::names::DatasetLocation::new("dcr-local-patients", "patients"),
                     crypto_key: "projects/dcr-local/locations/global/keyRings/dcr-patients/cryptoKeys/data-1".into(),
                 }]
             }),

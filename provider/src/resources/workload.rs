@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dcr_attestation::claims::{CONFIDENTIAL_HARDWARE, GOOGLE_ISSUER, LOCAL_ISSUER, STS_AUDIENCE};
 use dcr_attestation::condition::{PolicyRules, attribute_condition, attribute_mapping};
+use dcr_attestation::names::{self, RunLocation, digest_hex, instance_name};
 use dcr_attestation::verify::Attested;
 use dcr_attestation::workload::{
     FAILURE_OBJECT, FailureReport, OUTPUT_MANIFEST_OBJECT, OutputManifest, TOKEN_OBJECT, WorkloadManifest,
@@ -43,7 +44,7 @@ use crate::resources::common::{
 use crate::resources::policy::PROVIDER_ID;
 use crate::timeouts;
 use crate::verification::{Expected, check, claims_type, claims_value};
-use crate::workload_image::{image_attributes, output_block, output_pool_id, plan_image, with_defaults};
+use crate::workload_image::{image_attributes, output_block, plan_image, with_defaults};
 
 pub const TYPE_NAME: &str = "dcr_workload";
 /// What a run needs besides the notebook's own time: the VM's boot, the pull of the ~165 MB base
@@ -307,10 +308,6 @@ fn default_timeout(v: &Value) -> std::time::Duration {
     std::time::Duration::from_secs(run).saturating_add(RUN_MARGIN)
 }
 
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
 /// Where the image is stored: `REGISTRY/NAME` or the local image store's name.
 fn repository(planned: &Value) -> String {
     let name = planned.get("name").as_str().unwrap_or("");
@@ -318,10 +315,6 @@ fn repository(planned: &Value) -> String {
         Some(r) => format!("{r}/{name}"),
         None => format!("{LOCAL_IMAGE_HOST}/{name}"),
     }
-}
-
-fn instance_name(name: &str) -> String {
-    format!("dcr-{name}")
 }
 
 /// The rules the consumer's pool applies: this digest only, on the backend's TEE. Public for the
@@ -401,7 +394,7 @@ fn run_condition(bucket: &str, prefix: &str, digest: &str) -> dcr_gcp::iam::Expr
             "resource.name.startsWith({})",
             cel_string(&format!("projects/_/buckets/{bucket}/objects/{prefix}"))
         ),
-        title: Some(format!("dcr run {}", &hex_of(digest)[..12.min(hex_of(digest).len())])),
+        title: Some(format!("dcr run {}", &digest_hex(digest)[..12.min(digest_hex(digest).len())])),
         description: Some(format!(
             "Readers the input policies name, for the results of image {digest} (managed by dcr)"
         )),
@@ -513,7 +506,7 @@ pub(crate) fn plan_state(
             planned.set("image", Value::string(format!("{}@{}", repository(&planned), digest)));
             let out = planned.get("output");
             let uri = match (out.get("bucket").as_str(), out.get("prefix").as_str()) {
-                (Some(b), Some(p)) => Value::string(format!("gs://{b}/{p}{}/", hex_of(digest))),
+                (Some(b), Some(p)) => Value::string(RunLocation::new(b, p, digest).uri()),
                 _ => Value::Unknown,
             };
             planned.set("output_uri", uri);
@@ -628,7 +621,7 @@ impl WorkloadResource {
                 }
                 let host = repo.split('/').next().unwrap_or("").to_string();
                 let dest = dcr_image::registry::Destination {
-                    reference: format!("{repo}:{}", &hex_of(&image.digest)[..12]),
+                    reference: format!("{repo}:{}", &digest_hex(&image.digest)[..12]),
                     auth: image_registry::push_auth(c, &host).await?,
                     plain_http: dcr_image::registry::loopback_plain_http(&repo),
                 };
@@ -653,7 +646,7 @@ impl WorkloadResource {
         };
         let pool = c
             .iam
-            .ensure(&parent, &output_pool_id(&name), &pool)
+            .ensure(&parent, &names::output_pool_id(&name), &pool)
             .await
             .map_err(|e| gcp_diag("Cannot create the output workload identity pool", e))?;
         let provider = WorkloadIdentityPoolProvider {
@@ -788,10 +781,12 @@ impl WorkloadResource {
         instance: &str,
         vm: &serde_json::Value,
     ) -> Result<(), Diagnostics> {
-        let run = manifest.run_prefix(digest);
-        let (bucket, prefix) = dcr_attestation::workload::split_gs_uri(&run).unwrap_or_default();
         let fail = |summary: String, detail: String| Diagnostics::from(Diagnostic::error(summary, detail));
-        if let Some(bytes) = read_object(c, bucket, &format!("{prefix}{FAILURE_OBJECT}")).await? {
+        let place = RunLocation::under(&manifest.output.uri, digest).ok_or_else(|| {
+            fail("The workload's output is not in Cloud Storage".into(), format!("{:?}", manifest.output.uri))
+        })?;
+        let (run, bucket) = (place.uri(), place.bucket.as_str());
+        if let Some(bytes) = read_object(c, bucket, &place.object(FAILURE_OBJECT)).await? {
             let tail = self.log_tail(c, zone, instance).await;
             state.set("log_tail", Value::string(&tail));
             let report: Option<FailureReport> = serde_json::from_slice(&bytes).ok();
@@ -803,7 +798,7 @@ impl WorkloadResource {
                 format!("{message}\n\nEnd of the VM's console:\n{tail}"),
             ));
         }
-        let Some(manifest_bytes) = read_object(c, bucket, &format!("{prefix}{OUTPUT_MANIFEST_OBJECT}")).await? else {
+        let Some(manifest_bytes) = read_object(c, bucket, &place.object(OUTPUT_MANIFEST_OBJECT)).await? else {
             let tail = self.log_tail(c, zone, instance).await;
             state.set("log_tail", Value::string(&tail));
             return Err(fail(
@@ -814,8 +809,11 @@ impl WorkloadResource {
                 ),
             ));
         };
-        let token = read_object(c, bucket, &format!("{prefix}{TOKEN_OBJECT}")).await?.ok_or_else(|| {
-            fail("The workload released no attestation token".into(), format!("{run}{TOKEN_OBJECT} is missing."))
+        let token = read_object(c, bucket, &place.object(TOKEN_OBJECT)).await?.ok_or_else(|| {
+            fail(
+                "The workload released no attestation token".into(),
+                format!("{} is missing.", place.object_uri(TOKEN_OBJECT)),
+            )
         })?;
         let token = String::from_utf8_lossy(&token).trim().to_string();
         let issuer = if c.is_local { LOCAL_ISSUER } else { GOOGLE_ISSUER };
@@ -843,11 +841,11 @@ impl WorkloadResource {
         let released = OutputManifest::from_bytes(&manifest_bytes).map_err(|e| {
             fail(
                 "The workload's output manifest is not readable".into(),
-                format!("{e} ({run}{OUTPUT_MANIFEST_OBJECT})"),
+                format!("{e} ({})", place.object_uri(OUTPUT_MANIFEST_OBJECT)),
             )
         })?;
         let readers = shared_readers(&released.inputs);
-        share_run(c, bucket, prefix, digest, &readers).await?;
+        share_run(c, bucket, &place.prefix, digest, &readers).await?;
         state.set("shared_with", Value::Set(readers.iter().map(Value::string).collect()));
         state.set("output_manifest_sha256", Value::string(output_nonce(&manifest_bytes)));
         state.set("attestation_token", Value::string(token));
@@ -888,7 +886,7 @@ impl WorkloadResource {
                 .map_err(|e| gcp_diag("Cannot delete the workload VM", e))?;
         }
         let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
-        let pool = pool_name(&number, &output_pool_id(&name));
+        let pool = pool_name(&number, &names::output_pool_id(&name));
         if let Some(bucket) = prior.get("output").get("bucket").as_str() {
             // The results go with the workload: copy what you keep before destroying it.
             empty_and_delete_bucket(&c, bucket).await?;
