@@ -101,7 +101,7 @@ fn cases() -> Vec<Case> {
             name: dataset::TYPE_NAME,
             schema: ds,
             config: dataset_config,
-            plan: Box::new(move |prior, config| dataset::plan_state(prior, config, &facts)),
+            plan: Box::new(move |prior, config| dataset::plan_state(prior, config, &facts).expect("a plan")),
         },
         Case {
             name: policy::TYPE_NAME,

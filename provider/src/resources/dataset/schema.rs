@@ -1,0 +1,330 @@
+//! The `dcr_dataset` schema, and the checks of a configuration that need neither files nor a cloud.
+
+use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value, model};
+
+use super::model::Dataset;
+use crate::dataset::DatasetSchema;
+use crate::dataset::standin::MAX_RANDOM_ROWS;
+use crate::{timeouts, validate};
+use dcr_attestation::names::STAGE1_BUCKET_SUFFIX;
+
+const MODES: [&str; 3] = ["random", "sample", "none"];
+
+pub fn schema() -> Schema {
+    let column = Block::new("One column of the source, in file order.")
+        .attr(Attribute::required("name", Type::String, "Column name, exactly as in the CSV header."))
+        .attr(Attribute::required("type", Type::String, "Column type: `integer`, `float`, `category` or `string`."))
+        .attr(Attribute::optional(
+            "min",
+            Type::Number,
+            "Smallest allowed value (integer and float columns; required for them).",
+        ))
+        .attr(Attribute::optional(
+            "max",
+            Type::Number,
+            "Largest allowed value (integer and float columns; required for them).",
+        ))
+        .attr(Attribute::optional(
+            "values",
+            Type::list(Type::String),
+            "Every allowed value (category columns; required for them).",
+        ))
+        .attr(Attribute::optional(
+            "max_length",
+            Type::Number,
+            "Longest allowed value in characters (string columns; required for them).",
+        ))
+        .attr(Attribute::optional("nullable", Type::Bool, "Whether empty cells are allowed.").null_means("`false`"));
+    let stage = Block::new(
+        "The stage-1 stand-in analysts explore before their notebook runs on the real data. Without this \
+         block no stand-in is published.",
+    )
+    .attr(Attribute::required(
+        "mode",
+        Type::String,
+        "`random` (rows drawn uniformly from the declared schema domains: no information from the data), \
+         `sample` (a public file the owner supplies, published as is) or `none`. `dp_synthetic` is reserved \
+         and not yet supported.",
+    ))
+    .attr(
+        Attribute::optional("rows", Type::Number, "Number of rows of a `random` stand-in (1 to 1000000).")
+            .null_means("`1000`"),
+    )
+    .attr(Attribute::optional(
+        "public_source",
+        Type::String,
+        "Path to the public CSV published as the `sample` stand-in; it must conform to the schema.",
+    ))
+    .attr(Attribute::optional(
+        "readers",
+        Type::set(Type::String),
+        "IAM members allowed to read the stand-in (`user:`, `group:`, `serviceAccount:`, `domain:`, \
+         `principal://`, `principalSet://`). Public members are refused.",
+    ));
+    Schema::new(
+        0,
+        Block::new(
+            "A confidential dataset: the source CSV is validated against its declared schema, encrypted on this \
+             machine with a fresh data key (AES-256-GCM, the key wrapped by Cloud KMS) and stored in a private \
+             bucket; a stage-1 stand-in is published for analysts.",
+        )
+        .attr(Attribute::computed("id", Type::String, "`BUCKET/NAME`; also the import id."))
+        .attr(
+            Attribute::required(
+                "name",
+                Type::String,
+                "Dataset name: 3 to 24 lowercase letters, digits and `-`, starting with a letter.",
+            )
+            .requires_replace(),
+        )
+        .attr(Attribute::required(
+            "source",
+            Type::String,
+            "Path to the source CSV (relative to Terraform's working directory): a regular file, not a pipe or \
+             device. Its first row names the columns. It is read at plan time: editing the file plans an update. \
+             Limits: a header of 1 MiB, a row of 8 MiB, a cell of 4 MiB. Once uploaded the file is no longer \
+             needed: without it, plans keep the uploaded data (with a warning) and destroy works.",
+        ))
+        .attr(
+            Attribute::optional_computed(
+                "bucket",
+                Type::String,
+                "Name of the private bucket holding the encrypted data.",
+            )
+            .default_described("`PROJECT-NAME`")
+            .requires_replace(),
+        )
+        .attr(
+            Attribute::optional_computed("location", Type::String, "Bucket location.")
+                .default(Value::string("US"))
+                .requires_replace(),
+        )
+        .attr(
+            Attribute::optional_computed("kms_location", Type::String, "Cloud KMS location of the key ring.")
+                .default(Value::string("global"))
+                .requires_replace(),
+        )
+        .attr(Attribute::optional("labels", Type::map(Type::String), "Labels set on the dataset's buckets."))
+        .attr(Attribute::computed("object", Type::String, "Name of the encrypted object in `bucket`."))
+        .attr(Attribute::computed("object_uri", Type::String, "`gs://` URI of the encrypted object."))
+        .attr(Attribute::computed("object_generation", Type::String, "Generation of the encrypted object."))
+        .attr(Attribute::computed("key_ring", Type::String, "Full name of the dataset's KMS key ring."))
+        .attr(
+            Attribute::computed(
+                "crypto_key",
+                Type::String,
+                "Full name of the KMS key that wraps the data key. KMS keys cannot be deleted: destroying the \
+                 dataset schedules destruction of its key versions, and a re-created dataset gets a new key in the \
+                 same key ring.",
+            )
+            .use_state_for_unknown(),
+        )
+        .attr(Attribute::computed("source_sha256", Type::String, "SHA-256 of the source file (hex)."))
+        .attr(Attribute::computed("source_rows", Type::Number, "Number of data rows in the source file."))
+        .attr(Attribute::computed(
+            "ciphertext_sha256",
+            Type::String,
+            "SHA-256 of the stored envelope (hex), for auditing what was uploaded.",
+        ))
+        .attr(Attribute::computed("stage1_bucket", Type::String, "Bucket holding the stand-in (`BUCKET-stage1`)."))
+        .attr(Attribute::computed("stage1_uri", Type::String, "`gs://` URI of the stage-1 stand-in CSV."))
+        .attr(Attribute::computed("stage1_sha256", Type::String, "SHA-256 of the published stand-in (hex)."))
+        .block(
+            NestedBlock::single(
+                "schema",
+                Block::new("The declared schema of the source: its columns, each with a type and a domain.")
+                    .block(NestedBlock::list("column", column).min_items(1)),
+            )
+            // A single block with min = max = 1 is how protocol 6 says "required".
+            .min_items(1)
+            .max_items(1),
+        )
+        .block(NestedBlock::single("programming_stage", stage))
+        .block(timeouts::block("30m")),
+    )
+}
+
+/// Everything about the configuration that can be checked without reading files or calling a
+/// cloud. Unknown values are skipped; they are checked again at plan time, when known.
+pub fn validate_config(config: &Value) -> Diagnostics {
+    let m: Dataset = match model::read(config, "dcr_dataset configuration") {
+        Ok(m) => m,
+        Err(d) => return d,
+    };
+    let mut d = Diagnostics::new();
+    let mut check = |attr: AttributePath, v: Option<&str>, f: &dyn Fn(&str) -> Result<(), String>| {
+        if let Some(s) = v
+            && let Err(e) = f(s)
+        {
+            d.push(Diagnostic::attribute_error(attr.clone(), e, ""));
+        }
+    };
+    check(AttributePath::root("name"), m.name.as_deref(), &validate::dataset_name);
+    check(AttributePath::root("bucket"), m.bucket.as_deref(), &|s| {
+        validate::bucket_name(s)?;
+        if s.len() > 56 {
+            return Err(format!(
+                "{s:?} is longer than 56 characters (the stage-1 bucket adds {STAGE1_BUCKET_SUFFIX:?})"
+            ));
+        }
+        Ok(())
+    });
+    check(AttributePath::root("kms_location"), m.kms_location.as_deref(), &validate::kms_location);
+    check(AttributePath::root("source"), m.source.as_deref(), &|s| {
+        if s.trim().is_empty() { Err("must name a CSV file".into()) } else { Ok(()) }
+    });
+    for (k, v) in m.labels.known().into_iter().flatten() {
+        if let Some(v) = v.as_deref()
+            && let Err(e) = validate::label(k, v)
+        {
+            d.push(Diagnostic::attribute_error(AttributePath::root("labels").key(k), e, ""));
+        }
+    }
+    if let Err(e) = DatasetSchema::from_config(&m.schema) {
+        d.extend(e);
+    }
+    d.extend(timeouts::validate(config));
+    if let Some(stage) = m.stage() {
+        let p = |a: &str| AttributePath::root("programming_stage").attr(a);
+        let mode = stage.mode.as_deref();
+        match mode {
+            Some("dp_synthetic") => d.push(Diagnostic::attribute_error(
+                p("mode"),
+                "\"dp_synthetic\" is not yet supported",
+                "Differentially private synthetic stand-ins are planned but not available in this version; use \
+                 \"random\" (no information from the data) or \"sample\" (a public file you supply).",
+            )),
+            Some(m) if !MODES.contains(&m) => d.push(Diagnostic::attribute_error(
+                p("mode"),
+                format!("unknown mode {m:?}"),
+                format!("Allowed modes: {}.", MODES.join(", ")),
+            )),
+            _ => {}
+        }
+        if let Some(rows) = stage.rows.known().and_then(|r| r.as_f64())
+            && (rows < 1.0 || rows > MAX_RANDOM_ROWS as f64 || rows.fract() != 0.0)
+        {
+            d.push(Diagnostic::attribute_error(
+                p("rows"),
+                format!("{rows} is not a whole number between 1 and {MAX_RANDOM_ROWS}"),
+                "",
+            ));
+        }
+        if mode == Some("random") && !stage.public_source.is_null() {
+            d.push(Diagnostic::attribute_error(
+                p("public_source"),
+                "public_source applies only to mode = \"sample\"",
+                "",
+            ));
+        }
+        if mode == Some("sample") {
+            if stage.public_source.is_null() {
+                d.push(Diagnostic::attribute_error(
+                    p("public_source"),
+                    "mode = \"sample\" needs public_source",
+                    "Name the public CSV file to publish as the stand-in.",
+                ));
+            }
+            if !stage.rows.is_null() {
+                d.push(Diagnostic::attribute_error(p("rows"), "rows applies only to mode = \"random\"", ""));
+            }
+        }
+        for r in stage.readers.known().into_iter().flat_map(|s| &s.0) {
+            if let Some(m) = r.as_deref()
+                && let Err(e) = validate::reader_member(m)
+            {
+                d.push(Diagnostic::attribute_error(p("readers"), e, ""));
+            }
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dataset::columns::tests::{column, schema_block};
+
+    pub fn config(extra: &[(&str, Value)]) -> Value {
+        let mut cfg = Value::null_object(&schema().implied_type());
+        cfg.set("name", Value::string("patients"));
+        cfg.set("source", Value::string("patients.csv"));
+        cfg.set(
+            "schema",
+            schema_block(vec![column("age", "integer", &[("min", Value::int(0)), ("max", Value::int(120))])]),
+        );
+        for (k, v) in extra {
+            cfg.set(k, v.clone());
+        }
+        cfg
+    }
+
+    pub fn stage(mode: &str, extra: &[(&str, Value)]) -> Value {
+        let mut s = Value::object([
+            ("mode", Value::string(mode)),
+            ("rows", Value::Null),
+            ("public_source", Value::Null),
+            ("readers", Value::Null),
+        ]);
+        for (k, v) in extra {
+            s.set(k, v.clone());
+        }
+        s
+    }
+
+    pub fn facts() -> super::super::PlanFacts {
+        super::super::PlanFacts {
+            project: "dcr-local".into(),
+            source_sha256: Some("aa".into()),
+            source_rows: Some(3),
+            public_sha256: None,
+        }
+    }
+
+    pub fn summaries(d: &Diagnostics) -> Vec<String> {
+        d.iter().map(|x| x.summary.clone()).collect()
+    }
+
+    #[test]
+    fn bad_inputs_name_their_attribute() {
+        let cases: Vec<(Value, &str)> = vec![
+            (config(&[("bucket", Value::string("Bad_Bucket!"))]), "bucket"),
+            (config(&[("name", Value::string("Not Valid"))]), "name"),
+            (config(&[("programming_stage", stage("dp_synthetic", &[]))]), "programming_stage.mode"),
+            (config(&[("programming_stage", stage("random", &[("rows", Value::int(0))]))]), "programming_stage.rows"),
+            (config(&[("programming_stage", stage("sample", &[]))]), "programming_stage.public_source"),
+            (
+                config(&[(
+                    "programming_stage",
+                    stage("random", &[("readers", Value::Set(vec![Value::string("bob@example.com")]))]),
+                )]),
+                "programming_stage.readers",
+            ),
+            (config(&[("labels", Value::Map(BTreeMap::from([("Bad".into(), Value::string("x"))])))]), "labels"),
+            (
+                config(&[(
+                    "timeouts",
+                    Value::object([("create", Value::string("5d")), ("update", Value::Null), ("delete", Value::Null)]),
+                )]),
+                "timeouts.create",
+            ),
+        ];
+        for (cfg, attr) in cases {
+            let d = validate_config(&cfg);
+            assert!(d.has_errors(), "{attr}: expected an error");
+            assert!(summaries(&d).iter().any(|s| s.contains(attr)), "{attr}: {:?}", summaries(&d));
+        }
+    }
+
+    #[test]
+    fn a_good_config_has_no_diagnostics() {
+        let cfg = config(&[(
+            "programming_stage",
+            stage("random", &[("rows", Value::int(10)), ("readers", Value::Set(vec![Value::string("user:a@b.co")]))]),
+        )]);
+        assert!(validate_config(&cfg).is_empty(), "{:?}", summaries(&validate_config(&cfg)));
+    }
+}
