@@ -84,7 +84,8 @@ fn generated_conditions() -> Vec<Condition> {
                             if policy::validate_config(&cfg).has_errors() {
                                 continue;
                             }
-                            let Ok((rules, _, _)) = policy::effective_rules(&cfg, is_local) else { continue };
+                            let model = tfplugin6::model::read(&cfg, "policy").expect("a policy configuration");
+                            let Ok((rules, _, _)) = policy::effective_rules(&model, is_local) else { continue };
                             let expr = policy::checked_condition(&rules).expect("a few digests fit Google's limit");
                             let source = format!(
                                 "dcr_policy on {}: {} digests, require_confidential_hardware {}, allowed_hardware {}, \

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dcr_gcp::GcpError;
 use dcr_gcp::iam::IamResource;
 use dcr_gcp::storage::{Bucket, IamConfiguration, UniformBucketLevelAccess};
-use tfplugin6::{ApplyRequest, AttributePath, Diagnostic, Diagnostics, ReadResponse, Value};
+use tfplugin6::{ApplyRequest, AttributePath, Diagnostic, Diagnostics, PlanResponse, ReadResponse, Value};
 
 use crate::clients::Clients;
 use crate::timeouts;
@@ -124,6 +124,13 @@ pub async fn read_object(c: &Clients, bucket: &str, object: &str) -> Result<Opti
     }
 }
 
+/// A string the plan made known; its absence at apply is a provider bug.
+pub fn known<'a>(type_name: &str, v: &'a tfplugin6::Attr<String>, attribute: &str) -> Result<&'a str, Diagnostics> {
+    v.as_deref().ok_or_else(|| {
+        Diagnostic::error(format!("{type_name}: {attribute} is not known"), "This is a bug in the provider.").into()
+    })
+}
+
 /// A string attribute the plan made known; its absence at apply is a provider bug.
 pub fn str_attr(type_name: &str, v: &Value, a: &str) -> Result<String, Diagnostics> {
     v.get(a).as_str().map(str::to_string).ok_or_else(|| {
@@ -149,6 +156,42 @@ pub fn read_response(state: Value, private: Vec<u8>, refreshed: Result<Value, Di
     match refreshed {
         Ok(new_state) => ReadResponse { new_state, private, diagnostics: Diagnostics::new() },
         Err(diagnostics) => ReadResponse { new_state: state, private, diagnostics },
+    }
+}
+
+/// `PlanResourceChange`'s answer from a planner's result and the diagnostics gathered before it.
+pub fn plan_response(planned: Result<(Value, Vec<AttributePath>), Diagnostics>, mut d: Diagnostics) -> PlanResponse {
+    match planned {
+        Ok((planned_state, requires_replace)) => {
+            PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
+        }
+        Err(e) => {
+            d.extend(e);
+            PlanResponse { diagnostics: d, ..Default::default() }
+        }
+    }
+}
+
+/// Converges on typed models: reads the prior and planned states, starts the state from
+/// `start(prior, planned)`, and lets `steps` fill it in as each piece of work completes. Returns
+/// the state reached — settled (no unknowns) if a step failed — and what went wrong.
+pub async fn converge_typed<M: tfplugin6::Model + Clone>(
+    prior: &Value,
+    planned: &Value,
+    read: fn(&Value) -> Result<M, Diagnostics>,
+    start: impl FnOnce(&M, &M) -> M,
+    steps: impl AsyncFnOnce(&M, &M, &mut M) -> Result<(), Diagnostics>,
+) -> (Value, Diagnostics) {
+    let (prior, planned_model) = match (read(prior), read(planned)) {
+        (Ok(p), Ok(n)) => (p, n),
+        (Err(d), _) | (_, Err(d)) => return (settle(planned), d),
+    };
+    let mut state = start(&prior, &planned_model);
+    let result = steps(&prior, &planned_model, &mut state).await;
+    let state = state.into_value();
+    match result {
+        Ok(()) => (state, Diagnostics::new()),
+        Err(d) => (settle(&state), d),
     }
 }
 

@@ -1,5 +1,6 @@
-//! One test over every resource schema: what an attribute declares about planning (a default,
-//! "changing it replaces the resource") is what the resource's planner does.
+//! Tests over every resource schema: what an attribute declares about planning (a default,
+//! "changing it replaces the resource") is what the resource's planner does, and each typed model
+//! has exactly its schema's attributes.
 
 use tfplugin6::schema::{AttributeDefault, Block, Nesting, Schema};
 use tfplugin6::{AttributePath, Value};
@@ -108,8 +109,9 @@ fn cases() -> Vec<Case> {
             schema: ps,
             config: policy_config,
             plan: Box::new(move |prior, config| {
-                let (rules, issuer, _) = policy::effective_rules(config, true).expect("rules");
-                policy::plan_state(prior, config, &rules, &issuer, Some("true"), &policy_facts)
+                let model = tfplugin6::model::read(config, "policy").expect("a policy");
+                let (rules, issuer, _) = policy::effective_rules(&model, true).expect("rules");
+                policy::plan_state(prior, config, &rules, &issuer, Some("true"), &policy_facts).expect("a plan")
             }),
         },
         Case {
@@ -229,4 +231,15 @@ fn every_attribute_declared_to_replace_replaces_when_changed_and_only_then() {
             );
         }
     }
+}
+
+#[test]
+fn every_model_has_its_schemas_attributes() {
+    use tfplugin6::model::check_fields;
+    let ds = dataset::schema();
+    check_fields::<dataset::model::Dataset>(&ds.block).unwrap();
+    check_fields::<dataset::model::ProgrammingStage>(nested(&ds.block, "programming_stage")).unwrap();
+    let ps = policy::schema();
+    check_fields::<policy::model::Policy>(&ps.block).unwrap();
+    check_fields::<policy::model::PolicyOutput>(nested(&ps.block, "output")).unwrap();
 }

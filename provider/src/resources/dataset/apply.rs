@@ -17,7 +17,7 @@ use crate::dataset::standin::random_csv;
 use crate::dataset::{DatasetSchema, HashingReader};
 use crate::provider::ProviderState;
 use crate::resources::common::{
-    apply_converging, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket, settle,
+    apply_converging, converge_typed, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket,
 };
 
 const OBJECT_VIEWER: &str = "roles/storage.objectViewer";
@@ -42,17 +42,10 @@ async fn bucket_exists(state: &ProviderState, v: &Value) -> bool {
 /// Brings the cloud to `planned`, filling computed values into the returned state as each step
 /// completes; on error the state says what exists so far.
 async fn converge(provider: &ProviderState, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
-    let (prior, planned_model) = match (super::read(prior), super::read(planned)) {
-        (Ok(p), Ok(n)) => (p, n),
-        (Err(d), _) | (_, Err(d)) => return (settle(planned), d),
+    let steps = async |prior: &Dataset, planned: &Dataset, state: &mut Dataset| {
+        converge_steps(provider, prior, planned, state).await
     };
-    let mut state = planned_model.clone();
-    let result = converge_steps(provider, &prior, &planned_model, &mut state).await;
-    let state = state.into_value();
-    match result {
-        Ok(()) => (state, Diagnostics::new()),
-        Err(d) => (settle(&state), d),
-    }
+    converge_typed(prior, planned, super::read, |_, planned| planned.clone(), steps).await
 }
 
 async fn converge_steps(

@@ -10,18 +10,11 @@ pub mod plan;
 mod read;
 pub mod schema;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use dcr_attestation::names::DatasetLocation;
-use tfplugin6::schema::Schema;
-use tfplugin6::{
-    ApplyRequest, ApplyResponse, Diagnostic, Diagnostics, PlanRequest, PlanResponse, ReadResponse, Resource, Value,
-};
+use tfplugin6::{Diagnostic, Diagnostics, Value};
 
 use crate::clients::Clients;
-use crate::provider::ProviderState;
-use crate::resources::common::{gcp_diag, read_response};
+use crate::resources::common::gcp_diag;
 use crate::validate;
 pub use plan::{PlanFacts, plan_state};
 pub use schema::{schema, validate_config};
@@ -43,47 +36,7 @@ mod meta {
     pub const STAGE: &str = "dcr-programming-stage";
 }
 
-pub struct DatasetResource {
-    state: Arc<ProviderState>,
-}
-
-impl DatasetResource {
-    pub fn new(state: Arc<ProviderState>) -> DatasetResource {
-        DatasetResource { state }
-    }
-}
-
-#[async_trait]
-impl Resource for DatasetResource {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    async fn validate(&self, config: &Value) -> Diagnostics {
-        validate_config(config)
-    }
-
-    async fn read(&self, state: Value, private: Vec<u8>) -> ReadResponse {
-        let refreshed = read::refresh(&self.state, state.clone()).await;
-        read_response(state, private, refreshed)
-    }
-
-    async fn plan(&self, req: PlanRequest) -> PlanResponse {
-        plan::plan(&self.state, req).await
-    }
-
-    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
-        apply::apply(&self.state, req).await
-    }
-
-    async fn import(&self, id: &str) -> Result<Value, Diagnostics> {
-        read::import(&self.state, id).await
-    }
-}
+resource_by_phase!(DatasetResource);
 
 /// The dataset a value holds (configuration, plan or state); a null one reads as all null.
 fn read(v: &Value) -> Result<model::Dataset, Diagnostics> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use dcr_attestation::names::DatasetLocation;
 use tfplugin6::model::{Attr, Model, SetOf};
 use tfplugin6::value::Number;
-use tfplugin6::{Diagnostic, Diagnostics, Value};
+use tfplugin6::{Diagnostics, Value};
 
 #[derive(Clone, Debug, Default, PartialEq, Model)]
 pub struct Dataset {
@@ -69,20 +69,5 @@ impl Dataset {
 
 /// A string the plan made known; its absence at apply is a provider bug.
 pub fn known<'a>(v: &'a Attr<String>, attribute: &str) -> Result<&'a str, Diagnostics> {
-    v.as_deref().ok_or_else(|| {
-        Diagnostic::error(format!("dcr_dataset: {attribute} is not known"), "This is a bug in the provider.").into()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_models_have_the_schemas_attributes() {
-        let schema = super::super::schema::schema();
-        tfplugin6::model::check_fields::<Dataset>(&schema.block).unwrap();
-        let stage = &schema.block.nested("programming_stage").unwrap().block;
-        tfplugin6::model::check_fields::<ProgrammingStage>(stage).unwrap();
-    }
+    crate::resources::common::known(super::TYPE_NAME, v, attribute)
 }

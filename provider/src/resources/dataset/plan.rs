@@ -11,6 +11,7 @@ use super::model::Dataset;
 use super::schema::{schema, validate_config};
 use crate::dataset::{CsvSummary, DatasetSchema, check_csv, checkcache};
 use crate::provider::ProviderState;
+use crate::resources::common::plan_response;
 
 /// What plan learned from the files it read.
 #[derive(Clone, Debug, Default)]
@@ -80,12 +81,7 @@ pub(super) async fn plan(state: &ProviderState, req: PlanRequest) -> PlanRespons
     if d.has_errors() {
         return fail(d);
     }
-    match plan_state(&req.prior_state, &req.config, &facts) {
-        Ok((planned_state, requires_replace)) => {
-            PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
-        }
-        Err(e) => fail(e),
-    }
+    plan_response(plan_state(&req.prior_state, &req.config, &facts), d)
 }
 
 /// The planned state: the configuration, defaults filled in, and every computed value either kept
