@@ -471,7 +471,9 @@ pub async fn plan_image(c: &Clients, planned: &Value) -> Result<Option<(Workload
         return Ok(None);
     }
     let Some(manifest) = manifest(c, planned).await? else { return Ok(None) };
-    let image = build(planned, &manifest)?;
+    // Reading the notebook and hashing the layer are blocking work.
+    let (planned, m) = (planned.clone(), manifest.clone());
+    let image = crate::resources::common::blocking("The image build", move || build(&planned, &m)).await?;
     Ok(Some((manifest, image)))
 }
 

@@ -159,6 +159,17 @@ pub fn read_response(state: Value, private: Vec<u8>, refreshed: Result<Value, Di
     }
 }
 
+/// Runs blocking work (reading files, hashing, generating data, writing images) on the blocking
+/// pool, off the async runtime's few threads, which the gRPC server and every other request share.
+pub async fn blocking<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, Diagnostics> + Send + 'static,
+) -> Result<T, Diagnostics> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(Diagnostic::error(format!("{what} failed"), e.to_string()).into()))
+}
+
 /// `PlanResourceChange`'s answer from a planner's result and the diagnostics gathered before it.
 pub fn plan_response(planned: Result<(Value, Vec<AttributePath>), Diagnostics>, mut d: Diagnostics) -> PlanResponse {
     match planned {

@@ -17,7 +17,7 @@ use crate::dataset::standin::random_csv;
 use crate::dataset::{DatasetSchema, HashingReader};
 use crate::provider::ProviderState;
 use crate::resources::common::{
-    apply_converging, converge_typed, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket,
+    apply_converging, blocking, converge_typed, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket,
 };
 
 const OBJECT_VIEWER: &str = "roles/storage.objectViewer";
@@ -242,9 +242,13 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
             let schema = DatasetSchema::from_config(&state.schema)?
                 .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
             let rows = stage.rows.known().and_then(|r| r.as_i64()).unwrap_or(1000) as u64;
-            let mut buf = Vec::new();
-            random_csv(&schema, rows, &mut rand::rng(), &mut buf)
-                .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot generate the stand-in", e.to_string())))?;
+            let buf = blocking("The stand-in's generation", move || {
+                let mut buf = Vec::new();
+                random_csv(&schema, rows, &mut rand::rng(), &mut buf)
+                    .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot generate the stand-in", e.to_string())))?;
+                Ok(buf)
+            })
+            .await?;
             Box::new(std::io::Cursor::new(buf))
         }
     };

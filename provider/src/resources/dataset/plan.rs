@@ -206,9 +206,7 @@ fn check_file(at: AttributePath, path: String, schema: DatasetSchema) -> Result<
 }
 
 async fn check_file_async(at: AttributePath, path: String, schema: DatasetSchema) -> Result<CsvSummary, Diagnostics> {
-    tokio::task::spawn_blocking(move || check_file(at, path, schema))
-        .await
-        .unwrap_or_else(|e| Err(Diagnostic::error("file check failed", e.to_string()).into()))
+    crate::resources::common::blocking("The file check", move || check_file(at, path, schema)).await
 }
 
 #[cfg(test)]

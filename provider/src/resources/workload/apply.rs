@@ -61,9 +61,14 @@ async fn store_image(c: &Clients, planned: &Value, image: &BuiltImage) -> Result
                     "Set registry to an Artifact Registry repository, e.g. us-docker.pkg.dev/PROJECT/REPO.",
                 ))
             })?;
-            let layout = dcr_image::layout::Layout::create(&dir).map_err(fail)?;
-            image.write_to(&layout, planned.get("name").as_str().unwrap_or("workload")).map_err(fail)?;
-            Ok(format!("{repo}@{}", image.digest))
+            let (image, tag) = (image.clone(), planned.get("name").as_str().unwrap_or("workload").to_string());
+            let digest = image.digest.clone();
+            crate::resources::common::blocking("The image's write", move || {
+                let layout = dcr_image::layout::Layout::create(&dir).map_err(fail)?;
+                image.write_to(&layout, &tag).map_err(fail)
+            })
+            .await?;
+            Ok(format!("{repo}@{digest}"))
         }
         Some(registry) => {
             if !c.is_local {
