@@ -18,7 +18,9 @@ use dcr_attestation::workload::{
 };
 use dcr_gcp::workload_identity::pool_name;
 use dcr_image::{BaseImage, BuiltImage, FileEntry};
+use tfplugin6::model::{Attr, FromValue, IntoValue, Model, wholly_known};
 use tfplugin6::schema::{Attribute, Block, NestedBlock};
+use tfplugin6::value::Number;
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
 
 use crate::clients::Clients;
@@ -135,10 +137,82 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
     .block(NestedBlock::single("output", output).min_items(1).max_items(1))
 }
 
+/// One `input` block.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ImageInput {
+    pub name: Attr<String>,
+    pub dataset: Attr<String>,
+    pub policy: Attr<String>,
+    pub policy_project: Attr<String>,
+    pub policy_project_number: Attr<String>,
+    pub audience: Attr<String>,
+    pub policy_uri: Attr<String>,
+}
+
+/// The `output` block's attributes that decide the image.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ImageOutput {
+    pub bucket: Attr<String>,
+    pub prefix: Attr<String>,
+}
+
+/// The attributes that decide the image, as `dcr_workload` and `data "dcr_image_digest"` both
+/// hold them (`#[model(flatten)]` into each one's model); `O` is the model of the `output` block,
+/// which the resource extends with where its bucket lives.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ImageAttributes<O>
+where
+    O: FromValue + IntoValue,
+{
+    pub name: Attr<String>,
+    pub notebook: Attr<String>,
+    pub parameters: Attr<String>,
+    pub max_run_seconds: Attr<Number>,
+    pub base_image: Attr<String>,
+    pub input: Attr<Vec<ImageInput>>,
+    pub output: Attr<O>,
+}
+
+/// What the image is built from: the attributes with the output block's bucket and prefix.
+pub type ImageSpec = ImageAttributes<ImageOutput>;
+
+impl<O: FromValue + IntoValue> ImageAttributes<O> {
+    fn inputs(&self) -> &[ImageInput] {
+        self.input.known().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// An `output` block's model: where its object prefix is.
+pub trait OutputBlock: FromValue + IntoValue {
+    fn prefix_mut(&mut self) -> &mut Attr<String>;
+}
+
+impl OutputBlock for ImageOutput {
+    fn prefix_mut(&mut self) -> &mut Attr<String> {
+        &mut self.prefix
+    }
+}
+
+impl<O: OutputBlock> ImageAttributes<O> {
+    /// Fills the defaults the image attributes take from elsewhere: the base image `build.sh`
+    /// writes, and the output prefix `NAME/` (unknown while the name is). The fixed ones
+    /// (`parameters`, `max_run_seconds`) are declared in the schema, for `tfplugin6::plan::fill_defaults`.
+    pub fn fill_defaults(&mut self) {
+        if self.base_image.is_null() {
+            self.base_image = Attr::Known(default_base_image());
+        }
+        if let Attr::Known(o) = &mut self.output
+            && o.prefix_mut().is_null()
+        {
+            *o.prefix_mut() = Attr::known_or_unknown(self.name.as_deref().map(RunLocation::default_output_prefix));
+        }
+    }
+}
+
 /// The configuration checks that need no cloud.
-pub fn validate(config: &Value) -> Diagnostics {
+pub fn validate(config: &ImageSpec) -> Diagnostics {
     let mut d = Diagnostics::new();
-    if let Some(name) = config.get("name").as_str() {
+    if let Some(name) = config.name.as_deref() {
         let ok = (3..=MAX_NAME).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -151,7 +225,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
-    if let Some(p) = config.get("parameters").as_str()
+    if let Some(p) = config.parameters.as_deref()
         && !serde_json::from_str::<serde_json::Value>(p).is_ok_and(|v| v.is_object())
     {
         d.push(Diagnostic::attribute_error(
@@ -160,7 +234,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             "Write it with jsonencode({ name = value, ... }).",
         ));
     }
-    if let Some(n) = config.get("max_run_seconds").as_f64()
+    if let Some(n) = config.max_run_seconds.known().and_then(Number::as_f64)
         && !(1.0..=86_400.0).contains(&n)
     {
         d.push(Diagnostic::attribute_error(
@@ -169,7 +243,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             "Allowed: 1 to 86400 seconds.",
         ));
     }
-    if let Some(b) = config.get("base_image").as_str()
+    if let Some(b) = config.base_image.as_deref()
         && parse_base(b).is_none()
     {
         d.push(Diagnostic::attribute_error(
@@ -178,11 +252,10 @@ pub fn validate(config: &Value) -> Diagnostics {
             "Write oci:LAYOUT_DIR:TAG, e.g. the layout runtime-image/build.sh writes.",
         ));
     }
-    let inputs = config.get("input").elements();
     let mut seen = std::collections::BTreeSet::new();
-    for (i, input) in inputs.iter().enumerate() {
+    for (i, input) in config.inputs().iter().enumerate() {
         let at = AttributePath::root("input").index(i);
-        if let Some(n) = input.get("name").as_str() {
+        if let Some(n) = input.name.as_deref() {
             if !is_input_name(n) {
                 d.push(Diagnostic::attribute_error(
                     at.clone().attr("name"),
@@ -197,14 +270,14 @@ pub fn validate(config: &Value) -> Diagnostics {
                 ));
             }
         }
-        if let Some(ds) = input.get("dataset").as_str()
+        if let Some(ds) = input.dataset.as_deref()
             && let Err(e) = parse_id(ds)
         {
             d.push(Diagnostic::attribute_error(at.clone().attr("dataset"), "not a dcr_dataset id", e));
         }
         d.extend(validate_policy_ref(input, &at));
     }
-    if let Some(p) = config.get("output").get("prefix").as_str()
+    if let Some(p) = config.output.known().and_then(|o| o.prefix.as_deref())
         && (p.starts_with('/') || !p.ends_with('/') || p.contains("//"))
     {
         d.push(Diagnostic::attribute_error(
@@ -218,19 +291,18 @@ pub fn validate(config: &Value) -> Diagnostics {
 
 /// The input's policy reference, as far as it can be checked without a cloud: the name, the
 /// audience's shape and its pool, the policy URI, and that a foreign policy says where it is.
-fn validate_policy_ref(input: &Value, at: &AttributePath) -> Diagnostics {
+fn validate_policy_ref(input: &ImageInput, at: &AttributePath) -> Diagnostics {
     let mut d = Diagnostics::new();
-    let policy = input.get("policy");
-    if let Some(p) = policy.as_str()
+    if let Some(p) = input.policy.as_deref()
         && let Err(e) = crate::resources::policy::policy_name(p)
     {
         d.push(Diagnostic::attribute_error(at.clone().attr("policy"), format!("{p:?} is not a policy name"), e));
     }
-    match input.get("audience").as_str() {
+    match input.audience.as_deref() {
         Some(a) => match policy_of_audience(a) {
             Err(e) => d.push(Diagnostic::attribute_error(at.clone().attr("audience"), "not a dcr_policy audience", e)),
             Ok((_, name)) => {
-                if let Some(p) = policy.as_str().filter(|p| *p != name) {
+                if let Some(p) = input.policy.as_deref().filter(|p| *p != name) {
                     d.push(Diagnostic::attribute_error(
                         at.clone().attr("policy"),
                         format!("policy {p:?} does not match the audience, which names policy {name:?}"),
@@ -241,14 +313,14 @@ fn validate_policy_ref(input: &Value, at: &AttributePath) -> Diagnostics {
         },
         // An audience not known yet (a variable during `terraform validate`, another resource's
         // attribute) is still an audience.
-        None if policy.is_null() && !input.get("audience").is_unknown() => d.push(Diagnostic::attribute_error(
+        None if input.policy.is_null() && !input.audience.is_unknown() => d.push(Diagnostic::attribute_error(
             at.clone().attr("policy"),
             "the input names no policy",
             "Set policy to the dcr_policy's name, or audience to the audience it exports.",
         )),
         None => {}
     }
-    if let Some(n) = input.get("policy_project_number").as_str()
+    if let Some(n) = input.policy_project_number.as_deref()
         && (n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()))
     {
         d.push(Diagnostic::attribute_error(
@@ -257,7 +329,7 @@ fn validate_policy_ref(input: &Value, at: &AttributePath) -> Diagnostics {
             "A project number is all digits (the console's project info card shows it).",
         ));
     }
-    if let Some(u) = input.get("policy_uri").as_str()
+    if let Some(u) = input.policy_uri.as_deref()
         && !dcr_attestation::workload::split_gs_uri(u).is_some_and(|(b, o)| !b.is_empty() && !o.is_empty())
     {
         d.push(Diagnostic::attribute_error(
@@ -304,15 +376,14 @@ pub struct PolicyRef {
 /// provider's own project. Another project's number is never looked up: reading it needs
 /// `resourcemanager.projects.get` on the data owner's project, which a consumer rarely has.
 pub fn policy_ref(
-    input: &Value,
+    input: &ImageInput,
     own_project: &str,
     own_number: &str,
     at: &AttributePath,
 ) -> Result<PolicyRef, Diagnostic> {
-    let s = |a: &str| input.get(a).as_str().map(str::to_string);
-    let project = s("policy_project").unwrap_or_else(|| own_project.to_string());
+    let project = input.policy_project.known().cloned().unwrap_or_else(|| own_project.to_string());
     let foreign = project != own_project;
-    let (audience, policy) = match s("audience") {
+    let (audience, policy) = match input.audience.known().cloned() {
         Some(a) => {
             let (_, name) = policy_of_audience(&a).map_err(|e| {
                 Diagnostic::attribute_error(at.clone().attr("audience"), "not a dcr_policy audience", e)
@@ -320,8 +391,8 @@ pub fn policy_ref(
             (a, name)
         }
         None => {
-            let policy = s("policy").unwrap_or_default();
-            let number = match (s("policy_project_number"), foreign) {
+            let policy = input.policy.known().cloned().unwrap_or_default();
+            let number = match (input.policy_project_number.known().cloned(), foreign) {
                 (Some(n), _) => n,
                 (None, false) => own_number.to_string(),
                 (None, true) => {
@@ -337,7 +408,7 @@ pub fn policy_ref(
             (dcr_gcp::workload_identity::audience(&provider), policy)
         }
     };
-    let policy_uri = match s("policy_uri") {
+    let policy_uri = match input.policy_uri.known().cloned() {
         Some(u) => u,
         None => {
             let bucket = PolicyLocation::default_bucket(&project, &policy);
@@ -360,43 +431,29 @@ fn parse_base(s: &str) -> Option<(PathBuf, String)> {
     (!dir.is_empty() && !tag.is_empty()).then(|| (PathBuf::from(dir), tag.to_string()))
 }
 
-/// The planned values of the image attributes' defaults.
-pub fn with_defaults(config: &Value) -> Value {
-    let mut v = config.clone();
-    tfplugin6::plan::fill_defaults(&image_attributes(Block::new(""), output_block()), &mut v);
-    if config.get("base_image").is_null() {
-        v.set("base_image", Value::string(default_base_image()));
-    }
-    let output = config.get("output");
-    if !output.is_null() && output.get("prefix").is_null() {
-        let mut o = output.clone();
-        let prefix = config.get("name").as_str().map(RunLocation::default_output_prefix);
-        o.set("prefix", prefix.map(Value::String).unwrap_or(Value::Unknown));
-        v.set("output", o);
-    }
-    v
-}
-
 /// The manifest for `planned` (defaults applied), or `None` while something it needs is unknown.
-pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadManifest>, Diagnostics> {
-    if !["name", "max_run_seconds", "input", "output"].iter().all(|a| planned.get(a).is_wholly_known()) {
+pub async fn manifest(c: &Clients, planned: &ImageSpec) -> Result<Option<WorkloadManifest>, Diagnostics> {
+    let known = wholly_known(&planned.name)
+        && wholly_known(&planned.max_run_seconds)
+        && wholly_known(&planned.input)
+        && wholly_known(&planned.output);
+    let (Some(name), Some(output), true) = (planned.name.known(), planned.output.known(), known) else {
         return Ok(None);
-    }
-    let name = planned.get("name").as_str().unwrap_or("").to_string();
+    };
     let own_number = c
         .project_number()
         .await
         .map_err(|e| crate::resources::common::gcp_diag("Cannot read the project number", e))?;
     let mut inputs = std::collections::BTreeMap::new();
-    for (i, input) in planned.get("input").elements().iter().enumerate() {
-        let s = |a: &str| input.get(a).as_str().unwrap_or("").to_string();
+    for (i, input) in planned.inputs().iter().enumerate() {
+        let dataset_id = input.dataset.known().cloned().unwrap_or_default();
         let dataset =
-            parse_id(&s("dataset")).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
+            parse_id(&dataset_id).map_err(|e| Diagnostics::from(Diagnostic::error("Invalid dataset id", e)))?;
         let r = policy_ref(input, &c.project, &own_number, &AttributePath::root("input").index(i))?;
         inputs.insert(
-            s("name"),
+            input.name.known().cloned().unwrap_or_default(),
             WorkloadInput {
-                dataset: s("dataset"),
+                dataset: dataset_id,
                 object_uri: dataset.object_uri(),
                 policy_uri: r.policy_uri,
                 audience: r.audience,
@@ -404,22 +461,18 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
             },
         );
     }
-    let output = planned.get("output");
-    let out_provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&own_number, &names::output_pool_id(&name)));
+    let out_provider = format!("{}/providers/{PROVIDER_ID}", pool_name(&own_number, &names::output_pool_id(name)));
+    let seconds = planned.max_run_seconds.known().and_then(Number::as_i64).unwrap_or(DEFAULT_MAX_RUN_SECONDS);
     Ok(Some(WorkloadManifest {
         format: WORKLOAD_FORMAT.into(),
         backend: if c.is_local { Backend::Local } else { Backend::Gcp },
-        timeout_seconds: planned.get("max_run_seconds").as_i64().unwrap_or(DEFAULT_MAX_RUN_SECONDS) as u64,
+        timeout_seconds: seconds as u64,
         inputs,
         output: WorkloadOutput {
-            uri: format!(
-                "gs://{}/{}",
-                output.get("bucket").as_str().unwrap_or(""),
-                output.get("prefix").as_str().unwrap_or("")
-            ),
+            uri: format!("gs://{}/{}", output.bucket.as_deref().unwrap_or(""), output.prefix.as_deref().unwrap_or("")),
             audience: dcr_gcp::workload_identity::audience(&out_provider),
         },
-        name,
+        name: name.clone(),
     }))
 }
 
@@ -428,8 +481,8 @@ pub async fn manifest(c: &Clients, planned: &Value) -> Result<Option<WorkloadMan
 pub const MAX_NOTEBOOK_BYTES: u64 = 64 << 20;
 
 /// The base image `planned` names.
-pub fn base_image(planned: &Value) -> Result<BaseImage, Diagnostics> {
-    let spec = planned.get("base_image").as_str().map(str::to_string).unwrap_or_else(default_base_image);
+pub fn base_image(planned: &ImageSpec) -> Result<BaseImage, Diagnostics> {
+    let spec = planned.base_image.known().cloned().unwrap_or_else(default_base_image);
     let (dir, tag) = parse_base(&spec).ok_or_else(|| {
         Diagnostics::from(Diagnostic::attribute_error(AttributePath::root("base_image"), "not oci:LAYOUT_DIR:TAG", ""))
     })?;
@@ -443,8 +496,8 @@ pub fn base_image(planned: &Value) -> Result<BaseImage, Diagnostics> {
 }
 
 /// Builds the image for `planned` in memory (no push): its digest is what a policy pins.
-pub fn build(planned: &Value, manifest: &WorkloadManifest) -> Result<BuiltImage, Diagnostics> {
-    let notebook_path = planned.get("notebook").as_str().unwrap_or("");
+pub fn build(planned: &ImageSpec, manifest: &WorkloadManifest) -> Result<BuiltImage, Diagnostics> {
+    let notebook_path = planned.notebook.as_deref().unwrap_or("");
     let notebook = crate::files::read_regular(&AttributePath::root("notebook"), notebook_path, MAX_NOTEBOOK_BYTES)?;
     if serde_json::from_slice::<serde_json::Value>(&notebook).map(|v| v.get("cells").is_none()).unwrap_or(true) {
         return Err(Diagnostic::attribute_error(
@@ -454,7 +507,7 @@ pub fn build(planned: &Value, manifest: &WorkloadManifest) -> Result<BuiltImage,
         )
         .into());
     }
-    let parameters = planned.get("parameters").as_str().unwrap_or("{}").as_bytes().to_vec();
+    let parameters = planned.parameters.as_deref().unwrap_or("{}").as_bytes().to_vec();
     let files = vec![
         FileEntry::new(format!("{IMAGE_DIR}/{MANIFEST_FILE}"), 0o644, manifest.to_bytes()),
         FileEntry::new(format!("{IMAGE_DIR}/{NOTEBOOK_FILE}"), 0o644, notebook),
@@ -466,8 +519,11 @@ pub fn build(planned: &Value, manifest: &WorkloadManifest) -> Result<BuiltImage,
 }
 
 /// Plans the image: the manifest and the built image, or `None` while an input is unknown.
-pub async fn plan_image(c: &Clients, planned: &Value) -> Result<Option<(WorkloadManifest, BuiltImage)>, Diagnostics> {
-    if !["notebook", "parameters", "base_image"].iter().all(|a| planned.get(a).is_wholly_known()) {
+pub async fn plan_image(
+    c: &Clients,
+    planned: &ImageSpec,
+) -> Result<Option<(WorkloadManifest, BuiltImage)>, Diagnostics> {
+    if !(wholly_known(&planned.notebook) && wholly_known(&planned.parameters) && wholly_known(&planned.base_image)) {
         return Ok(None);
     }
     let Some(manifest) = manifest(c, planned).await? else { return Ok(None) };
@@ -490,7 +546,10 @@ mod tests {
     }
 
     fn errors(input: &Value) -> Vec<String> {
-        validate_policy_ref(input, &AttributePath::root("input").index(0)).iter().map(|d| d.summary.clone()).collect()
+        validate_policy_ref(&tfplugin6::model::read(input, "input").unwrap(), &AttributePath::root("input").index(0))
+            .iter()
+            .map(|d| d.summary.clone())
+            .collect()
     }
 
     #[test]

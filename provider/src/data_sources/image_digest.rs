@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use tfplugin6::schema::{Attribute, Block, Schema};
 use tfplugin6::{DataSource, Diagnostic, Diagnostics, Type, Value};
 
+use tfplugin6::model::{Attr, IntoValue, Model};
+
 use crate::provider::ProviderState;
-use crate::workload_image::{image_attributes, output_block, plan_image, validate, with_defaults};
+use crate::workload_image::{ImageSpec, image_attributes, output_block, plan_image, validate};
 
 pub const TYPE_NAME: &str = "dcr_image_digest";
 
@@ -21,6 +23,32 @@ impl ImageDigest {
     pub fn new(state: Arc<ProviderState>) -> ImageDigest {
         ImageDigest { state }
     }
+}
+
+/// What the data source's configuration and state hold.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ImageDigestData {
+    #[model(flatten)]
+    pub image: ImageSpec,
+    pub digest: Attr<String>,
+    pub manifest: Attr<String>,
+}
+
+/// The configuration's checks that need no cloud.
+fn validate_config(config: &Value) -> Diagnostics {
+    match tfplugin6::model::read::<ImageDigestData>(config, "dcr_image_digest configuration") {
+        Ok(m) => validate(&m.image),
+        Err(d) => d,
+    }
+}
+
+/// The configuration with its defaults: the declared ones, the base image and the output prefix.
+fn with_defaults(config: &Value) -> Result<ImageDigestData, Diagnostics> {
+    let mut v = config.clone();
+    tfplugin6::plan::fill_defaults(&schema().block, &mut v);
+    let mut m: ImageDigestData = tfplugin6::model::read(&v, TYPE_NAME)?;
+    m.image.fill_defaults();
+    Ok(m)
 }
 
 pub fn schema() -> Schema {
@@ -51,17 +79,17 @@ impl DataSource for ImageDigest {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        validate(config)
+        validate_config(config)
     }
 
     async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics> {
-        let d = validate(&config);
+        let d = validate_config(&config);
         if d.has_errors() {
             return Err(d);
         }
         let c = self.state.clients()?;
-        let mut state = with_defaults(&config);
-        if let Some(path) = state.get("notebook").as_str().filter(|p| crate::files::is_missing(p)) {
+        let mut state = with_defaults(&config)?;
+        if let Some(path) = state.image.notebook.as_deref().filter(|p| crate::files::is_missing(p)) {
             // Terraform reads data sources before it destroys (its pre-destroy refresh, a plan with
             // `PreDestroyRefresh` in hashicorp/terraform internal/terraform/context_plan.go): an error
             // here would make `terraform destroy` depend on a local file. A null digest instead
@@ -71,16 +99,16 @@ impl DataSource for ImageDigest {
                 "Destroy works without it; a plan that uses the digest fails until the notebook is back.",
             )
             .at(tfplugin6::AttributePath::root("notebook"));
-            return Ok((state, warning.into()));
+            return Ok((state.into_value(), warning.into()));
         }
-        let (manifest, image) = plan_image(&c, &state).await?.ok_or_else(|| {
+        let (manifest, image) = plan_image(&c, &state.image).await?.ok_or_else(|| {
             Diagnostics::from(Diagnostic::error(
                 "dcr_image_digest: an attribute is not known",
                 "This is a bug in the provider.",
             ))
         })?;
-        state.set("digest", Value::string(&image.digest));
-        state.set("manifest", Value::string(String::from_utf8_lossy(&manifest.to_bytes())));
-        Ok((state, Diagnostics::new()))
+        state.digest = Attr::Known(image.digest);
+        state.manifest = Attr::Known(String::from_utf8_lossy(&manifest.to_bytes()).into_owned());
+        Ok((state.into_value(), Diagnostics::new()))
     }
 }

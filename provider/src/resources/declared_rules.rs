@@ -118,7 +118,9 @@ fn cases() -> Vec<Case> {
             name: workload::TYPE_NAME,
             schema: ws,
             config: workload_config,
-            plan: Box::new(move |prior, config| workload::plan_state(prior, config, &placement, Some(&digest))),
+            plan: Box::new(move |prior, config| {
+                workload::plan_state(prior, config, &placement, Some(&digest)).expect("a plan")
+            }),
         },
     ]
 }
@@ -242,4 +244,11 @@ fn every_model_has_its_schemas_attributes() {
     let ps = policy::schema();
     check_fields::<policy::model::Policy>(&ps.block).unwrap();
     check_fields::<policy::model::PolicyOutput>(nested(&ps.block, "output")).unwrap();
+    let ws = workload::schema();
+    check_fields::<workload::Workload>(&ws.block).unwrap();
+    check_fields::<workload::model::WorkloadOutput>(nested(&ws.block, "output")).unwrap();
+    check_fields::<crate::workload_image::ImageInput>(nested(&ws.block, "input")).unwrap();
+    let ds = crate::data_sources::image_digest::schema();
+    check_fields::<crate::data_sources::image_digest::ImageDigestData>(&ds.block).unwrap();
+    check_fields::<crate::workload_image::ImageOutput>(nested(&ds.block, "output")).unwrap();
 }

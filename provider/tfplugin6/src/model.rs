@@ -19,8 +19,9 @@ pub use tfplugin6_derive::Model;
 
 /// A struct read from and written to a cty object, one field per attribute or nested block.
 pub trait Model: FromValue + IntoValue {
-    /// The attribute and block names of the fields, in declaration order.
-    const FIELDS: &'static [&'static str];
+    /// The attribute and block names of the fields, in declaration order (a flattened field's
+    /// own, in its place).
+    fn fields() -> Vec<&'static str>;
 }
 
 pub trait FromValue: Sized {
@@ -302,6 +303,11 @@ impl IntoValue for crate::value::Number {
     }
 }
 
+/// Whether a field's value is known all the way down (no unknown inside).
+pub fn wholly_known<T: IntoValue + Clone>(v: &T) -> bool {
+    v.clone().into_value().is_wholly_known()
+}
+
 /// Reads a model from a value Terraform sent, as a diagnostic when it does not fit (a schema
 /// and its model disagree: a bug [`check_fields`] tests for).
 pub fn read<M: FromValue>(v: &Value, what: &str) -> Result<M, crate::diag::Diagnostics> {
@@ -320,10 +326,11 @@ pub fn read<M: FromValue>(v: &Value, what: &str) -> Result<M, crate::diag::Diagn
 pub fn check_fields<M: Model>(block: &Block) -> Result<(), String> {
     let schema: BTreeSet<&str> =
         block.attributes.iter().map(|a| a.name.as_str()).chain(block.blocks.iter().map(|b| b.name.as_str())).collect();
-    let model: BTreeSet<&str> = M::FIELDS.iter().copied().collect();
+    let names = M::fields();
+    let model: BTreeSet<&str> = names.iter().copied().collect();
     let missing: Vec<&&str> = schema.difference(&model).collect();
     let extra: Vec<&&str> = model.difference(&schema).collect();
-    if missing.is_empty() && extra.is_empty() && model.len() == M::FIELDS.len() {
+    if missing.is_empty() && extra.is_empty() && model.len() == names.len() {
         Ok(())
     } else {
         Err(format!(
@@ -389,7 +396,7 @@ mod tests {
         assert_eq!(back.get("readers"), &Value::Set(vec![Value::string("a"), Value::string("b")]));
         assert_eq!(back.get("column").elements()[0].get("name"), &Value::string("age"));
         assert_eq!(back.get("column").elements()[0].get("max").as_f64(), Some(120.0));
-        assert_eq!(back.entries().unwrap().len(), Table::FIELDS.len());
+        assert_eq!(back.entries().unwrap().len(), Table::fields().len());
     }
 
     #[test]
@@ -402,6 +409,28 @@ mod tests {
         assert_eq!(e.path.to_string(), "column[0].name");
         assert_eq!(e.to_string(), "column[0].name: expected a string, found a value not yet known");
         assert!(Table::from_value(&Value::Null).is_err());
+    }
+
+    #[derive(Clone, Debug, PartialEq, Model)]
+    struct Named {
+        id: Attr<String>,
+        #[model(flatten)]
+        column: Column,
+    }
+
+    #[test]
+    fn a_flattened_model_shares_its_objects_attributes() {
+        let v = Value::object([
+            ("id", Value::string("c1")),
+            ("name", Value::string("age")),
+            ("type", Value::string("integer")),
+            ("max", Value::Null),
+        ]);
+        let n = Named::from_value(&v).unwrap();
+        assert_eq!(n.column.name, "age");
+        assert_eq!(n.column.kind, Attr::Known("integer".into()));
+        assert_eq!(Named::fields(), ["id", "name", "type", "max"]);
+        assert_eq!(n.into_value(), v);
     }
 
     #[test]

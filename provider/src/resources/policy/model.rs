@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tfplugin6::model::{Attr, IntoValue, Model, SetOf};
+use tfplugin6::model::{Attr, Model, SetOf};
 use tfplugin6::value::Number;
 use tfplugin6::{Diagnostics, Value};
 
@@ -52,11 +52,6 @@ pub fn strings(set: &Attr<SetOf<Attr<String>>>) -> Vec<String> {
 /// A set of known strings.
 pub fn string_set(items: &[String]) -> Attr<SetOf<Attr<String>>> {
     Attr::Known(SetOf(items.iter().cloned().map(Attr::Known).collect()))
-}
-
-/// Whether a field's value is known all the way down.
-pub fn wholly_known<T: IntoValue + Clone>(v: &T) -> bool {
-    v.clone().into_value().is_wholly_known()
 }
 
 impl Policy {

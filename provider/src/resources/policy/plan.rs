@@ -7,7 +7,7 @@ use dcr_gcp::workload_identity::{audience, pool_name, pool_principal_set};
 use tfplugin6::model::{Attr, IntoValue};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, Severity, Value, plan};
 
-use super::model::{string_set, strings, wholly_known};
+use super::model::{string_set, strings};
 use super::rules::{checked_condition, document, effective_rules, sha256_hex};
 use super::schema::{schema, validate_config};
 use super::{PROVIDER_ID, missing_dataset, null_digest_diagnostic};
@@ -16,6 +16,7 @@ use crate::provider::ProviderState;
 use crate::resources::common::gcp_diag;
 use crate::resources::common::plan_response;
 use crate::resources::dataset::{LocatedDataset, locate, parse_id};
+use tfplugin6::model::wholly_known;
 
 /// What plan learned from the cloud.
 #[derive(Clone, Debug, Default)]

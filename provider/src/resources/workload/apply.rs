@@ -13,6 +13,7 @@ use dcr_gcp::workload_identity::{
     Oidc, WorkloadIdentityPool, WorkloadIdentityPoolProvider, pool_name, pool_principal_set,
 };
 use dcr_image::BuiltImage;
+use tfplugin6::model::{Attr, IntoValue, SetOf};
 use tfplugin6::{ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, Value};
 
 use crate::clients::Clients;
@@ -25,7 +26,8 @@ use crate::resources::policy::PROVIDER_ID;
 use crate::verification::{Expected, check, claims_value};
 use crate::workload_image::plan_image;
 
-use super::plan::{Placement, is_new_run, output_location};
+use super::model::{Workload, known};
+use super::plan::{Placement, output_location};
 use super::vm::{instance_body, output_rules, share_run};
 use super::*;
 
@@ -33,12 +35,18 @@ pub(super) async fn apply(provider: &ProviderState, req: ApplyRequest) -> ApplyR
     let delete = delete(provider, &req.prior_state);
     let converge = converge(provider, &req.prior_state, &req.planned_state);
     let limits_from = if req.planned_state.is_null() { &req.prior_state } else { &req.planned_state };
-    let (mut state, mut diagnostics) =
-        apply_converging(TYPE_NAME, &req, default_timeout(limits_from), delete, converge).await;
+    let limit = default_timeout(&read(limits_from).unwrap_or_default());
+    let (mut state, mut diagnostics) = apply_converging(TYPE_NAME, &req, limit, delete, converge).await;
     if diagnostics.has_errors() && !req.planned_state.is_null() {
         // Timed out, or failed while it waited: the run must not go on unsupervised on the data.
         match stop_unfinished_run(provider, &req.planned_state).await {
-            Ok(true) if req.prior_state.is_null() => state.set("status", Value::string("INTERRUPTED")),
+            Ok(true) if req.prior_state.is_null() => match read(&state) {
+                Ok(mut w) => {
+                    w.status = Attr::Known("INTERRUPTED".into());
+                    state = w.into_value();
+                }
+                Err(d) => diagnostics.extend(d),
+            },
             Ok(_) => {}
             Err(d) => diagnostics.extend(d),
         }
@@ -47,12 +55,12 @@ pub(super) async fn apply(provider: &ProviderState, req: ApplyRequest) -> ApplyR
 }
 
 /// Stores the image where the VM pulls it from; returns the pinned reference.
-async fn store_image(c: &Clients, planned: &Value, image: &BuiltImage) -> Result<String, Diagnostics> {
+async fn store_image(c: &Clients, planned: &Workload, image: &BuiltImage) -> Result<String, Diagnostics> {
     let repo = repository(planned);
     let fail = |e: dcr_image::ImageError| {
         Diagnostics::from(Diagnostic::error("Cannot store the workload image", e.to_string()))
     };
-    match planned.get("registry").as_str() {
+    match planned.registry.as_deref() {
         None => {
             let dir = c.local_image_store().ok_or_else(|| {
                 Diagnostics::from(Diagnostic::attribute_error(
@@ -61,7 +69,7 @@ async fn store_image(c: &Clients, planned: &Value, image: &BuiltImage) -> Result
                     "Set registry to an Artifact Registry repository, e.g. us-docker.pkg.dev/PROJECT/REPO.",
                 ))
             })?;
-            let (image, tag) = (image.clone(), planned.get("name").as_str().unwrap_or("workload").to_string());
+            let (image, tag) = (image.clone(), planned.name().as_deref().unwrap_or("workload").to_string());
             let digest = image.digest.clone();
             crate::resources::common::blocking("The image's write", move || {
                 let layout = dcr_image::layout::Layout::create(&dir).map_err(fail)?;
@@ -72,7 +80,7 @@ async fn store_image(c: &Clients, planned: &Value, image: &BuiltImage) -> Result
         }
         Some(registry) => {
             if !c.is_local {
-                image_registry::prepare(c, registry, &str_attr(planned, "service_account")?).await?;
+                image_registry::prepare(c, registry, known(&planned.service_account, "service_account")?).await?;
             }
             let host = repo.split('/').next().unwrap_or("").to_string();
             let dest = dcr_image::registry::Destination {
@@ -87,11 +95,12 @@ async fn store_image(c: &Clients, planned: &Value, image: &BuiltImage) -> Result
 
 /// The consumer side: output bucket, and a pool whose condition pins this digest, allowed to
 /// write there.
-async fn ensure_output_access(c: &Clients, planned: &Value, digest: &str) -> Result<(), Diagnostics> {
-    let name = str_attr(planned, "name")?;
-    let bucket = str_attr(planned.get("output"), "bucket")?;
+async fn ensure_output_access(c: &Clients, planned: &Workload, digest: &str) -> Result<(), Diagnostics> {
+    let name = known(planned.name(), "name")?.to_string();
+    let output = planned.output();
+    let bucket = known(&output.bucket, "output.bucket")?;
     let labels = std::collections::BTreeMap::from([("dcr-workload".to_string(), name.clone())]);
-    ensure_bucket(c, &private_bucket(&bucket, &output_location(&Placement::of(c), planned), &labels)).await?;
+    ensure_bucket(c, &private_bucket(bucket, &output_location(&Placement::of(c), &output), &labels)).await?;
     let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
     let parent = format!("projects/{number}/locations/global");
     let pool = WorkloadIdentityPool {
@@ -120,7 +129,7 @@ async fn ensure_output_access(c: &Clients, planned: &Value, digest: &str) -> Res
         .ensure(&pool.name, PROVIDER_ID, &provider)
         .await
         .map_err(|e| gcp_diag("Cannot create the output workload identity provider", e))?;
-    grant(&c.storage.bucket_iam(&bucket), OUTPUT_WRITER, &pool_principal_set(&pool.name), true).await
+    grant(&c.storage.bucket_iam(bucket), OUTPUT_WRITER, &pool_principal_set(&pool.name), true).await
 }
 
 /// Polls the VM until it is TERMINATED; returns its last state.
@@ -157,70 +166,85 @@ async fn log_tail(c: &Clients, zone: &str, instance: &str) -> String {
 }
 
 async fn converge(provider: &ProviderState, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
-    let mut state = planned.clone();
-    let result: Result<(), Diagnostics> = async {
-        let c = provider.clients()?;
-        if !prior.is_null() && !is_new_run(prior, planned) {
-            return Ok(()); // an in-place change (wait, timeouts): nothing runs again
-        }
-        let (manifest, image) = plan_image(&c, planned).await?.ok_or_else(|| {
-            Diagnostics::from(Diagnostic::error("dcr_workload: the image inputs are not known", "This is a bug in the provider."))
-        })?;
-        if planned.get("image_digest").as_str() != Some(image.digest.as_str()) {
-            return Err(Diagnostic::error(
-                "The workload image changed between plan and apply",
-                format!(
-                    "The plan built {}, apply built {}: the notebook or base image changed in between. Run terraform apply again.",
-                    planned.get("image_digest").as_str().unwrap_or("?"),
-                    image.digest
-                ),
-            )
-            .into());
-        }
-        let reference =
-            provider.stop.unless_stopped("the image push", store_image(&c, planned, &image)).await??;
-        state.set("image", Value::string(&reference));
-        ensure_output_access(&c, planned, &image.digest).await?;
-
-        let zone = str_attr(planned, "zone")?;
-        let instance = instance_name(&str_attr(planned, "name")?);
-        // A VM of this name is an earlier run of this workload (a failed apply): it goes first.
-        c.compute.delete_instance(&c.project, &zone, &instance).await.map_err(|e| gcp_diag("Cannot delete the earlier run's VM", e))?;
-        let body = instance_body(planned, &reference, c.is_local, c.local_endpoint.as_deref());
-        c.compute.insert_instance(&c.project, &zone, &body).await.map_err(|e| gcp_diag("Cannot create the workload VM", e))?;
-        state.set("status", Value::string("PROVISIONING"));
-        if !c.is_local && planned.get("wait").as_bool() == Some(false) {
-            for a in ["output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"] {
-                state.set(a, Value::Null);
-            }
-            return Ok(());
-        }
-        let vm = match provider.stop.unless_stopped("the run", wait_for_end(&c, &zone, &instance)).await {
-            Ok(vm) => vm?,
-            Err(interrupted) => {
-                // A run cut short must not go on unsupervised on the data: the VM goes now, and
-                // the next apply starts a new run (a failed create is replaced).
-                let deleted = c.compute.delete_instance(&c.project, &zone, &instance).await;
-                state.set("status", Value::string(if deleted.is_ok() { "INTERRUPTED" } else { "RUNNING" }));
-                let mut d = interrupted;
-                if let Err(e) = deleted {
-                    d.extend(gcp_diag(&format!("Cannot delete the interrupted run's VM {instance}"), e));
-                }
-                return Err(d);
-            }
-        };
-        state.set("status", Value::opt_string(vm["status"].as_str()));
-        collect(&c, &mut state, &manifest, &image.digest, &zone, &instance, &vm).await
+    let (prior_model, planned_model) = match (read(prior), read(planned)) {
+        (Ok(p), Ok(n)) => (p, n),
+        (Err(d), _) | (_, Err(d)) => return (settle(planned), d),
+    };
+    let mut state = planned_model.clone();
+    if !prior.is_null() && prior_model.same_run(&planned_model) {
+        return (state.into_value(), Diagnostics::new()); // an in-place change (wait, timeouts): nothing runs again
     }
-    .await;
-    match result {
-        Ok(()) => (state, Diagnostics::new()),
+    match run(provider, &planned_model, &mut state).await {
+        Ok(()) => (state.into_value(), Diagnostics::new()),
         // A refused or failed new run changes no record: the state still describes the last
         // finished run (whose results are still there), so the next plan tries the new run
         // again. A failed first run is recorded as it got (Terraform taints it).
         Err(d) if !prior.is_null() => (prior.clone(), d),
-        Err(d) => (settle(&state), d),
+        Err(d) => (settle(&state.into_value()), d),
     }
+}
+
+/// A new run: the image stored, the output's access, the VM started, waited for and collected.
+async fn run(provider: &ProviderState, planned: &Workload, state: &mut Workload) -> Result<(), Diagnostics> {
+    let c = provider.clients()?;
+    let (manifest, image) = plan_image(&c, &planned.image_spec()).await?.ok_or_else(|| {
+        Diagnostics::from(Diagnostic::error(
+            "dcr_workload: the image inputs are not known",
+            "This is a bug in the provider.",
+        ))
+    })?;
+    if planned.image_digest.as_deref() != Some(image.digest.as_str()) {
+        return Err(Diagnostic::error(
+            "The workload image changed between plan and apply",
+            format!(
+                "The plan built {}, apply built {}: the notebook or base image changed in between. Run terraform apply again.",
+                planned.image_digest.as_deref().unwrap_or("?"),
+                image.digest
+            ),
+        )
+        .into());
+    }
+    let reference = provider.stop.unless_stopped("the image push", store_image(&c, planned, &image)).await??;
+    state.image = Attr::Known(reference.clone());
+    ensure_output_access(&c, planned, &image.digest).await?;
+
+    let zone = known(&planned.zone, "zone")?.to_string();
+    let instance = instance_name(known(planned.name(), "name")?);
+    // A VM of this name is an earlier run of this workload (a failed apply): it goes first.
+    c.compute
+        .delete_instance(&c.project, &zone, &instance)
+        .await
+        .map_err(|e| gcp_diag("Cannot delete the earlier run's VM", e))?;
+    let body = instance_body(planned, &reference, c.is_local, c.local_endpoint.as_deref());
+    c.compute
+        .insert_instance(&c.project, &zone, &body)
+        .await
+        .map_err(|e| gcp_diag("Cannot create the workload VM", e))?;
+    state.status = Attr::Known("PROVISIONING".into());
+    if !c.is_local && planned.wait == Attr::Known(false) {
+        state.output_manifest_sha256 = Attr::Null;
+        state.attestation_token = Attr::Null;
+        state.attestation_claims = Value::Null;
+        state.log_tail = Attr::Null;
+        state.shared_with = Attr::Null;
+        return Ok(());
+    }
+    let vm = match provider.stop.unless_stopped("the run", wait_for_end(&c, &zone, &instance)).await {
+        Ok(vm) => vm?,
+        Err(interrupted) => {
+            // A run cut short must not go on unsupervised on the data: the VM goes now, and
+            // the next apply starts a new run (a failed create is replaced).
+            let deleted = c.compute.delete_instance(&c.project, &zone, &instance).await;
+            state.status = Attr::Known(if deleted.is_ok() { "INTERRUPTED" } else { "RUNNING" }.into());
+            let mut d = interrupted;
+            if let Err(e) = deleted {
+                d.extend(gcp_diag(&format!("Cannot delete the interrupted run's VM {instance}"), e));
+            }
+            return Err(d);
+        }
+    };
+    state.status = vm["status"].as_str().map_or(Attr::Null, |s| Attr::Known(s.to_string()));
+    collect(&c, state, &manifest, &image.digest, &zone, &instance, &vm).await
 }
 
 /// Reads what the run released and verifies it; a failure report or a refused token fails the
@@ -228,7 +252,7 @@ async fn converge(provider: &ProviderState, prior: &Value, planned: &Value) -> (
 #[allow(clippy::too_many_arguments)]
 async fn collect(
     c: &Clients,
-    state: &mut Value,
+    state: &mut Workload,
     manifest: &WorkloadManifest,
     digest: &str,
     zone: &str,
@@ -242,7 +266,7 @@ async fn collect(
     let (run, bucket) = (place.uri(), place.bucket.as_str());
     if let Some(bytes) = read_object(c, bucket, &place.object(FAILURE_OBJECT)).await? {
         let tail = log_tail(c, zone, instance).await;
-        state.set("log_tail", Value::string(&tail));
+        state.log_tail = Attr::Known(tail.clone());
         let report: Option<FailureReport> = serde_json::from_slice(&bytes).ok();
         let (stage, message) = report
             .map(|r| (r.stage, r.message))
@@ -254,7 +278,7 @@ async fn collect(
     }
     let Some(manifest_bytes) = read_object(c, bucket, &place.object(OUTPUT_MANIFEST_OBJECT)).await? else {
         let tail = log_tail(c, zone, instance).await;
-        state.set("log_tail", Value::string(&tail));
+        state.log_tail = Attr::Known(tail.clone());
         return Err(fail(
             "The workload released nothing".into(),
             format!(
@@ -300,18 +324,19 @@ async fn collect(
     })?;
     let readers = shared_readers(&released.inputs);
     share_run(c, bucket, &place.prefix, digest, &readers).await?;
-    state.set("shared_with", Value::Set(readers.iter().map(Value::string).collect()));
-    state.set("output_manifest_sha256", Value::string(output_nonce(&manifest_bytes)));
-    state.set("attestation_token", Value::string(token));
-    state.set("attestation_claims", claims_value(&claims));
-    state.set("log_tail", Value::Null);
+    state.shared_with = Attr::Known(SetOf(readers.iter().cloned().map(Attr::Known).collect()));
+    state.output_manifest_sha256 = Attr::Known(output_nonce(&manifest_bytes));
+    state.attestation_token = Attr::Known(token);
+    state.attestation_claims = claims_value(&claims);
+    state.log_tail = Attr::Null;
     Ok(())
 }
 
 /// Deletes the workload's VM if it is still running; true when it did.
 async fn stop_unfinished_run(provider: &ProviderState, planned: &Value) -> Result<bool, Diagnostics> {
     let c = provider.clients()?;
-    let (Some(zone), Some(name)) = (planned.get("zone").as_str(), planned.get("name").as_str()) else {
+    let planned = read(planned)?;
+    let (Some(zone), Some(name)) = (planned.zone.as_deref(), planned.name().as_deref()) else {
         return Ok(false);
     };
     let instance = instance_name(name);
@@ -332,16 +357,17 @@ async fn stop_unfinished_run(provider: &ProviderState, planned: &Value) -> Resul
 
 async fn delete(provider: &ProviderState, prior: &Value) -> Result<(), Diagnostics> {
     let c = provider.clients()?;
-    let name = str_attr(prior, "name")?;
-    if let Some(zone) = prior.get("zone").as_str() {
+    let prior = read(prior)?;
+    let name = known(prior.name(), "name")?;
+    if let Some(zone) = prior.zone.as_deref() {
         c.compute
-            .delete_instance(&c.project, zone, &instance_name(&name))
+            .delete_instance(&c.project, zone, &instance_name(name))
             .await
             .map_err(|e| gcp_diag("Cannot delete the workload VM", e))?;
     }
     let number = c.project_number().await.map_err(|e| gcp_diag("Cannot read the project number", e))?;
-    let pool = pool_name(&number, &names::output_pool_id(&name));
-    if let Some(bucket) = prior.get("output").get("bucket").as_str() {
+    let pool = pool_name(&number, &names::output_pool_id(name));
+    if let Some(bucket) = prior.output().bucket.as_deref() {
         // The results go with the workload: copy what you keep before destroying it.
         empty_and_delete_bucket(&c, bucket).await?;
     }

@@ -15,6 +15,7 @@
 //! its access in [`vm`], [`read`] (a run is a record: refresh keeps it, import refuses).
 
 mod apply;
+pub mod model;
 pub mod plan;
 mod read;
 pub mod schema;
@@ -22,8 +23,7 @@ pub mod vm;
 
 use tfplugin6::{Diagnostics, Value};
 
-use crate::resources::common::{self};
-
+pub use model::Workload;
 pub use plan::{Placement, plan_state};
 pub use schema::schema;
 pub use vm::{instance_body, output_rules};
@@ -46,41 +46,26 @@ pub const LOCAL_IMAGE_HOST: &str = "images.dcr.invalid";
 const OUTPUT_WRITER: &str = "roles/storage.objectAdmin";
 const CONFIDENTIAL_SPACE_IMAGE: &str = "projects/confidential-space-images/global/images/family/confidential-space";
 const LOG_TAIL_LINES: usize = 40;
-/// What defines a run: a change starts a new run in place.
-const RUN_ATTRIBUTES: [&str; 12] = [
-    "image_digest",
-    "registry",
-    "zone",
-    "machine_type",
-    "confidential_type",
-    "service_account",
-    "network",
-    "subnetwork",
-    "external_ip",
-    "base_image",
-    "max_run_seconds",
-    "parameters",
-];
-
 resource_by_phase!(WorkloadResource);
 
 /// The default time limit: the run's own limit plus [`RUN_MARGIN`].
-fn default_timeout(v: &Value) -> std::time::Duration {
-    let run = v.get("max_run_seconds").as_i64().filter(|n| *n > 0).unwrap_or(3600) as u64;
+fn default_timeout(w: &Workload) -> std::time::Duration {
+    let run = w.image_attrs.max_run_seconds.known().and_then(|n| n.as_i64()).filter(|n| *n > 0).unwrap_or(3600) as u64;
     std::time::Duration::from_secs(run).saturating_add(RUN_MARGIN)
 }
 
 /// Where the image is stored: `REGISTRY/NAME` or the local image store's name.
-fn repository(planned: &Value) -> String {
-    let name = planned.get("name").as_str().unwrap_or("");
-    match planned.get("registry").as_str() {
+fn repository(planned: &Workload) -> String {
+    let name = planned.name().as_deref().unwrap_or("");
+    match planned.registry.as_deref() {
         Some(r) => format!("{r}/{name}"),
         None => format!("{LOCAL_IMAGE_HOST}/{name}"),
     }
 }
 
-fn str_attr(v: &Value, a: &str) -> Result<String, Diagnostics> {
-    common::str_attr(TYPE_NAME, v, a)
+/// The workload a value holds (configuration, plan or state); a null one reads as all null.
+fn read(v: &Value) -> Result<Workload, Diagnostics> {
+    if v.is_null() { Ok(Workload::default()) } else { tfplugin6::model::read(v, TYPE_NAME) }
 }
 
 #[cfg(test)]
@@ -92,6 +77,11 @@ mod tests {
     use super::schema::*;
     use super::vm::*;
     use super::*;
+
+    /// A (partial) value as the workload model.
+    fn w(v: &Value) -> Workload {
+        super::read(v).unwrap()
+    }
 
     #[test]
     fn the_output_pool_admits_only_this_digest_on_the_backends_tee() {
@@ -120,7 +110,7 @@ mod tests {
             ("confidential_type", Value::string("SEV")),
             ("external_ip", Value::Bool(true)),
         ]);
-        let b = instance_body(&planned, "r@sha256:00", false, None);
+        let b = instance_body(&w(&planned), "r@sha256:00", false, None);
         assert_eq!(
             b["networkInterfaces"],
             json!([{"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}])
@@ -129,15 +119,15 @@ mod tests {
         let mut private = planned.clone();
         private.set("external_ip", Value::Bool(false));
         private.set("subnetwork", Value::string("regions/europe-west4/subnetworks/private"));
-        let b = instance_body(&private, "r@sha256:00", false, None);
+        let b = instance_body(&w(&private), "r@sha256:00", false, None);
         assert_eq!(b["networkInterfaces"], json!([{"subnetwork": "regions/europe-west4/subnetworks/private"}]));
     }
 
     #[test]
     fn the_default_time_limit_covers_the_run_and_its_margin() {
-        assert_eq!(default_timeout(&Value::Null), std::time::Duration::from_secs(3600 + 20 * 60));
+        assert_eq!(default_timeout(&Workload::default()), std::time::Duration::from_secs(3600 + 20 * 60));
         let long = Value::object([("max_run_seconds", Value::int(86_400))]);
-        assert_eq!(default_timeout(&long), std::time::Duration::from_secs(86_400 + 20 * 60));
+        assert_eq!(default_timeout(&w(&long)), std::time::Duration::from_secs(86_400 + 20 * 60));
     }
 
     #[test]
@@ -149,11 +139,11 @@ mod tests {
             ("subnetwork", "regions/europe-west4/subnetworks/private"),
             ("subnetwork", "projects/host/regions/us-east1/subnetworks/s-1"),
         ] {
-            assert!(validate_network(&Value::object([(attr, Value::string(good))])).0.is_empty(), "{good}");
+            assert!(validate_network(&w(&Value::object([(attr, Value::string(good))]))).0.is_empty(), "{good}");
         }
         for (attr, bad) in [("network", "default"), ("network", "global/networks/Bad"), ("subnetwork", "subnetworks/s")]
         {
-            let d = validate_network(&Value::object([(attr, Value::string(bad))]));
+            let d = validate_network(&w(&Value::object([(attr, Value::string(bad))])));
             assert_eq!(d.0[0].attribute, Some(AttributePath::root(attr)), "{bad}");
         }
         assert!(is_service_account_email("dcr-vm@my-proj.iam.gserviceaccount.com"));

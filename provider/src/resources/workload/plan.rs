@@ -2,22 +2,23 @@
 //! `data "dcr_image_digest"` builds it), backend defaults, names, and whether a new run is due.
 
 use dcr_attestation::names::{RunLocation, instance_name};
-use tfplugin6::plan;
-use tfplugin6::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, Value};
+use tfplugin6::model::{Attr, IntoValue};
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, Value, plan};
 
+use super::model::{Workload, WorkloadOutput};
+use super::schema::{schema, validate_config};
+use super::{SERVICE_ACCOUNT_ROLES, read, repository};
 use crate::clients::Clients;
 use crate::provider::ProviderState;
-use crate::workload_image::{plan_image, with_defaults};
-
-use super::schema::{schema, validate_config};
-use super::*;
+use crate::resources::common::plan_response;
+use crate::workload_image::plan_image;
 
 pub(super) async fn plan(provider: &ProviderState, req: PlanRequest) -> PlanResponse {
     if req.proposed_new_state.is_null() {
         return PlanResponse::default();
     }
     let fail = |diagnostics: Diagnostics| PlanResponse { diagnostics, ..Default::default() };
-    let d = validate_config(&req.config);
+    let mut d = validate_config(&req.config);
     if d.has_errors() {
         return fail(d);
     }
@@ -25,42 +26,45 @@ pub(super) async fn plan(provider: &ProviderState, req: PlanRequest) -> PlanResp
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let backend = validate_for_backend(&req.config, &c);
+    let (config, prior, defaults) = match (read(&req.config), read(&req.prior_state), with_defaults(&req.config)) {
+        (Ok(c), Ok(p), Ok(w)) => (c, p, w),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(e),
+    };
+    let backend = validate_for_backend(&config, &c);
     if backend.has_errors() {
         return fail(backend);
     }
-    let defaults = with_defaults(&req.config);
-    let mut d = d;
-    let image_digest = if let Some(warning) = notebook_gone(&req.prior_state, &defaults) {
+    let image_digest = if let Some(warning) = notebook_gone(&prior, &defaults) {
         d.push(warning);
-        req.prior_state.get("image_digest").as_str().map(str::to_string)
+        prior.image_digest.known().cloned()
     } else {
-        match plan_image(&c, &defaults).await {
+        match plan_image(&c, &defaults.image_spec()).await {
             Ok(i) => i.map(|(_, image)| image.digest),
             Err(e) => return fail(e),
         }
     };
-    let (planned_state, requires_replace) =
-        plan_state(&req.prior_state, &req.config, &Placement::of(&c), image_digest.as_deref());
-    PlanResponse { planned_state, requires_replace, planned_private: Vec::new(), diagnostics: d }
+    plan_response(plan_state(&req.prior_state, &req.config, &Placement::of(&c), image_digest.as_deref()), d)
 }
 
-/// Planned state: image attribute defaults, backend defaults, the planned image and names; results
-/// unknown on a new run, kept on an in-place update.
-/// What the image is built from, besides the notebook's bytes.
-const IMAGE_INPUTS: [&str; 6] = ["notebook", "parameters", "base_image", "name", "max_run_seconds", "input"];
+/// The configuration with the defaults the image attributes take: the declared ones, the base
+/// image and the output prefix.
+pub(super) fn with_defaults(config: &Value) -> Result<Workload, Diagnostics> {
+    let mut v = config.clone();
+    plan::fill_defaults(&schema().block, &mut v);
+    let mut w = read(&v)?;
+    w.image_attrs.fill_defaults();
+    Ok(w)
+}
 
 /// The notebook is gone but the run it defines is recorded and nothing else that goes into the
 /// image changed: plan keeps the recorded image digest (see [`crate::files::gone_but_recorded`]).
-fn notebook_gone(prior: &Value, planned: &Value) -> Option<Diagnostic> {
-    let path = planned.get("notebook").as_str()?;
-    let digest = prior.get("image_digest").as_str()?;
-    let output_same = ["bucket", "prefix"].iter().all(|a| prior.get("output").get(a) == planned.get("output").get(a));
-    let unchanged = output_same && IMAGE_INPUTS.iter().all(|a| prior.get(a) == planned.get(a));
+fn notebook_gone(prior: &Workload, planned: &Workload) -> Option<Diagnostic> {
+    let path = planned.image_attrs.notebook.as_deref()?;
+    let digest = prior.image_digest.as_deref()?;
     crate::files::gone_but_recorded(
         AttributePath::root("notebook"),
         path,
-        unchanged,
+        prior.same_image_inputs(planned),
         "the recorded run",
         format!(
             "The run of image {digest} is recorded in state; plans and destroy need no local copy. To run a changed \
@@ -84,66 +88,64 @@ impl Placement {
     }
 }
 
+/// Planned state: image attribute defaults, backend defaults, the planned image and names; results
+/// unknown on a new run, kept on an in-place update.
 pub fn plan_state(
-    prior: &Value,
-    config: &Value,
+    prior_value: &Value,
+    config_value: &Value,
     at: &Placement,
     image_digest: Option<&str>,
-) -> (Value, Vec<AttributePath>) {
+) -> Result<(Value, Vec<AttributePath>), Diagnostics> {
     let schema = schema();
-    let mut planned = with_defaults(config);
-    plan::fill_defaults(&schema.block, &mut planned);
-    if config.get("zone").is_null() {
-        planned.set("zone", Value::string(default_zone(at).unwrap_or_default()));
+    let (prior, config) = (read(prior_value)?, read(config_value)?);
+    let mut p = with_defaults(config_value)?;
+    if config.zone.is_null() {
+        p.zone = Attr::Known(default_zone(at).unwrap_or_default());
     }
-    let machine = match planned.get("confidential_type").as_str() {
-        Some("TDX") => Value::string("c3-standard-4"),
-        Some(_) => Value::string("n2d-standard-2"),
-        None => Value::Unknown,
-    };
-    if config.get("machine_type").is_null() {
-        planned.set("machine_type", machine);
+    if config.machine_type.is_null() {
+        p.machine_type = match p.confidential_type.as_deref() {
+            Some("TDX") => Attr::Known("c3-standard-4".into()),
+            Some(_) => Attr::Known("n2d-standard-2".into()),
+            None => Attr::Unknown,
+        };
     }
-    let name = config.get("name").as_str().map(str::to_string);
-    planned.set("id", Value::opt_string(name.clone()));
-    planned.set("instance", Value::opt_string(name.as_deref().map(instance_name)));
-    let output = planned.get("output").clone();
-    if !output.is_null() && output.get("location").is_null() {
-        let location = output_location(at, &planned);
-        let mut o = output;
-        o.set("location", Value::string(location));
-        planned.set("output", o);
+    let name = config.name().known().cloned();
+    p.instance = Attr::known_or_unknown(name.as_deref().map(instance_name));
+    p.id = Attr::known_or_unknown(name);
+    if let Attr::Known(o) = &mut p.image_attrs.output
+        && o.location.is_null()
+    {
+        o.location = Attr::Known(output_location(at, o));
     }
     match image_digest {
         Some(digest) => {
-            planned.set("image_digest", Value::string(digest));
-            planned.set("image", Value::string(format!("{}@{}", repository(&planned), digest)));
-            let out = planned.get("output");
-            let uri = match (out.get("bucket").as_str(), out.get("prefix").as_str()) {
-                (Some(b), Some(p)) => Value::string(RunLocation::new(b, p, digest).uri()),
-                _ => Value::Unknown,
-            };
-            planned.set("output_uri", uri);
+            p.image_digest = Attr::Known(digest.to_string());
+            p.image = Attr::Known(format!("{}@{digest}", repository(&p)));
+            let out = p.output();
+            p.output_uri = Attr::known_or_unknown(
+                out.bucket.as_deref().zip(out.prefix.as_deref()).map(|(b, pre)| RunLocation::new(b, pre, digest).uri()),
+            );
         }
-        None => {
-            for a in ["image_digest", "image", "output_uri"] {
-                planned.set(a, Value::Unknown);
-            }
-        }
+        None => (p.image_digest, p.image, p.output_uri) = (Attr::Unknown, Attr::Unknown, Attr::Unknown),
     }
-    let replace = plan::replacements(&schema.block, prior, &planned);
-    let keeps_run = !prior.is_null() && replace.is_empty() && !is_new_run(prior, &planned);
-    let results =
-        ["status", "output_manifest_sha256", "attestation_token", "attestation_claims", "log_tail", "shared_with"];
-    for a in results {
-        planned.set(a, if keeps_run { prior.get(a).clone() } else { Value::Unknown });
+    let replace = plan::replacements(&schema.block, prior_value, &p.clone().into_value());
+    let keeps_run = !prior_value.is_null() && replace.is_empty() && prior.same_run(&p);
+    if keeps_run {
+        p.status = prior.status;
+        p.output_manifest_sha256 = prior.output_manifest_sha256;
+        p.attestation_token = prior.attestation_token;
+        p.attestation_claims = prior.attestation_claims;
+        p.log_tail = prior.log_tail;
+        p.shared_with = prior.shared_with;
+    } else {
+        p.status = Attr::Unknown;
+        p.output_manifest_sha256 = Attr::Unknown;
+        p.attestation_token = Attr::Unknown;
+        p.attestation_claims = Value::Unknown;
+        p.log_tail = Attr::Unknown;
+        p.shared_with = Attr::Unknown;
     }
-    (planned, replace)
-}
-
-/// Whether `planned` differs from `prior` in what defines a run (and so runs again).
-pub(super) fn is_new_run(prior: &Value, planned: &Value) -> bool {
-    RUN_ATTRIBUTES.iter().any(|a| prior.get(a) != planned.get(a))
+    Ok((p.into_value(), replace))
 }
 
 /// The zone a VM goes to when the resource names none: the provider's `zone`; on `gcp` without a
@@ -161,23 +163,22 @@ pub(super) fn default_zone(c: &Placement) -> Option<String> {
 }
 
 /// The output bucket's location: `output.location`, else the provider's region, else `US`.
-pub(super) fn output_location(c: &Placement, planned: &Value) -> String {
-    planned
-        .get("output")
-        .get("location")
-        .as_str()
-        .map(str::to_string)
+pub(super) fn output_location(c: &Placement, output: &WorkloadOutput) -> String {
+    output
+        .location
+        .known()
+        .cloned()
         .or_else(|| c.region.clone().map(|r| r.to_uppercase()))
         .unwrap_or_else(|| "US".into())
 }
 
 /// Checks that need the backend: what Confidential Space needs on `gcp`.
-pub(super) fn validate_for_backend(config: &Value, c: &Clients) -> Diagnostics {
+pub(super) fn validate_for_backend(config: &Workload, c: &Clients) -> Diagnostics {
     let mut d = Diagnostics::new();
     if c.is_local {
         return d;
     }
-    if config.get("registry").is_null() {
+    if config.registry.is_null() {
         d.push(Diagnostic::attribute_error(
             AttributePath::root("registry"),
             "a registry is required on the gcp backend",
@@ -185,7 +186,7 @@ pub(super) fn validate_for_backend(config: &Value, c: &Clients) -> Diagnostics {
              us-docker.pkg.dev/PROJECT/REPO (dcr creates an Artifact Registry repository that does not exist yet).",
         ));
     }
-    if config.get("service_account").is_null() {
+    if config.service_account.is_null() {
         d.push(Diagnostic::attribute_error(
             AttributePath::root("service_account"),
             "a service account is required on the gcp backend",
@@ -195,7 +196,7 @@ pub(super) fn validate_for_backend(config: &Value, c: &Clients) -> Diagnostics {
             ),
         ));
     }
-    if config.get("zone").is_null() && default_zone(&Placement::of(c)).is_none() {
+    if config.zone.is_null() && default_zone(&Placement::of(c)).is_none() {
         d.push(Diagnostic::attribute_error(
             AttributePath::root("zone"),
             "no zone for the VM",

@@ -7,6 +7,7 @@ use crate::timeouts;
 use crate::verification::claims_type;
 use crate::workload_image::{image_attributes, output_block};
 
+use super::model::Workload;
 use super::*;
 
 pub fn schema() -> Schema {
@@ -137,10 +138,14 @@ pub fn schema() -> Schema {
     Schema::new(0, b)
 }
 
-pub fn validate_config(config: &Value) -> Diagnostics {
-    let mut d = crate::workload_image::validate(config);
-    d.extend(timeouts::validate(config));
-    if let Some(t) = config.get("confidential_type").as_str()
+pub fn validate_config(value: &Value) -> Diagnostics {
+    let config: Workload = match tfplugin6::model::read(value, "dcr_workload configuration") {
+        Ok(m) => m,
+        Err(d) => return d,
+    };
+    let mut d = crate::workload_image::validate(&config.image_spec());
+    d.extend(timeouts::validate(value));
+    if let Some(t) = config.confidential_type.as_deref()
         && !["SEV", "TDX"].contains(&t)
     {
         d.push(Diagnostic::attribute_error(
@@ -149,8 +154,8 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             "Allowed: SEV, TDX.",
         ));
     }
-    d.extend(validate_network(config));
-    if let Some(sa) = config.get("service_account").as_str()
+    d.extend(validate_network(&config));
+    if let Some(sa) = config.service_account.as_deref()
         && !is_service_account_email(sa)
     {
         d.push(Diagnostic::attribute_error(
@@ -159,7 +164,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             "Write NAME@PROJECT.iam.gserviceaccount.com (or PROJECT_NUMBER-compute@developer.gserviceaccount.com).",
         ));
     }
-    if let Some(r) = config.get("registry").as_str()
+    if let Some(r) = config.registry.as_deref()
         && (r.is_empty() || r.contains('@') || r.ends_with('/') || !r.contains('/'))
     {
         d.push(Diagnostic::attribute_error(
@@ -182,18 +187,24 @@ pub(super) fn is_service_account_email(s: &str) -> bool {
 
 /// `network` and `subnetwork` as Compute takes them: full or partial URLs
 /// (compute.v1 `NetworkInterface.network` and `.subnetwork`).
-pub(super) fn validate_network(config: &Value) -> Diagnostics {
+pub(super) fn validate_network(config: &Workload) -> Diagnostics {
     let mut d = Diagnostics::new();
     let shapes = [
-        ("network", &["global", "networks", "*"][..], "global/networks/NAME or projects/PROJECT/global/networks/NAME"),
+        (
+            "network",
+            config.network.as_deref(),
+            &["global", "networks", "*"][..],
+            "global/networks/NAME or projects/PROJECT/global/networks/NAME",
+        ),
         (
             "subnetwork",
+            config.subnetwork.as_deref(),
             &["regions", "*", "subnetworks", "*"][..],
             "regions/REGION/subnetworks/NAME or projects/PROJECT/regions/REGION/subnetworks/NAME",
         ),
     ];
-    for (attr, shape, example) in shapes {
-        let Some(url) = config.get(attr).as_str() else { continue };
+    for (attr, url, shape, example) in shapes {
+        let Some(url) = url else { continue };
         let rest = url.strip_prefix("https://www.googleapis.com/compute/v1/").unwrap_or(url);
         let rest = match rest.strip_prefix("projects/").and_then(|r| r.split_once('/')) {
             Some((p, r)) if !p.is_empty() => r,

@@ -5,11 +5,13 @@ use dcr_attestation::claims::CONFIDENTIAL_HARDWARE;
 use dcr_attestation::condition::PolicyRules;
 use dcr_attestation::names::{digest_hex, instance_name};
 use serde_json::json;
-use tfplugin6::{Diagnostics, Value};
+use tfplugin6::Diagnostics;
+use tfplugin6::model::Attr;
 
 use crate::clients::Clients;
 use crate::resources::common::gcp_diag;
 
+use super::model::Workload;
 use super::*;
 
 /// The rules the consumer's pool applies: this digest only, on the backend's TEE. Public for the
@@ -25,9 +27,14 @@ pub fn output_rules(digest: &str, is_local: bool) -> PolicyRules {
 }
 
 /// The VM: Confidential Space image, metadata the launcher reads, memory-backed `/run/dcr`.
-pub fn instance_body(planned: &Value, image: &str, is_local: bool, local_endpoint: Option<&str>) -> serde_json::Value {
-    let s = |a: &str| planned.get(a).as_str().unwrap_or("").to_string();
-    let name = s("name");
+pub fn instance_body(
+    planned: &Workload,
+    image: &str,
+    is_local: bool,
+    local_endpoint: Option<&str>,
+) -> serde_json::Value {
+    let s = |a: &Attr<String>| a.known().cloned().unwrap_or_default();
+    let name = s(planned.name());
     let mut items = vec![
         json!({"key": "tee-image-reference", "value": image}),
         json!({"key": "tee-restart-policy", "value": "Never"}),
@@ -41,19 +48,19 @@ pub fn instance_body(planned: &Value, image: &str, is_local: bool, local_endpoin
     }
     let mut body = json!({
         "name": instance_name(&name),
-        "machineType": format!("zones/{}/machineTypes/{}", s("zone"), s("machine_type")),
-        "confidentialInstanceConfig": {"confidentialInstanceType": s("confidential_type")},
+        "machineType": format!("zones/{}/machineTypes/{}", s(&planned.zone), s(&planned.machine_type)),
+        "confidentialInstanceConfig": {"confidentialInstanceType": s(&planned.confidential_type)},
         "shieldedInstanceConfig": {"enableSecureBoot": true, "enableVtpm": true, "enableIntegrityMonitoring": true},
         "scheduling": {"onHostMaintenance": "TERMINATE", "automaticRestart": false},
         "disks": [{"boot": true, "autoDelete": true, "initializeParams": {
             "sourceImage": if is_local { format!("{CONFIDENTIAL_SPACE_IMAGE}-debug") } else { CONFIDENTIAL_SPACE_IMAGE.to_string() },
-            "diskType": format!("zones/{}/diskTypes/{BOOT_DISK_TYPE}", s("zone")),
+            "diskType": format!("zones/{}/diskTypes/{BOOT_DISK_TYPE}", s(&planned.zone)),
         }}],
         "networkInterfaces": [network_interface(planned)],
         "metadata": {"items": items},
         "labels": {"dcr-workload": name},
     });
-    if let Some(sa) = planned.get("service_account").as_str() {
+    if let Some(sa) = planned.service_account.as_deref() {
         body["serviceAccounts"] = json!([{"email": sa, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}]);
     }
     body
@@ -105,9 +112,9 @@ pub(super) fn cel_string(s: &str) -> String {
 /// (compute.v1 `NetworkInterface.accessConfigs`), and Confidential Space's launcher must reach the
 /// registry, the attestation service, STS, Storage and KMS: an ephemeral external IP is the default,
 /// as gcloud gives one (Google's `launcher/image/test/create_vm.sh` creates VMs this way).
-pub(super) fn network_interface(planned: &Value) -> serde_json::Value {
+pub(super) fn network_interface(planned: &Workload) -> serde_json::Value {
     let mut nic = serde_json::Map::new();
-    match (planned.get("network").as_str(), planned.get("subnetwork").as_str()) {
+    match (planned.network.as_deref(), planned.subnetwork.as_deref()) {
         (None, None) => {
             nic.insert("network".into(), json!("global/networks/default"));
         }
@@ -120,7 +127,7 @@ pub(super) fn network_interface(planned: &Value) -> serde_json::Value {
             }
         }
     }
-    if planned.get("external_ip").as_bool() != Some(false) {
+    if planned.external_ip != Attr::Known(false) {
         nic.insert("accessConfigs".into(), json!([{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]));
     }
     serde_json::Value::Object(nic)

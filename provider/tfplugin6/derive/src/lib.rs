@@ -1,6 +1,7 @@
 //! `#[derive(Model)]`: reads a struct from a cty object [`Value`] and writes it back, one field
 //! per attribute or nested block, named as the field is (`r#type` is `type`) or as
-//! `#[model(rename = "…")]` says. The generated code calls `tfplugin6::model`'s `FromValue` and
+//! `#[model(rename = "…")]` says; a `#[model(flatten)]` field is a model whose attributes are this
+//! object's own (attributes several schemas share). The generated code calls `tfplugin6::model`'s `FromValue` and
 //! `IntoValue` on each field, so a field's Rust type says what the attribute may hold.
 //!
 //! [`Value`]: ../tfplugin6/value/enum.Value.html
@@ -23,26 +24,46 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new_spanned(input, "Model is derived for structs with named fields"));
     };
-    let Fields::Named(fields) = &data.fields else {
+    let Fields::Named(named) = &data.fields else {
         return Err(syn::Error::new_spanned(input, "Model is derived for structs with named fields"));
     };
-    let mut idents = Vec::new();
-    let mut names = Vec::new();
-    for f in &fields.named {
+    let (mut reads, mut writes, mut fields) = (Vec::new(), Vec::new(), Vec::new());
+    for f in &named.named {
         let ident = f.ident.clone().expect("named field");
         let mut attr_name = ident.to_string().trim_start_matches("r#").to_string();
+        let mut flatten = false;
         for a in f.attrs.iter().filter(|a| a.path().is_ident("model")) {
             a.parse_nested_meta(|meta| {
                 if meta.path.is_ident("rename") {
                     attr_name = meta.value()?.parse::<LitStr>()?.value();
                     Ok(())
+                } else if meta.path.is_ident("flatten") {
+                    flatten = true;
+                    Ok(())
                 } else {
-                    Err(meta.error("expected `rename = \"…\"`"))
+                    Err(meta.error("expected `rename = \"…\"` or `flatten`"))
                 }
             })?;
         }
-        idents.push(ident);
-        names.push(attr_name);
+        let ty = &f.ty;
+        if flatten {
+            // The field's own fields are attributes of this object.
+            reads.push(quote! { #ident: ::tfplugin6::model::FromValue::from_value(v)? });
+            writes.push(quote! {
+                if let ::tfplugin6::Value::Object(inner) = ::tfplugin6::model::IntoValue::into_value(self.#ident) {
+                    attrs.extend(inner);
+                }
+            });
+            fields.push(quote! { out.extend(<#ty as ::tfplugin6::model::Model>::fields()); });
+        } else {
+            reads.push(quote! {
+                #ident: ::tfplugin6::model::FromValue::from_value(v.get(#attr_name)).map_err(|e| e.within(#attr_name))?
+            });
+            writes.push(quote! {
+                attrs.insert(#attr_name.to_string(), ::tfplugin6::model::IntoValue::into_value(self.#ident));
+            });
+            fields.push(quote! { out.push(#attr_name); });
+        }
     }
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     Ok(quote! {
@@ -51,21 +72,22 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 if !matches!(v, ::tfplugin6::Value::Object(_)) {
                     return Err(::tfplugin6::model::ModelError::expected("an object", v));
                 }
-                Ok(Self {
-                    #( #idents: ::tfplugin6::model::FromValue::from_value(v.get(#names))
-                        .map_err(|e| e.within(#names))?, )*
-                })
+                Ok(Self { #(#reads,)* })
             }
         }
         impl #impl_generics ::tfplugin6::model::IntoValue for #name #ty_generics #where_clause {
             fn into_value(self) -> ::tfplugin6::Value {
-                ::tfplugin6::Value::object([
-                    #( (#names, ::tfplugin6::model::IntoValue::into_value(self.#idents)), )*
-                ])
+                let mut attrs = ::std::collections::BTreeMap::new();
+                #(#writes)*
+                ::tfplugin6::Value::Object(attrs)
             }
         }
         impl #impl_generics ::tfplugin6::model::Model for #name #ty_generics #where_clause {
-            const FIELDS: &'static [&'static str] = &[#(#names),*];
+            fn fields() -> ::std::vec::Vec<&'static str> {
+                let mut out = ::std::vec::Vec::new();
+                #(#fields)*
+                out
+            }
         }
     })
 }
