@@ -2,6 +2,7 @@
 //! data owner declares, never inferred from the data, so stand-ins built from it leak nothing.
 
 use serde::Serialize;
+use tfplugin6::model::{FromValue, Model};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Value};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -37,6 +38,25 @@ fn number_text(v: &Value, f: f64) -> String {
     v.as_number().map(|n| n.to_string()).unwrap_or_else(|| f.to_string())
 }
 
+/// The `schema` block as configured (read once it is wholly known).
+#[derive(Clone, Debug, Model)]
+struct SchemaBlock {
+    column: Option<Vec<ColumnBlock>>,
+}
+
+/// One `column` block. The bounds stay values: an integer column's bounds are read as exact
+/// integers, a float column's as floats.
+#[derive(Clone, Debug, Model)]
+struct ColumnBlock {
+    name: Option<String>,
+    r#type: Option<String>,
+    min: Value,
+    max: Value,
+    values: Option<Vec<String>>,
+    max_length: Value,
+    nullable: Option<bool>,
+}
+
 impl DatasetSchema {
     /// Parses and checks the `schema` block. `Ok(None)` when some value is not known yet (it
     /// depends on another resource); every problem found is reported, each at its attribute.
@@ -54,7 +74,13 @@ impl DatasetSchema {
         if !block.is_wholly_known() {
             return Ok(None);
         }
-        let cols = block.get("column").elements();
+        // Terraform sends the types the schema declares; anything else is named where it is.
+        let block = SchemaBlock::from_value(block).map_err(|e| {
+            let mut at = AttributePath::root("schema");
+            at.0.extend(e.path.0);
+            Diagnostics::from(Diagnostic::attribute_error(at, e.message, ""))
+        })?;
+        let cols = block.column.unwrap_or_default();
         if cols.is_empty() {
             d.push(Diagnostic::attribute_error(
                 AttributePath::root("schema").attr("column"),
@@ -65,7 +91,7 @@ impl DatasetSchema {
         let mut columns = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for (i, c) in cols.iter().enumerate() {
-            let name = c.get("name").as_str().unwrap_or_default().to_string();
+            let name = c.name.clone().unwrap_or_default();
             // A leading U+FEFF is refused: a byte-order mark is stripped from the header when read.
             if name.is_empty()
                 || name.len() > 128
@@ -87,12 +113,9 @@ impl DatasetSchema {
                 ));
             }
             names.push(name.clone());
-            let ty = c.get("type").as_str().unwrap_or_default();
-            let min = c.get("min");
-            let max = c.get("max");
-            let values: Vec<String> =
-                c.get("values").elements().iter().filter_map(|v| v.as_str().map(String::from)).collect();
-            let max_length = c.get("max_length");
+            let ty = c.r#type.as_deref().unwrap_or_default();
+            let (min, max, max_length) = (&c.min, &c.max, &c.max_length);
+            let values: Vec<String> = c.values.clone().unwrap_or_default();
             let mut misplaced = |attr: &str, v: bool| {
                 if v {
                     d.push(Diagnostic::attribute_error(
@@ -105,7 +128,7 @@ impl DatasetSchema {
             };
             let kind = match ty {
                 "integer" | "float" => {
-                    misplaced("values", !c.get("values").is_null());
+                    misplaced("values", c.values.is_some());
                     misplaced("max_length", !max_length.is_null());
                     // Bounds must be exact in the type the launcher checks cells with: an integer
                     // bound outside i64 would be silently clamped (and then differ from the
@@ -224,7 +247,7 @@ impl DatasetSchema {
                 "string" => {
                     misplaced("min", !min.is_null());
                     misplaced("max", !max.is_null());
-                    misplaced("values", !c.get("values").is_null());
+                    misplaced("values", c.values.is_some());
                     match max_length.as_i64() {
                         Some(n) if (1..=1_000_000).contains(&n) => Some(ColumnKind::String { max_length: n as usize }),
                         _ => {
@@ -247,7 +270,7 @@ impl DatasetSchema {
                 }
             };
             if let Some(kind) = kind {
-                columns.push(Column { name, kind, nullable: c.get("nullable").as_bool().unwrap_or(false) });
+                columns.push(Column { name, kind, nullable: c.nullable.unwrap_or(false) });
             }
         }
         if d.has_errors() { Err(d) } else { Ok(Some(DatasetSchema { columns })) }

@@ -29,7 +29,7 @@ use crate::workload_image::plan_image;
 use super::model::{Workload, known};
 use super::plan::{Placement, output_location};
 use super::vm::{instance_body, output_rules, share_run};
-use super::*;
+use super::{LOG_TAIL_LINES, OUTPUT_WRITER, TYPE_NAME, default_timeout, read, repository};
 
 pub(super) async fn apply(provider: &ProviderState, req: ApplyRequest) -> ApplyResponse {
     let delete = delete(provider, &req.prior_state);

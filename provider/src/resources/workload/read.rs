@@ -3,9 +3,8 @@
 
 use tfplugin6::{Diagnostic, Diagnostics, Value};
 
+use super::TYPE_NAME;
 use crate::provider::ProviderState;
-
-use super::*;
 
 /// A run is a record: what it released stays as it was recorded.
 pub(super) async fn refresh(_: &ProviderState, state: Value) -> Result<Value, Diagnostics> {

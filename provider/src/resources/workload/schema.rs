@@ -7,8 +7,8 @@ use crate::timeouts;
 use crate::verification::claims_type;
 use crate::workload_image::{image_attributes, output_block};
 
+use super::SERVICE_ACCOUNT_ROLES;
 use super::model::Workload;
-use super::*;
 
 pub fn schema() -> Schema {
     let b = Block::new(

@@ -12,7 +12,7 @@ use crate::clients::Clients;
 use crate::resources::common::gcp_diag;
 
 use super::model::Workload;
-use super::*;
+use super::{BOOT_DISK_TYPE, CONFIDENTIAL_SPACE_IMAGE};
 
 /// The rules the consumer's pool applies: this digest only, on the backend's TEE. Public for the
 /// CEL agreement test (tests/tests/cel_agreement.rs), which checks the condition they generate.
