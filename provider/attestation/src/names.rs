@@ -164,9 +164,8 @@ impl RunLocation {
 
     /// The run under an output URI `gs://BUCKET/PREFIX` (ending in `/`).
     pub fn under(output_uri: &str, digest: &str) -> Option<RunLocation> {
-        let rest = output_uri.strip_prefix("gs://")?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        (!bucket.is_empty()).then(|| RunLocation::new(bucket, prefix, digest))
+        let (bucket, prefix) = crate::workload::split_gs_uri(output_uri)?;
+        Some(RunLocation::new(bucket, prefix, digest))
     }
 
     pub fn uri(&self) -> String {

@@ -131,13 +131,6 @@ pub fn known<'a>(type_name: &str, v: &'a tfplugin6::Attr<String>, attribute: &st
     })
 }
 
-/// A string attribute the plan made known; its absence at apply is a provider bug.
-pub fn str_attr(type_name: &str, v: &Value, a: &str) -> Result<String, Diagnostics> {
-    v.get(a).as_str().map(str::to_string).ok_or_else(|| {
-        Diagnostic::error(format!("{type_name}: {a} is not known"), "This is a bug in the provider.").into()
-    })
-}
-
 /// Hex SHA-256 of an object's bytes, streamed.
 pub async fn object_sha256(c: &Clients, bucket: &str, object: &str) -> Result<String, GcpError> {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);

@@ -185,6 +185,28 @@ fn another(v: &Value) -> Option<Value> {
     }
 }
 
+/// Terraform refuses a plan that sets a value the configuration left out unless the attribute is
+/// computed: a planned default needs an optional and computed attribute.
+#[test]
+fn planned_defaults_are_declared_on_optional_computed_attributes() {
+    fn walk(block: &Block, at: &str) {
+        for a in &block.attributes {
+            if matches!(a.default, Some(AttributeDefault::Value(_) | AttributeDefault::Described(_))) {
+                assert_eq!(a.presence, tfplugin6::schema::Presence::OptionalComputed, "{at}{}", a.name);
+            }
+            if matches!(a.default, Some(AttributeDefault::Meaning(_))) {
+                assert!(!a.is_computed(), "{at}{}: a null that means something is not computed", a.name);
+            }
+        }
+        for nb in &block.blocks {
+            walk(&nb.block, &format!("{at}{}.", nb.name));
+        }
+    }
+    for case in cases() {
+        walk(&case.schema.block, &format!("{} ", case.name));
+    }
+}
+
 #[test]
 fn every_declared_default_appears_in_the_plan() {
     for case in cases() {
