@@ -152,6 +152,19 @@ pub fn read_response(state: Value, private: Vec<u8>, refreshed: Result<Value, Di
     }
 }
 
+/// When `bucket` is left out, the default name `default(name)` (shown as `pattern`) must be a
+/// usable bucket name: a diagnostic at `bucket` when it is not (see
+/// [`crate::validate::default_bucket_diagnostic`]).
+pub fn default_bucket_check(
+    bucket: &tfplugin6::Attr<String>,
+    name: &tfplugin6::Attr<String>,
+    default: impl FnOnce(&str) -> String,
+    pattern: &str,
+) -> Option<Diagnostic> {
+    let name = name.as_deref().filter(|_| bucket.is_null())?;
+    crate::validate::default_bucket_diagnostic(AttributePath::root("bucket"), &default(name), pattern)
+}
+
 /// Runs blocking work (reading files, hashing, generating data, writing images) on the blocking
 /// pool, off the async runtime's few threads, which the gRPC server and every other request share.
 pub async fn blocking<T: Send + 'static>(

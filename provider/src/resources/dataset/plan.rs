@@ -11,7 +11,7 @@ use super::model::Dataset;
 use super::schema::{schema, validate_config};
 use crate::dataset::{CsvSummary, DatasetSchema, check_csv, checkcache};
 use crate::provider::ProviderState;
-use crate::resources::common::plan_response;
+use crate::resources::common::{default_bucket_check, plan_response};
 
 /// What plan learned from the files it read.
 #[derive(Clone, Debug, Default)]
@@ -39,13 +39,8 @@ pub(super) async fn plan(state: &ProviderState, req: PlanRequest) -> PlanRespons
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let (Attr::Null, Some(name)) = (&config.bucket, config.name.as_deref())
-        && let Some(e) = crate::validate::default_bucket_diagnostic(
-            AttributePath::root("bucket"),
-            &DatasetLocation::default_bucket(&clients.project, name),
-            "PROJECT-NAME",
-        )
-    {
+    let default = |name: &str| DatasetLocation::default_bucket(&clients.project, name);
+    if let Some(e) = default_bucket_check(&config.bucket, &config.name, default, "PROJECT-NAME") {
         return fail(e.into());
     }
     let mut facts = PlanFacts { project: clients.project.clone(), ..Default::default() };

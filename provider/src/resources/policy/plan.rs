@@ -13,8 +13,7 @@ use super::schema::{schema, validate_config};
 use super::{PROVIDER_ID, missing_dataset, null_digest_diagnostic};
 use crate::clients::Clients;
 use crate::provider::ProviderState;
-use crate::resources::common::gcp_diag;
-use crate::resources::common::plan_response;
+use crate::resources::common::{default_bucket_check, gcp_diag, plan_response};
 use crate::resources::dataset::{LocatedDataset, locate, parse_id};
 use tfplugin6::model::wholly_known;
 
@@ -54,13 +53,8 @@ pub(super) async fn plan(state: &ProviderState, req: PlanRequest) -> PlanRespons
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let (Attr::Null, Some(name)) = (&config.bucket, config.name.as_deref())
-        && let Some(e) = crate::validate::default_bucket_diagnostic(
-            AttributePath::root("bucket"),
-            &PolicyLocation::default_bucket(&c.project, name),
-            "PROJECT-policy-NAME",
-        )
-    {
+    let default = |name: &str| PolicyLocation::default_bucket(&c.project, name);
+    if let Some(e) = default_bucket_check(&config.bucket, &config.name, default, "PROJECT-policy-NAME") {
         return fail(e.into());
     }
     let (rules, issuer, warnings) = match effective_rules(&config, c.is_local) {
