@@ -1,7 +1,8 @@
-//! What a handler returns: Google's two error shapes (Storage's legacy one and the AIP one KMS
-//! uses), and JSON responses.
+//! What every service handler shares with the HTTP front: the parsed request ([`Req`]), path
+//! segments, Google's two error shapes (Storage's legacy one and the AIP one KMS uses), and JSON
+//! responses. Handlers depend on this module and on [`crate::app::App`], never on the server.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -152,4 +153,45 @@ pub fn lower_camel(s: &str) -> String {
         }
     }
     out
+}
+
+/// One parsed request, before its body is read.
+pub struct Req {
+    pub method: Method,
+    /// The path as sent, still percent-encoded.
+    pub raw_path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub principal: crate::iam::Identity,
+    /// This local cloud's URL as the client reached it (`http://HOST`), for links in answers.
+    pub base_url: String,
+}
+
+impl Req {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    pub fn query_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.query(name)
+            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("Invalid value for {name}: {v}"))))
+            .transpose()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Splits a raw path into percent-decoded segments.
+pub fn segments(raw: &str) -> Vec<String> {
+    raw.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
+/// Percent-encodes one path segment.
+pub fn encode_segment(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
 }

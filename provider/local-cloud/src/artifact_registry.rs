@@ -13,16 +13,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiResult, check_fields, json_response, now_rfc3339};
+use crate::api::{Req, segments};
+use crate::app::App;
 use crate::iam::Identity;
-use crate::server::{App, Req, segments};
 use crate::store::sql;
-
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS ar_repositories (
-  name TEXT PRIMARY KEY, project TEXT NOT NULL, resource TEXT NOT NULL, policy TEXT NOT NULL,
-  policy_etag INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS ar_operations (name TEXT PRIMARY KEY, resource TEXT NOT NULL);
-"#;
 
 /// The fields of `Repository` (artifactregistry.v1 discovery).
 const REPOSITORY_FIELDS: &[&str] = &[
@@ -104,7 +98,8 @@ fn require(
     perm: &str,
     resource: &str,
 ) -> ApiResult<()> {
-    let by_project = crate::storage::project_policy(c, project)?.is_some_and(|p| crate::iam::allows(&p, who, perm));
+    let by_project =
+        crate::resource_manager::project_policy(c, project)?.is_some_and(|p| crate::iam::allows(&p, who, perm));
     let by_repo = match repo {
         Some(name) => load_policy(c, name)?.is_some_and(|p| crate::iam::allows(&p, who, perm)),
         None => false,

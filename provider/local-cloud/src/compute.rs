@@ -14,18 +14,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiResult, check_fields, json_response, now_rfc3339};
+use crate::api::{Req, segments};
+use crate::app::App;
 use crate::iam::Identity;
-use crate::server::{App, Req, segments};
 use crate::store::sql;
-
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS instances (
-  project TEXT NOT NULL, zone TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL,
-  resource TEXT NOT NULL, supervisor TEXT NOT NULL DEFAULT '', PRIMARY KEY (project, zone, name));
-CREATE TABLE IF NOT EXISTS compute_operations (
-  project TEXT NOT NULL, zone TEXT NOT NULL, name TEXT NOT NULL, request_id TEXT,
-  resource TEXT NOT NULL, PRIMARY KEY (project, zone, name));
-"#;
 
 /// Where selfLinks point, as Google writes them.
 const BASE: &str = "https://www.googleapis.com/compute/v1/";
@@ -308,7 +300,8 @@ pub fn metadata(instance: &Value, key: &str) -> Option<String> {
 }
 
 fn require(c: &Connection, who: &Identity, project: &str, perm: &str, resource: &str) -> ApiResult<()> {
-    let allowed = crate::storage::project_policy(c, project)?.is_some_and(|p| crate::iam::allows(&p, who, perm));
+    let allowed =
+        crate::resource_manager::project_policy(c, project)?.is_some_and(|p| crate::iam::allows(&p, who, perm));
     if allowed { Ok(()) } else { Err(ApiError::forbidden(format!("Required '{perm}' permission for '{resource}'"))) }
 }
 

@@ -10,7 +10,9 @@
 
 mod aip_iam;
 mod api;
+mod app;
 mod artifact_registry;
+mod checksums;
 mod compute;
 mod error;
 mod fields;
@@ -138,7 +140,7 @@ impl LocalCloud {
         let federated_token_secs =
             cfg.federated_token_ttl.map(|d| d.as_secs().max(1) as i64).unwrap_or(sts::FEDERATED_TOKEN_SECS);
         let endpoint = format!("http://{addr}");
-        let app = Arc::new(server::App {
+        let app = Arc::new(app::App {
             store: store.clone(),
             request_log: cfg.request_log,
             http: Arc::new(http),

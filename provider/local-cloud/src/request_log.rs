@@ -12,7 +12,7 @@ use std::path::Path;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::server::App;
+use crate::app::App;
 
 /// What a redacted `format: byte` field reads as: base64 of `REDACTED`.
 pub const REDACTED_BYTES: &str = "UkVEQUNURUQ=";

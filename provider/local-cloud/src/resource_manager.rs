@@ -4,7 +4,8 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::api::{ApiError, ApiResult, json_response};
-use crate::server::{App, Req, segments};
+use crate::api::{Req, segments};
+use crate::app::App;
 
 pub async fn handle(app: &App, r: &Req) -> ApiResult<Response> {
     let segs = segments(&r.raw_path);
@@ -24,7 +25,7 @@ pub async fn handle(app: &App, r: &Req) -> ApiResult<Response> {
                     "The caller does not have permission: resourcemanager.projects.get on project {id} (or it may not exist)."
                 ))
             };
-            let policy = crate::storage::project_policy(c, &id)?.ok_or_else(denied)?;
+            let policy = crate::resource_manager::project_policy(c, &id)?.ok_or_else(denied)?;
             if !crate::iam::allows(&policy, &who, "resourcemanager.projects.get") {
                 return Err(denied());
             }
@@ -34,4 +35,9 @@ pub async fn handle(app: &App, r: &Req) -> ApiResult<Response> {
         })
         .await?;
     Ok(json_response(v))
+}
+
+/// The IAM policy of `project`, as the projects table stores it (none for an unknown project).
+pub fn project_policy(c: &rusqlite::Connection, project: &str) -> ApiResult<Option<serde_json::Value>> {
+    crate::store::load_policy(c, "SELECT policy FROM projects WHERE id = ?1", project)
 }

@@ -1,7 +1,6 @@
 //! The HTTP front: one port, services routed by path prefix, bearer-token authentication, and the
 //! optional request log the conformance test reads.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,61 +9,10 @@ use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
 use serde_json::Value;
 
-use crate::api::{ApiError, Shape, json_response};
-use crate::store::Store;
+use crate::api::{ApiError, Req, Shape, json_response};
+use crate::app::App;
 use crate::system::Alt;
 use crate::tokens;
-
-pub struct App {
-    pub store: Store,
-    pub request_log: Option<PathBuf>,
-    /// For fetching other OIDC issuers' keys (STS); never carries credentials.
-    pub http: std::sync::Arc<dcr_gcp::Transport>,
-    /// The simulated Confidential Space VMs this process supervises.
-    pub vm: std::sync::Arc<crate::vm::Vms>,
-    /// Lifetime of the federated tokens STS issues.
-    pub federated_token_secs: i64,
-    /// `http://127.0.0.1:PORT`: where links point when a request names no usable Host.
-    pub endpoint: String,
-    /// Running CRC32C/MD5 of resumable upload sessions, by upload id, with the bytes they cover:
-    /// hashed as the chunks arrive, so finishing a large upload does not read it all again. A
-    /// session without one (the process restarted) is hashed from its file when it completes.
-    pub upload_hashes: std::sync::Mutex<std::collections::HashMap<String, (u64, crate::storage::Hashes)>>,
-}
-
-/// One parsed request, before its body is read.
-pub struct Req {
-    pub method: Method,
-    /// The path as sent, still percent-encoded.
-    pub raw_path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: HeaderMap,
-    pub principal: crate::iam::Identity,
-    /// This local cloud's URL as the client reached it (`http://HOST`), for links in answers.
-    pub base_url: String,
-}
-
-impl Req {
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-    pub fn query_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.query(name)
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("Invalid value for {name}: {v}"))))
-            .transpose()
-    }
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// Splits a raw path into percent-decoded segments.
-pub fn segments(raw: &str) -> Vec<String> {
-    raw.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect()
-}
 
 /// The URL the client used to reach us: its Host header when that is a plain `host[:port]`, else
 /// our own endpoint.
@@ -282,11 +230,4 @@ async fn issuer_request(app: &App, parts: &axum::http::request::Parts, raw_path:
         }
         _ => Err(ApiError::not_found(format!("No issuer document at {raw_path}"))),
     }
-}
-
-/// Percent-encodes one path segment.
-pub fn encode_segment(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
 }

@@ -11,7 +11,10 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiResult, check_fields, json_response, now_rfc3339};
-use crate::server::{App, Req, segments};
+use crate::api::{Req, segments};
+use crate::app::App;
+use crate::checksums::Hashes;
+use crate::resource_manager::project_policy;
 use crate::store::sql;
 
 /// Non-final resumable chunks must be multiples of this.
@@ -240,17 +243,14 @@ pub fn with_links(mut v: Value, base: &str) -> Value {
     match v["kind"].as_str() {
         Some("storage#object") => {
             let (bucket, name) = (v["bucket"].as_str().unwrap_or(""), v["name"].as_str().unwrap_or(""));
-            let path = format!(
-                "storage/v1/b/{}/o/{}",
-                crate::server::encode_segment(bucket),
-                crate::server::encode_segment(name)
-            );
+            let path =
+                format!("storage/v1/b/{}/o/{}", crate::api::encode_segment(bucket), crate::api::encode_segment(name));
             let generation = v["generation"].as_str().unwrap_or("").to_string();
             v["selfLink"] = json!(format!("{base}/{path}"));
             v["mediaLink"] = json!(format!("{base}/download/{path}?generation={generation}&alt=media"));
         }
         Some("storage#bucket") => {
-            let name = crate::server::encode_segment(v["name"].as_str().unwrap_or(""));
+            let name = crate::api::encode_segment(v["name"].as_str().unwrap_or(""));
             v["selfLink"] = json!(format!("{base}/storage/v1/b/{name}"));
         }
         Some("storage#objects" | "storage#buckets") => {
@@ -312,68 +312,8 @@ impl Expected {
     }
 }
 
-/// MD5 and CRC32C of an object, computed in one pass as the bytes go by.
-pub struct Hashes {
-    crc: Crc32c,
-    md5: md5::Md5,
-}
-
-impl Hashes {
-    pub fn new() -> Hashes {
-        Hashes { crc: Crc32c::new(), md5: md5::Digest::new() }
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        self.crc.update(data);
-        md5::Digest::update(&mut self.md5, data);
-    }
-    /// `(crc32c, md5Hash)`, base64 as the JSON API writes them.
-    pub fn finish_b64(self) -> (String, String) {
-        use base64::Engine;
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Digest::finalize(self.md5));
-        (self.crc.finish_b64(), md5)
-    }
-}
-
-impl Default for Hashes {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// CRC32C (Castagnoli), the checksum Cloud Storage reports, computed incrementally.
-pub struct Crc32c(u32);
-
-impl Crc32c {
-    pub fn new() -> Crc32c {
-        Crc32c(0)
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        self.0 = crc32c::crc32c_append(self.0, data);
-    }
-    /// Base64 of the big-endian checksum, as the JSON API writes it.
-    pub fn finish_b64(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(self.0.to_be_bytes())
-    }
-}
-
-impl Default for Crc32c {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // permissions
-
-fn load_policy(c: &rusqlite::Connection, sql_text: &str, key: &str) -> ApiResult<Option<Value>> {
-    let p: Option<String> = c.query_row(sql_text, [key], |r| r.get(0)).optional().map_err(sql)?;
-    Ok(p.and_then(|p| serde_json::from_str(&p).ok()))
-}
-
-pub fn project_policy(c: &rusqlite::Connection, project: &str) -> ApiResult<Option<Value>> {
-    load_policy(c, "SELECT policy FROM projects WHERE id = ?1", project)
-}
 
 /// Whether `principal` holds `permission` through the project's or the bucket's policy, on the
 /// bucket or (`object`) on one object of it: conditional bindings of the bucket's policy grant
@@ -1259,7 +1199,7 @@ pub async fn upload(app: &App, r: &Req, body: Body) -> ApiResult<Response> {
             let location = format!(
                 "{}/upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
                 r.base_url,
-                crate::server::encode_segment(&bucket)
+                crate::api::encode_segment(&bucket)
             );
             let mut resp = StatusCode::OK.into_response();
             resp.headers_mut().insert("location", location.parse().map_err(|_| ApiError::internal("bad location"))?);
@@ -1647,13 +1587,5 @@ mod tests {
         );
         let bad = Expected { crc32c: None, md5: Some("x".into()) };
         assert!(bad.check(&crc, &md5).unwrap_err().starts_with("Provided MD5 hash \"x\""));
-    }
-
-    #[test]
-    fn crc32c_matches_the_standard_check_value() {
-        let mut c = Crc32c::new();
-        c.update(b"123456789");
-        use base64::Engine;
-        assert_eq!(c.finish_b64(), base64::engine::general_purpose::STANDARD.encode(0xE306_9283u32.to_be_bytes()));
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::LocalCloudError;
 
@@ -36,6 +36,21 @@ CREATE TABLE IF NOT EXISTS crypto_keys (
 CREATE TABLE IF NOT EXISTS key_versions (
   name TEXT PRIMARY KEY, crypto_key TEXT NOT NULL, number INTEGER NOT NULL, material BLOB NOT NULL,
   state TEXT NOT NULL, create_time TEXT NOT NULL, destroy_time TEXT);
+CREATE TABLE IF NOT EXISTS wif_pools (
+  name TEXT PRIMARY KEY, parent TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
+CREATE TABLE IF NOT EXISTS wif_providers (
+  name TEXT PRIMARY KEY, pool TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
+CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, result TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+  project TEXT NOT NULL, zone TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL,
+  resource TEXT NOT NULL, supervisor TEXT NOT NULL DEFAULT '', PRIMARY KEY (project, zone, name));
+CREATE TABLE IF NOT EXISTS compute_operations (
+  project TEXT NOT NULL, zone TEXT NOT NULL, name TEXT NOT NULL, request_id TEXT,
+  resource TEXT NOT NULL, PRIMARY KEY (project, zone, name));
+CREATE TABLE IF NOT EXISTS ar_repositories (
+  name TEXT PRIMARY KEY, project TEXT NOT NULL, resource TEXT NOT NULL, policy TEXT NOT NULL,
+  policy_etag INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ar_operations (name TEXT PRIMARY KEY, resource TEXT NOT NULL);
 "#;
 
 #[derive(Clone, Debug)]
@@ -55,9 +70,6 @@ impl Store {
         let conn = store.connect()?;
         conn.execute_batch("PRAGMA journal_mode = WAL;").map_err(|e| store.db_err(e))?;
         conn.execute_batch(SCHEMA).map_err(|e| store.db_err(e))?;
-        conn.execute_batch(crate::wif::SCHEMA).map_err(|e| store.db_err(e))?;
-        conn.execute_batch(crate::compute::SCHEMA).map_err(|e| store.db_err(e))?;
-        conn.execute_batch(crate::artifact_registry::SCHEMA).map_err(|e| store.db_err(e))?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -118,4 +130,14 @@ fn restrict(p: &Path, mode: u32) -> std::io::Result<()> {
 /// Maps "database is busy/locked" and constraint errors to API errors; everything else is 500.
 pub fn sql(e: rusqlite::Error) -> crate::api::ApiError {
     crate::api::ApiError::internal(format!("database: {e}"))
+}
+
+/// A stored IAM policy (JSON text in column 0 of `sql_text`'s row for `key`), parsed.
+pub fn load_policy(
+    c: &rusqlite::Connection,
+    sql_text: &str,
+    key: &str,
+) -> Result<Option<serde_json::Value>, crate::api::ApiError> {
+    let p: Option<String> = c.query_row(sql_text, [key], |r| r.get(0)).optional().map_err(sql)?;
+    Ok(p.and_then(|p| serde_json::from_str(&p).ok()))
 }

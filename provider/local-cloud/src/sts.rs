@@ -19,8 +19,8 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 
 use crate::api::unix_now;
+use crate::app::App;
 use crate::iam::Identity;
-use crate::server::App;
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";

@@ -11,17 +11,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiResult, check_fields, json_response, unix_now};
+use crate::api::{Req, segments};
+use crate::app::App;
 use crate::iam::Identity;
-use crate::server::{App, Req, segments};
 use crate::store::sql;
-
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS wif_pools (
-  name TEXT PRIMARY KEY, parent TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
-CREATE TABLE IF NOT EXISTS wif_providers (
-  name TEXT PRIMARY KEY, pool TEXT NOT NULL, resource TEXT NOT NULL, expire INTEGER);
-CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, result TEXT NOT NULL);
-"#;
 
 /// How long a deleted pool or provider can be undeleted, and blocks its id (30 days).
 pub const SOFT_DELETE_SECS: i64 = 30 * 86_400;
@@ -299,7 +292,9 @@ fn require(
     resource: &str,
 ) -> ApiResult<()> {
     let allowed = match project {
-        Some((id, _)) => crate::storage::project_policy(c, id)?.is_some_and(|p| crate::iam::allows(&p, who, perm)),
+        Some((id, _)) => {
+            crate::resource_manager::project_policy(c, id)?.is_some_and(|p| crate::iam::allows(&p, who, perm))
+        }
         None => false,
     };
     if allowed {
