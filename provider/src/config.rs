@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use tfplugin6::model::{self, Attr, Model};
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
 
@@ -125,29 +126,67 @@ pub struct GcpConfig {
     pub artifact_registry_endpoint: Option<String>,
 }
 
-/// The endpoint overrides of the `gcp` block, by attribute name.
-pub const ENDPOINT_ATTRIBUTES: [&str; 7] = [
-    "storage_endpoint",
-    "kms_endpoint",
-    "iam_endpoint",
-    "sts_endpoint",
-    "resource_manager_endpoint",
-    "compute_endpoint",
-    "artifact_registry_endpoint",
-];
+/// The provider block as Terraform sends it.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ProviderBlock {
+    pub local: Attr<LocalBlock>,
+    pub gcp: Attr<GcpBlock>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct LocalBlock {
+    pub state_dir: Attr<String>,
+    pub project: Attr<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct GcpBlock {
+    pub project: Attr<String>,
+    pub region: Attr<String>,
+    pub zone: Attr<String>,
+    pub storage_endpoint: Attr<String>,
+    pub kms_endpoint: Attr<String>,
+    pub iam_endpoint: Attr<String>,
+    pub sts_endpoint: Attr<String>,
+    pub resource_manager_endpoint: Attr<String>,
+    pub compute_endpoint: Attr<String>,
+    pub artifact_registry_endpoint: Attr<String>,
+}
+
+impl GcpBlock {
+    /// The endpoint overrides, with their attribute names (for diagnostics).
+    fn endpoints(&self) -> [(&'static str, &Attr<String>); 7] {
+        [
+            ("storage_endpoint", &self.storage_endpoint),
+            ("kms_endpoint", &self.kms_endpoint),
+            ("iam_endpoint", &self.iam_endpoint),
+            ("sts_endpoint", &self.sts_endpoint),
+            ("resource_manager_endpoint", &self.resource_manager_endpoint),
+            ("compute_endpoint", &self.compute_endpoint),
+            ("artifact_registry_endpoint", &self.artifact_registry_endpoint),
+        ]
+    }
+}
 
 fn first_env(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()))
 }
 
-fn opt_str(v: &Value, name: &str) -> Option<String> {
-    v.get(name).as_str().map(str::to_string)
+fn owned(a: &Attr<String>) -> Option<String> {
+    a.known().cloned()
 }
 
 /// Checks that hold whatever the environment: one backend at most, well-formed endpoints.
 pub fn validate(config: &Value) -> Diagnostics {
+    match model::read::<ProviderBlock>(config, "provider configuration") {
+        Ok(block) => validate_block(&block),
+        Err(d) => d,
+    }
+}
+
+fn validate_block(block: &ProviderBlock) -> Diagnostics {
     let mut d = Diagnostics::new();
-    if !config.get("local").is_null() && !config.get("gcp").is_null() {
+    if !block.local.is_null() && !block.gcp.is_null() {
         d.push(Diagnostic::attribute_error(
             AttributePath::root("gcp"),
             "both `local` and `gcp` are configured",
@@ -155,9 +194,8 @@ pub fn validate(config: &Value) -> Diagnostics {
              `gcp` block to use the embedded local cloud. Use two provider aliases for both.",
         ));
     }
-    let gcp = config.get("gcp");
-    for ep in ENDPOINT_ATTRIBUTES {
-        if let Some(url) = gcp.get(ep).as_str()
+    for (ep, url) in block.gcp.known().map(GcpBlock::endpoints).into_iter().flatten() {
+        if let Some(url) = url.as_deref()
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             d.push(Diagnostic::attribute_error(
@@ -172,13 +210,13 @@ pub fn validate(config: &Value) -> Diagnostics {
 
 /// Resolves the provider block and environment into a backend.
 pub fn resolve(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Backend, Diagnostics> {
-    let d = validate(config);
+    let block: ProviderBlock = model::read(config, "provider configuration")?;
+    let d = validate_block(&block);
     if d.has_errors() {
         return Err(d);
     }
-    let gcp = config.get("gcp");
-    if !gcp.is_null() {
-        let project = opt_str(gcp, "project")
+    if let Some(gcp) = block.gcp.known() {
+        let project = owned(&gcp.project)
             .or_else(|| {
                 first_env(&["GOOGLE_PROJECT", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"], env)
             })
@@ -191,21 +229,21 @@ pub fn resolve(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<B
             })?;
         return Ok(Backend::Gcp(GcpConfig {
             project,
-            region: opt_str(gcp, "region").or_else(|| first_env(&["GOOGLE_REGION", "CLOUDSDK_COMPUTE_REGION"], env)),
-            zone: opt_str(gcp, "zone").or_else(|| first_env(&["GOOGLE_ZONE", "CLOUDSDK_COMPUTE_ZONE"], env)),
-            storage_endpoint: opt_str(gcp, "storage_endpoint"),
-            kms_endpoint: opt_str(gcp, "kms_endpoint"),
-            iam_endpoint: opt_str(gcp, "iam_endpoint"),
-            sts_endpoint: opt_str(gcp, "sts_endpoint"),
-            resource_manager_endpoint: opt_str(gcp, "resource_manager_endpoint"),
-            compute_endpoint: opt_str(gcp, "compute_endpoint"),
-            artifact_registry_endpoint: opt_str(gcp, "artifact_registry_endpoint"),
+            region: owned(&gcp.region).or_else(|| first_env(&["GOOGLE_REGION", "CLOUDSDK_COMPUTE_REGION"], env)),
+            zone: owned(&gcp.zone).or_else(|| first_env(&["GOOGLE_ZONE", "CLOUDSDK_COMPUTE_ZONE"], env)),
+            storage_endpoint: owned(&gcp.storage_endpoint),
+            kms_endpoint: owned(&gcp.kms_endpoint),
+            iam_endpoint: owned(&gcp.iam_endpoint),
+            sts_endpoint: owned(&gcp.sts_endpoint),
+            resource_manager_endpoint: owned(&gcp.resource_manager_endpoint),
+            compute_endpoint: owned(&gcp.compute_endpoint),
+            artifact_registry_endpoint: owned(&gcp.artifact_registry_endpoint),
         }));
     }
-    let local = config.get("local");
+    let local = block.local.known().cloned().unwrap_or_default();
     Ok(Backend::Local(LocalConfig {
-        state_dir: PathBuf::from(opt_str(local, "state_dir").unwrap_or_else(|| DEFAULT_STATE_DIR.to_string())),
-        project: opt_str(local, "project").unwrap_or_else(|| DEFAULT_LOCAL_PROJECT.to_string()),
+        state_dir: PathBuf::from(owned(&local.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.to_string())),
+        project: owned(&local.project).unwrap_or_else(|| DEFAULT_LOCAL_PROJECT.to_string()),
     }))
 }
 
@@ -232,6 +270,22 @@ mod tests {
         let d = resolve(&both, &no_env).unwrap_err();
         assert!(d.0[0].summary.contains("both `local` and `gcp`"));
         assert_eq!(d.0[0].attribute, Some(AttributePath::root("gcp")));
+    }
+
+    #[test]
+    fn the_models_match_the_schema() {
+        let block = schema().block;
+        model::check_fields::<ProviderBlock>(&block).unwrap();
+        let nested = |name: &str| &block.blocks.iter().find(|b| b.name == name).unwrap().block;
+        model::check_fields::<LocalBlock>(nested("local")).unwrap();
+        model::check_fields::<GcpBlock>(nested("gcp")).unwrap();
+    }
+
+    #[test]
+    fn an_endpoint_that_is_not_a_url_is_named() {
+        let gcp = Value::object([("project", Value::string("p")), ("kms_endpoint", Value::string("cloudkms"))]);
+        let d = resolve(&cfg(Value::Null, gcp), &no_env).unwrap_err();
+        assert_eq!(d.0[0].attribute, Some(AttributePath::root("gcp").attr("kms_endpoint")));
     }
 
     #[test]

@@ -3,10 +3,31 @@
 
 use std::time::Duration;
 
+use tfplugin6::model::{Attr, Model};
 use tfplugin6::schema::{Attribute, Block, NestedBlock};
-use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value};
+use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type};
 
 pub const OPERATIONS: [&str; 3] = ["create", "update", "delete"];
+
+/// The `timeouts` block of a resource's configuration or state.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct Timeouts {
+    pub create: Attr<String>,
+    pub update: Attr<String>,
+    pub delete: Attr<String>,
+}
+
+impl Timeouts {
+    /// The limit written for `op` (one of [`OPERATIONS`]), if known.
+    fn written(&self, op: &str) -> Option<&str> {
+        match op {
+            "create" => self.create.as_deref(),
+            "update" => self.update.as_deref(),
+            "delete" => self.delete.as_deref(),
+            _ => None,
+        }
+    }
+}
 
 pub fn block(default: &str) -> NestedBlock {
     block_described(&format!("`{default}`"))
@@ -58,10 +79,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-pub fn validate(config: &Value) -> Diagnostics {
+pub fn validate(timeouts: &Attr<Timeouts>) -> Diagnostics {
     let mut d = Diagnostics::new();
+    let Some(t) = timeouts.known() else { return d };
     for op in OPERATIONS {
-        if let Some(s) = config.get("timeouts").get(op).as_str()
+        if let Some(s) = t.written(op)
             && let Err(e) = parse(s)
         {
             d.push(Diagnostic::attribute_error(AttributePath::root("timeouts").attr(op), e, ""));
@@ -70,9 +92,9 @@ pub fn validate(config: &Value) -> Diagnostics {
     d
 }
 
-/// The limit for `op` from the configuration, or `default`.
-pub fn limit(config: &Value, op: &str, default: Duration) -> Duration {
-    config.get("timeouts").get(op).as_str().and_then(|s| parse(s).ok()).unwrap_or(default)
+/// The limit for `op` from the block, or `default`.
+pub fn limit(timeouts: &Attr<Timeouts>, op: &str, default: Duration) -> Duration {
+    timeouts.known().and_then(|t| t.written(op)).and_then(|s| parse(s).ok()).unwrap_or(default)
 }
 
 /// Runs `fut` within `limit`; on expiry, the diagnostic says what timed out and that the next
@@ -106,6 +128,24 @@ mod tests {
         let e = parse("18446744073709551615h").unwrap_err();
         assert!(e.contains("at most 8784h"), "{e}");
         assert!(parse("99999999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn limits_come_from_the_block_and_bad_ones_are_named() {
+        let t = Attr::Known(Timeouts {
+            create: Attr::Known("2m".into()),
+            delete: Attr::Known("5d".into()),
+            ..Default::default()
+        });
+        let default = Duration::from_secs(7);
+        assert_eq!(limit(&t, "create", default), Duration::from_secs(120));
+        assert_eq!(limit(&t, "update", default), default);
+        assert_eq!(limit(&t, "delete", default), default);
+        assert_eq!(limit(&Attr::Null, "create", default), default);
+        let d = validate(&t);
+        assert_eq!(d.0.len(), 1);
+        assert_eq!(d.0[0].attribute, Some(AttributePath::root("timeouts").attr("delete")));
+        assert!(validate(&Attr::Unknown).0.is_empty());
     }
 
     #[tokio::test]

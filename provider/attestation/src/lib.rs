@@ -8,6 +8,7 @@
 //! (STS, the simulated issuer) and the launcher all share it, so a condition or a check means the
 //! same thing everywhere.
 
+pub mod audit;
 pub mod cel;
 pub mod claims;
 pub mod condition;

@@ -4,14 +4,41 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
+use tfplugin6::model::{self, IntoValue, Model};
 use tfplugin6::schema::{Attribute, Block, Schema};
 use tfplugin6::{AttributePath, DataSource, Diagnostic, Diagnostics, Type, Value};
 
 use crate::provider::ProviderState;
-use crate::verification::{EXPECTATION_KEYS, check, claims_type, claims_value, expected_from, inline_jwks};
+use crate::verification::{EXPECTATION_KEYS, check, claims_type, claims_value, expected_from};
 
 pub const TYPE_NAME: &str = "dcr_verified_attestation";
+
+/// The data source's configuration and state: the token, the expectations (every key of
+/// [`EXPECTATION_KEYS`] but `local_state_dir`: a configured provider knows its state directory),
+/// and the claims.
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct VerifiedAttestationData {
+    pub token: String,
+    #[model(flatten)]
+    pub expectations: ExpectationAttributes,
+    pub claims: Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct ExpectationAttributes {
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub image_digest: Option<String>,
+    pub nonce: Option<String>,
+    pub require_confidential_hardware: Option<bool>,
+    pub allowed_hardware: Option<BTreeSet<String>>,
+    pub allow_debug: Option<bool>,
+    pub valid_at: Option<String>,
+    pub jwks: Option<String>,
+}
 
 pub struct VerifiedAttestation {
     state: Arc<ProviderState>,
@@ -62,26 +89,34 @@ impl DataSource for VerifiedAttestation {
     }
 
     async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics> {
-        let mut expectations = config.clone();
-        expectations.set("token", Value::Null);
-        expectations.set("claims", Value::Null);
-        let expected = expected_from(&expectations)
+        let mut data: VerifiedAttestationData = model::read(&config, "dcr_verified_attestation configuration")?;
+        // One reading of expectations for the function and the data source: by key, as written.
+        let expected = expected_from(&data.expectations.clone().into_value())
             .map_err(|e| Diagnostics::from(Diagnostic::error("Invalid expectations", e)))?;
-        let jwks = match inline_jwks(&expected) {
+        let jwks = match expected.inline_jwks() {
             Some(j) => j,
             None => self.state.clients()?.issuer_jwks(&expected.issuer).await,
         }
         .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot get the issuer's keys", e)))?;
-        let token = config.get("token").as_str().unwrap_or_default();
-        let claims = check(token, &jwks, &expected).map_err(|e| {
+        let claims = check(&data.token, &jwks, &expected).map_err(|e| {
             Diagnostics::from(Diagnostic::attribute_error(
                 AttributePath::root("token"),
                 "the attestation token was refused",
                 e,
             ))
         })?;
-        let mut state = config;
-        state.set("claims", claims_value(&claims));
+        data.claims = claims_value(&claims);
+        let state = data.into_value();
         Ok((state, Diagnostics::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_has_the_schemas_attributes() {
+        model::check_fields::<VerifiedAttestationData>(&schema().block).unwrap();
     }
 }

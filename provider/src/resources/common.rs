@@ -9,6 +9,7 @@ use std::time::Duration;
 use dcr_gcp::GcpError;
 use dcr_gcp::iam::IamResource;
 use dcr_gcp::storage::{Bucket, IamConfiguration, UniformBucketLevelAccess};
+use tfplugin6::model::{Attr, FromValue};
 use tfplugin6::{ApplyRequest, AttributePath, Diagnostic, Diagnostics, PlanResponse, ReadResponse, Value};
 
 use crate::clients::Clients;
@@ -212,6 +213,14 @@ pub async fn converge_typed<M: tfplugin6::Model + Clone>(
     }
 }
 
+/// What [`apply_converging`] reads of a resource: the attributes every converging resource has
+/// (`declared_rules.rs` checks they are in each one's schema).
+#[derive(Clone, Debug, Default, PartialEq, tfplugin6::Model)]
+pub struct ConvergingResource {
+    pub name: Attr<String>,
+    pub timeouts: Attr<crate::timeouts::Timeouts>,
+}
+
 /// `ApplyResourceChange` for a resource whose apply converges: a destroy runs `delete` within the
 /// `delete` time limit, keeping the prior state if it fails; a create or update runs `converge`
 /// (which returns the state reached, even on failure) within its limit. On time-out the work done is
@@ -225,17 +234,19 @@ pub async fn apply_converging(
     delete: impl Future<Output = Result<(), Diagnostics>>,
     converge: impl Future<Output = (Value, Diagnostics)>,
 ) -> (Value, Diagnostics) {
-    let name = req.prior_state.get("name").as_str().or(req.config.get("name").as_str()).unwrap_or("");
+    let read = |v: &Value| ConvergingResource::from_value(v).unwrap_or_default();
+    let (prior, config) = (read(&req.prior_state), read(&req.config));
+    let name = prior.name.as_deref().or(config.name.as_deref()).unwrap_or("");
     let what = format!("{type_name} {name:?}");
     if req.planned_state.is_null() {
-        let limit = timeouts::limit(&req.prior_state, "delete", default_timeout);
+        let limit = timeouts::limit(&prior.timeouts, "delete", default_timeout);
         return match timeouts::run("delete", &what, limit, delete).await {
             Ok(Ok(())) => (Value::Null, Diagnostics::new()),
             Ok(Err(d)) | Err(d) => (req.prior_state.clone(), d),
         };
     }
     let op = if req.prior_state.is_null() { "create" } else { "update" };
-    let limit = timeouts::limit(&req.config, op, default_timeout);
+    let limit = timeouts::limit(&config.timeouts, op, default_timeout);
     match timeouts::run(op, &what, limit, converge).await {
         Ok(r) => r,
         Err(d) => (if req.prior_state.is_null() { settle(&req.planned_state) } else { req.prior_state.clone() }, d),

@@ -273,4 +273,16 @@ fn every_model_has_its_schemas_attributes() {
     let ds = crate::data_sources::image_digest::schema();
     check_fields::<crate::data_sources::image_digest::ImageDigestData>(&ds.block).unwrap();
     check_fields::<crate::workload_image::ImageOutput>(nested(&ds.block, "output")).unwrap();
+    for block in [&dataset::schema().block, &ps.block, &ws.block] {
+        check_fields::<crate::timeouts::Timeouts>(nested(block, "timeouts")).unwrap();
+        let names: Vec<&str> = block
+            .attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(block.blocks.iter().map(|b| b.name.as_str()))
+            .collect();
+        for field in <super::common::ConvergingResource as tfplugin6::Model>::fields() {
+            assert!(names.contains(&field), "a converging resource lacks {field}");
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub struct Dataset {
     /// The declared columns, read by [`crate::dataset::DatasetSchema::from_config`].
     pub schema: Value,
     pub programming_stage: Attr<ProgrammingStage>,
-    pub timeouts: Value,
+    pub timeouts: Attr<crate::timeouts::Timeouts>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Model)]

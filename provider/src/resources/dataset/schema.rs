@@ -184,7 +184,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     if let Err(e) = DatasetSchema::from_config(&m.schema) {
         d.extend(e);
     }
-    d.extend(timeouts::validate(config));
+    d.extend(timeouts::validate(&m.timeouts));
     if let Some(stage) = m.stage() {
         let p = |a: &str| AttributePath::root("programming_stage").attr(a);
         let mode = stage.mode.as_deref();

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use tfplugin6::Diagnostics;
 use tfplugin6::model::{Attr, Model, SetOf};
 use tfplugin6::value::Number;
-use tfplugin6::{Diagnostics, Value};
 
 #[derive(Clone, Debug, Default, PartialEq, Model)]
 pub struct Policy {
@@ -31,7 +31,7 @@ pub struct Policy {
     pub policy_version: Attr<i64>,
     pub policy_sha256: Attr<String>,
     pub output: Attr<PolicyOutput>,
-    pub timeouts: Value,
+    pub timeouts: Attr<crate::timeouts::Timeouts>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Model)]

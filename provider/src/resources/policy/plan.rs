@@ -151,7 +151,7 @@ pub fn plan_state(
     let document_inputs_known = {
         let mut inputs = p.clone();
         (inputs.dataset_keys, inputs.policy_version, inputs.policy_sha256) = (Attr::Null, Attr::Null, Attr::Null);
-        inputs.timeouts = Value::Null;
+        inputs.timeouts = Attr::Null;
         inputs.into_value().is_wholly_known()
     };
     match &facts.datasets {

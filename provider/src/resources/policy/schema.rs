@@ -292,6 +292,6 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             d.push(Diagnostic::attribute_error(out("readers"), e, ""));
         }
     }
-    d.extend(timeouts::validate(config));
+    d.extend(timeouts::validate(&m.timeouts));
     d
 }

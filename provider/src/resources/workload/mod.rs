@@ -116,10 +116,10 @@ mod tests {
             json!([{"network": "global/networks/default", "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}])
         );
         assert_eq!(b["disks"][0]["initializeParams"]["diskType"], "zones/europe-west4-b/diskTypes/pd-balanced");
-        let mut private = planned.clone();
-        private.set("external_ip", Value::Bool(false));
-        private.set("subnetwork", Value::string("regions/europe-west4/subnetworks/private"));
-        let b = instance_body(&w(&private), "r@sha256:00", false, None);
+        let mut private = w(&planned);
+        private.external_ip = tfplugin6::model::Attr::Known(false);
+        private.subnetwork = tfplugin6::model::Attr::Known("regions/europe-west4/subnetworks/private".into());
+        let b = instance_body(&private, "r@sha256:00", false, None);
         assert_eq!(b["networkInterfaces"], json!([{"subnetwork": "regions/europe-west4/subnetworks/private"}]));
     }
 

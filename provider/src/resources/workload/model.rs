@@ -31,7 +31,7 @@ pub struct Workload {
     pub attestation_claims: Value,
     pub shared_with: Attr<SetOf<Attr<String>>>,
     pub log_tail: Attr<String>,
-    pub timeouts: Value,
+    pub timeouts: Attr<crate::timeouts::Timeouts>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Model)]

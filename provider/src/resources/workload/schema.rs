@@ -144,7 +144,7 @@ pub fn validate_config(value: &Value) -> Diagnostics {
         Err(d) => return d,
     };
     let mut d = crate::workload_image::validate(&config.image_spec());
-    d.extend(timeouts::validate(value));
+    d.extend(timeouts::validate(&config.timeouts));
     if let Some(t) = config.confidential_type.as_deref()
         && !["SEV", "TDX"].contains(&t)
     {
