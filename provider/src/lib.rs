@@ -10,7 +10,6 @@
 pub mod clients;
 pub mod config;
 pub mod data_sources;
-pub mod dataset;
 pub mod docs;
 pub mod files;
 pub mod functions;

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
+use dcr_dataset::csvcheck::{MAX_HEADER_BYTES, MAX_ROW_BYTES};
+use dcr_dataset::schema::ColumnKind;
+use dcr_dataset::standin::random_csv;
+use dcr_dataset::{CsvError, CsvSummary, DatasetSchema, check_csv};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use rand::SeedableRng;
-use terraform_provider_dcr::dataset::columns::ColumnKind;
-use terraform_provider_dcr::dataset::csvcheck::{MAX_HEADER_BYTES, MAX_ROW_BYTES};
-use terraform_provider_dcr::dataset::standin::random_csv;
-use terraform_provider_dcr::dataset::{CsvError, CsvSummary, DatasetSchema, check_csv};
+use terraform_provider_dcr::resources::dataset::columns::dataset_schema;
 use tfplugin6::Value;
 use tfplugin6::value::Number;
 
@@ -116,7 +117,7 @@ fn config_of(cols: &[ColSpec]) -> Value {
 }
 
 fn parse_schema(cols: &[ColSpec]) -> Result<DatasetSchema, TestCaseError> {
-    match DatasetSchema::from_config(&config_of(cols)) {
+    match dataset_schema(&config_of(cols)) {
         Ok(Some(s)) => {
             for (c, col) in cols.iter().zip(&s.columns) {
                 prop_assert_eq!(&col.name, &c.name);
@@ -750,7 +751,7 @@ proptest! {
     #[test]
     fn arbitrary_schema_configurations(cols in prop::collection::vec(arb_config_column(false), 1..5)) {
         let block = schema_block(cols.clone());
-        match DatasetSchema::from_config(&block) {
+        match dataset_schema(&block) {
             Ok(None) => prop_assert!(!block.is_wholly_known()),
             Ok(Some(s)) => {
                 prop_assert!(block.is_wholly_known());
@@ -790,7 +791,7 @@ proptest! {
             ("min", Value::int(min)),
             ("max", Value::int(max)),
         ])]);
-        let r = DatasetSchema::from_config(&block);
+        let r = dataset_schema(&block);
         prop_assert_eq!(r.is_ok(), min <= max, "min {} max {}: {:?}", min, max, r);
         if let Ok(Some(s)) = r {
             accepted_schema_is_sound(&s, 1, true)?;
@@ -829,7 +830,7 @@ proptest! {
         ])];
         cols.extend(others);
         let block = schema_block(cols.clone());
-        if let Ok(Some(s)) = DatasetSchema::from_config(&block) {
+        if let Ok(Some(s)) = dataset_schema(&block) {
             return Err(TestCaseError::fail(format!("accepted {} columns of {}: {s:?}", s.columns.len(), cols.len())));
         }
     }
@@ -898,7 +899,7 @@ impl Read for CountingReader<'_> {
 #[test]
 fn an_endless_header_is_refused() {
     let cols = vec![ColSpec { name: "a".into(), spec: Spec::Str(5), nullable: false, alt_spelling: false }];
-    let schema = DatasetSchema::from_config(&config_of(&cols)).unwrap().unwrap();
+    let schema = dataset_schema(&config_of(&cols)).unwrap().unwrap();
     let bytes = vec![b'a'; MAX_HEADER_BYTES as usize + (100 << 10)];
     assert_eq!(check_csv(&bytes[..], &schema).unwrap_err(), CsvError::HeaderTooLong);
 }
@@ -916,7 +917,7 @@ fn a_schema_with_min_above_max_is_refused() {
         ("min", Value::int((1 << 53) + 1)),
         ("max", Value::int(1 << 53)),
     ])]);
-    let r = DatasetSchema::from_config(&block);
+    let r = dataset_schema(&block);
     if let Ok(Some(s)) = &r {
         let stand_in = std::panic::catch_unwind(|| {
             random_csv(s, 1, &mut rand::rngs::StdRng::seed_from_u64(0), Vec::new()).unwrap();
@@ -930,7 +931,7 @@ fn a_schema_with_min_above_max_is_refused() {
 #[test]
 fn a_narrow_float_stand_in_fits_its_schema() {
     let cols = vec![ColSpec { name: "f".into(), spec: Spec::Float(1e-7, 1e-7), nullable: false, alt_spelling: false }];
-    let schema = DatasetSchema::from_config(&config_of(&cols)).unwrap().unwrap();
+    let schema = dataset_schema(&config_of(&cols)).unwrap().unwrap();
     let mut out = Vec::new();
     random_csv(&schema, 1, &mut rand::rngs::StdRng::seed_from_u64(0), &mut out).unwrap();
     let r = check_csv(&out[..], &schema);
@@ -947,10 +948,10 @@ fn unmatchable_category_values_and_names_are_refused() {
         ("type", Value::string("category")),
         ("values", Value::List(vec![Value::string("")])),
     ])]);
-    let e = DatasetSchema::from_config(&block).unwrap_err();
+    let e = dataset_schema(&block).unwrap_err();
     assert!(e.iter().any(|d| d.summary.contains("schema.column[0].values")), "{e:?}");
     let cols = vec![ColSpec { name: "\u{feff}a".into(), spec: Spec::Str(5), nullable: false, alt_spelling: false }];
-    let e = DatasetSchema::from_config(&config_of(&cols)).unwrap_err();
+    let e = dataset_schema(&config_of(&cols)).unwrap_err();
     assert!(e.iter().any(|d| d.summary.contains("schema.column[0].name")), "{e:?}");
 }
 
@@ -961,7 +962,7 @@ fn unmatchable_category_values_and_names_are_refused() {
 #[test]
 fn crlf_files_report_the_right_line() {
     let cols = vec![ColSpec { name: "_".into(), spec: Spec::Integer(0, 9), nullable: false, alt_spelling: false }];
-    let schema = DatasetSchema::from_config(&config_of(&cols)).unwrap().unwrap();
+    let schema = dataset_schema(&config_of(&cols)).unwrap().unwrap();
     let e = check_csv(&b"_\r\nbad\r\n"[..], &schema).unwrap_err();
     assert!(matches!(e, CsvError::Cell { row: 1, line: 2, .. }), "{e}");
     let e = check_csv(&b"_\r\n1\r\n2\r\nbad\r\n"[..], &schema).unwrap_err();
@@ -983,7 +984,7 @@ fn a_bom_read_on_its_own_keeps_the_header() {
         }
     }
     let cols = vec![ColSpec { name: "a".into(), spec: Spec::Str(5), nullable: false, alt_spelling: false }];
-    let schema = DatasetSchema::from_config(&config_of(&cols)).unwrap().unwrap();
+    let schema = dataset_schema(&config_of(&cols)).unwrap().unwrap();
     let data = "\u{feff}a\nx\n".as_bytes();
     assert!(check_csv(data, &schema).is_ok());
     let r = check_csv(Threes(data), &schema);

@@ -13,8 +13,10 @@ use tfplugin6::{ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnost
 use super::model::{Dataset, known};
 use super::{DEFAULT_TIMEOUT, ENVELOPE_FORMAT, TYPE_NAME, meta};
 use crate::clients::Clients;
-use crate::dataset::standin::random_csv;
-use crate::dataset::{DatasetSchema, HashingReader};
+use dcr_dataset::HashingReader;
+use dcr_dataset::standin::random_csv;
+
+use super::columns::dataset_schema;
 use crate::provider::ProviderState;
 use crate::resources::common::{
     apply_converging, blocking, converge_typed, empty_and_delete_bucket, ensure_bucket, gcp_diag, private_bucket,
@@ -239,7 +241,7 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
             Box::new(std::io::BufReader::with_capacity(1 << 20, crate::files::open_regular(&at, path)?))
         }
         _ => {
-            let schema = DatasetSchema::from_config(&state.schema)?
+            let schema = dataset_schema(&state.schema)?
                 .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
             let rows = stage.rows.known().and_then(|r| r.as_i64()).unwrap_or(1000) as u64;
             let buf = blocking("The stand-in's generation", move || {

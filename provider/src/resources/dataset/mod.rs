@@ -2,9 +2,11 @@
 //! stored with envelope encryption, and a stage-1 stand-in that named readers may see.
 //!
 //! One file per phase: [`schema`] (and configuration checks), [`plan`], [`apply`], [`read`]
-//! (refresh and import), all on the typed [`model`].
+//! (refresh and import), all on the typed [`model`]; [`columns`] reads the `schema` block into
+//! `dcr_dataset`'s [`DatasetSchema`](dcr_dataset::schema::DatasetSchema).
 
 mod apply;
+pub mod columns;
 pub mod model;
 pub mod plan;
 mod read;

@@ -27,7 +27,7 @@ pub struct Dataset {
     pub stage1_bucket: Attr<String>,
     pub stage1_uri: Attr<String>,
     pub stage1_sha256: Attr<String>,
-    /// The declared columns, read by [`crate::dataset::DatasetSchema::from_config`].
+    /// The declared columns, read by [`super::columns::dataset_schema`].
     pub schema: Value,
     pub programming_stage: Attr<ProgrammingStage>,
     pub timeouts: Attr<crate::timeouts::Timeouts>,

@@ -9,7 +9,9 @@ use tfplugin6::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanRespons
 
 use super::model::Dataset;
 use super::schema::{schema, validate_config};
-use crate::dataset::{CsvSummary, DatasetSchema, check_csv, checkcache};
+use dcr_dataset::{CsvSummary, DatasetSchema, check_csv, checkcache};
+
+use super::columns::dataset_schema;
 use crate::provider::ProviderState;
 use crate::resources::common::{default_bucket_check, plan_response};
 
@@ -44,7 +46,7 @@ pub(super) async fn plan(state: &ProviderState, req: PlanRequest) -> PlanRespons
         return fail(e.into());
     }
     let mut facts = PlanFacts { project: clients.project.clone(), ..Default::default() };
-    let schema = match DatasetSchema::from_config(&config.schema) {
+    let schema = match dataset_schema(&config.schema) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -4,8 +4,9 @@ use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value, model};
 
 use super::model::Dataset;
-use crate::dataset::DatasetSchema;
-use crate::dataset::standin::MAX_RANDOM_ROWS;
+use dcr_dataset::standin::MAX_RANDOM_ROWS;
+
+use super::columns::dataset_schema;
 use crate::{timeouts, validate};
 use dcr_attestation::names::STAGE1_BUCKET_SUFFIX;
 
@@ -181,7 +182,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             d.push(Diagnostic::attribute_error(AttributePath::root("labels").key(k), e, ""));
         }
     }
-    if let Err(e) = DatasetSchema::from_config(&m.schema) {
+    if let Err(e) = dataset_schema(&m.schema) {
         d.extend(e);
     }
     d.extend(timeouts::validate(&m.timeouts));
@@ -246,7 +247,7 @@ pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::dataset::columns::tests::{column, schema_block};
+    use crate::resources::dataset::columns::tests::{column, schema_block};
 
     pub fn config(extra: &[(&str, Value)]) -> Value {
         let mut cfg = Value::null_object(&schema().implied_type());

@@ -7,8 +7,8 @@ use std::io::{self, Read};
 
 use aws_lc_rs::digest::{Context, SHA256};
 
-use super::columns::{ColumnKind, DatasetSchema};
-use super::csvscan::{RecordScanner, ScanError};
+use crate::csvscan::{RecordScanner, ScanError};
+use crate::schema::{ColumnKind, DatasetSchema};
 
 /// Called once when a [`HashingReader`] reaches the end of its input, with the hex SHA-256 and the
 /// byte count; an error it returns fails that read, so a consumer (an upload) stops before it
@@ -316,7 +316,7 @@ fn plain_f64(b: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::columns::tests::sample_schema;
+    use crate::schema::tests::sample_schema;
 
     #[test]
     fn a_conforming_file_passes_and_is_hashed() {

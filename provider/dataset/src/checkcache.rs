@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{CsvSummary, DatasetSchema};
+use crate::{CsvSummary, DatasetSchema};
 
 fn cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("DCR_CACHE_DIR").filter(|d| !d.is_empty()) {
@@ -76,7 +76,7 @@ fn store_in(cache: &Path, path: &Path, schema: &DatasetSchema, s: &CsvSummary) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::columns::tests::sample_schema;
+    use crate::schema::tests::sample_schema;
 
     #[test]
     fn a_recorded_check_is_found_only_for_the_same_file_and_schema() {

@@ -1,37 +1,24 @@
-//! `cargo bench -p terraform-provider-dcr --bench csv_check [MIB]`: the schema check of a CSV held
+//! `cargo bench -p dcr-dataset --bench csv_check [MIB]`: the schema check of a CSV held
 //! in memory (no file system), beside SHA-256 alone over the same bytes, on one thread. The check
 //! hashes as it reads, so the difference is what splitting and checking cost. The file has the
 //! shape of `tests/bench/dataset-upload.sh`'s: an id, an integer, a decimal and a category.
 
 use std::time::Instant;
 
-use terraform_provider_dcr::dataset::{DatasetSchema, check_csv};
-use tfplugin6::Value;
-
-fn column(name: &str, ty: &str, extra: &[(&str, Value)]) -> Value {
-    let mut m: std::collections::BTreeMap<String, Value> =
-        ["min", "max", "values", "max_length", "nullable"].into_iter().map(|k| (k.to_string(), Value::Null)).collect();
-    m.insert("name".into(), Value::string(name));
-    m.insert("type".into(), Value::string(ty));
-    for (k, v) in extra {
-        m.insert(k.to_string(), v.clone());
-    }
-    Value::Object(m)
-}
+use dcr_dataset::schema::{Column, ColumnKind};
+use dcr_dataset::{DatasetSchema, check_csv};
 
 fn main() {
     let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
-    let schema = DatasetSchema::from_config(&Value::object([(
-        "column",
-        Value::List(vec![
-            column("id", "integer", &[("min", Value::int(0)), ("max", Value::int(1_000_000_000))]),
-            column("count", "integer", &[("min", Value::int(0)), ("max", Value::int(1000))]),
-            column("score", "float", &[("min", Value::int(0)), ("max", Value::int(100))]),
-            column("kind", "category", &[("values", Value::List(["a", "b", "c", "d"].map(Value::string).to_vec()))]),
-        ]),
-    )]))
-    .expect("schema")
-    .expect("known schema");
+    let col = |name: &str, kind: ColumnKind| Column { name: name.into(), kind, nullable: false };
+    let schema = DatasetSchema {
+        columns: vec![
+            col("id", ColumnKind::Integer { min: 0, max: 1_000_000_000 }),
+            col("count", ColumnKind::Integer { min: 0, max: 1000 }),
+            col("score", ColumnKind::Float { min: 0.0, max: 100.0 }),
+            col("kind", ColumnKind::Category { values: ["a", "b", "c", "d"].map(String::from).to_vec() }),
+        ],
+    };
 
     // A deterministic block of rows (a small LCG), repeated to the size asked for.
     let mut state = 1u64;

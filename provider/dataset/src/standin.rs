@@ -4,7 +4,7 @@ use std::io::Write;
 
 use rand::Rng;
 
-use super::columns::{ColumnKind, DatasetSchema};
+use crate::schema::{ColumnKind, DatasetSchema};
 
 /// The most rows a random stand-in may have (it is generated in memory).
 pub const MAX_RANDOM_ROWS: i64 = 1_000_000;
@@ -41,8 +41,8 @@ pub fn random_csv<W: Write>(schema: &DatasetSchema, rows: u64, rng: &mut impl Rn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::columns::tests::sample_schema;
-    use crate::dataset::csvcheck::check_csv;
+    use crate::csvcheck::check_csv;
+    use crate::schema::tests::sample_schema;
 
     #[test]
     fn random_rows_conform_to_the_schema() {
