@@ -53,7 +53,8 @@ pub fn output_block() -> Block {
                 Type::String,
                 "Object prefix, ending in `/`. Each run writes under `PREFIX<image digest hex>/`.",
             )
-            .default_described("`NAME/`"),
+            .default_described("`NAME/`")
+            .check_detailed(object_prefix, "Use a relative prefix ending in '/', e.g. \"results/\"."),
         )
 }
 
@@ -80,11 +81,17 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
             "Project of the policy (the data owner's), when it is not the provider's project. dcr never reads \
              another project's metadata: set `audience` (or `policy_project_number`) too.",
         ))
-        .attr(Attribute::optional(
-            "policy_project_number",
-            Type::String,
-            "Number of the policy's project, when `policy_project` is set and `audience` is not.",
-        ))
+        .attr(
+            Attribute::optional(
+                "policy_project_number",
+                Type::String,
+                "Number of the policy's project, when `policy_project` is set and `audience` is not.",
+            )
+            .check_detailed(
+                project_number,
+                "A project number is all digits (the console's project info card shows it).",
+            ),
+        )
         .attr(Attribute::optional(
             "audience",
             Type::String,
@@ -98,11 +105,14 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
              document in the policy's default bucket (`PROJECT-policy-NAME`); set it when the policy names its own \
              `bucket`.",
         ));
-    b.attr(Attribute::required(
-        "name",
-        Type::String,
-        &format!("Workload name: 3 to {MAX_NAME} lowercase letters, digits and `-`, starting with a letter."),
-    ))
+    b.attr(
+        Attribute::required(
+            "name",
+            Type::String,
+            &format!("Workload name: 3 to {MAX_NAME} lowercase letters, digits and `-`, starting with a letter."),
+        )
+        .check(workload_name),
+    )
     .attr(Attribute::required(
         "notebook",
         Type::String,
@@ -116,7 +126,8 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
             Type::String,
             "papermill parameters as a JSON object (`jsonencode({...})`), baked into the image.",
         )
-        .default(Value::string("{}")),
+        .default(Value::string("{}"))
+        .check_detailed(json_object, "Write it with jsonencode({ name = value, ... })."),
     )
     .attr(
         Attribute::optional_computed(
@@ -124,13 +135,18 @@ pub fn image_attributes(b: Block, output: Block) -> Block {
             Type::Number,
             "Time limit the launcher enforces on the notebook, in seconds.",
         )
-        .default(Value::int(DEFAULT_MAX_RUN_SECONDS)),
+        .default(Value::int(DEFAULT_MAX_RUN_SECONDS))
+        .whole_number(1, 86_400),
     )
     .attr(
         Attribute::optional_computed("base_image", Type::String, "Base runtime image as `oci:LAYOUT_DIR:TAG`.")
             .default_described(
                 "the layout `runtime-image/build.sh` writes (`~/.cache/dcr/runtime-image/layout`, tag \
                  `dcr-runtime:0.1.0`)",
+            )
+            .check_detailed(
+                oci_layout_reference,
+                "Write oci:LAYOUT_DIR:TAG, e.g. the layout runtime-image/build.sh writes.",
             ),
     )
     .block(NestedBlock::list("input", input).min_items(1))
@@ -210,48 +226,52 @@ impl<O: OutputBlock> ImageAttributes<O> {
 }
 
 /// The configuration checks that need no cloud.
+fn workload_name(name: &str) -> Result<(), String> {
+    let ok = (3..=MAX_NAME).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid workload name: use 3 to {MAX_NAME} lowercase letters, digits and '-', starting \
+             with a letter"
+        ))
+    }
+}
+
+fn json_object(p: &str) -> Result<(), String> {
+    match serde_json::from_str::<serde_json::Value>(p) {
+        Ok(v) if v.is_object() => Ok(()),
+        _ => Err("parameters is not a JSON object".into()),
+    }
+}
+
+fn oci_layout_reference(b: &str) -> Result<(), String> {
+    parse_base(b).map(|_| ()).ok_or_else(|| format!("{b:?} is not an OCI layout reference"))
+}
+
+fn object_prefix(p: &str) -> Result<(), String> {
+    if p.starts_with('/') || !p.ends_with('/') || p.contains("//") {
+        Err(format!("{p:?} is not an object prefix"))
+    } else {
+        Ok(())
+    }
+}
+
+fn project_number(n: &str) -> Result<(), String> {
+    if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
+        Err(format!("{n:?} is not a project number"))
+    } else {
+        Ok(())
+    }
+}
+
+/// What the declared validators (see [`image_attributes`]) cannot check alone: input names
+/// unique and usable, dataset ids, each input's policy reference.
 pub fn validate(config: &ImageSpec) -> Diagnostics {
     let mut d = Diagnostics::new();
-    if let Some(name) = config.name.as_deref() {
-        let ok = (3..=MAX_NAME).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.ends_with('-');
-        if !ok {
-            d.push(Diagnostic::attribute_error(
-                AttributePath::root("name"),
-                format!("{name:?} is not a valid workload name"),
-                format!("Use 3 to {MAX_NAME} lowercase letters, digits and '-', starting with a letter."),
-            ));
-        }
-    }
-    if let Some(p) = config.parameters.as_deref()
-        && !serde_json::from_str::<serde_json::Value>(p).is_ok_and(|v| v.is_object())
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("parameters"),
-            "parameters is not a JSON object",
-            "Write it with jsonencode({ name = value, ... }).",
-        ));
-    }
-    if let Some(n) = config.max_run_seconds.known().and_then(Number::as_f64)
-        && !(1.0..=86_400.0).contains(&n)
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("max_run_seconds"),
-            format!("{n} is out of range"),
-            "Allowed: 1 to 86400 seconds.",
-        ));
-    }
-    if let Some(b) = config.base_image.as_deref()
-        && parse_base(b).is_none()
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("base_image"),
-            format!("{b:?} is not an OCI layout reference"),
-            "Write oci:LAYOUT_DIR:TAG, e.g. the layout runtime-image/build.sh writes.",
-        ));
-    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, input) in config.inputs().iter().enumerate() {
         let at = AttributePath::root("input").index(i);
@@ -276,15 +296,6 @@ pub fn validate(config: &ImageSpec) -> Diagnostics {
             d.push(Diagnostic::attribute_error(at.clone().attr("dataset"), "not a dcr_dataset id", e));
         }
         d.extend(validate_policy_ref(input, &at));
-    }
-    if let Some(p) = config.output.known().and_then(|o| o.prefix.as_deref())
-        && (p.starts_with('/') || !p.ends_with('/') || p.contains("//"))
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("output").attr("prefix"),
-            format!("{p:?} is not an object prefix"),
-            "Use a relative prefix ending in '/', e.g. \"results/\".",
-        ));
     }
     d
 }
@@ -319,15 +330,6 @@ fn validate_policy_ref(input: &ImageInput, at: &AttributePath) -> Diagnostics {
             "Set policy to the dcr_policy's name, or audience to the audience it exports.",
         )),
         None => {}
-    }
-    if let Some(n) = input.policy_project_number.as_deref()
-        && (n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()))
-    {
-        d.push(Diagnostic::attribute_error(
-            at.clone().attr("policy_project_number"),
-            format!("{n:?} is not a project number"),
-            "A project number is all digits (the console's project info card shows it).",
-        ));
     }
     if let Some(u) = input.policy_uri.as_deref()
         && !dcr_attestation::workload::split_gs_uri(u).is_some_and(|(b, o)| !b.is_empty() && !o.is_empty())

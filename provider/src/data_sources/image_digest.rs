@@ -37,7 +37,11 @@ pub struct ImageDigestData {
 /// The configuration's checks that need no cloud.
 fn validate_config(config: &Value) -> Diagnostics {
     match tfplugin6::model::read::<ImageDigestData>(config, "dcr_image_digest configuration") {
-        Ok(m) => validate(&m.image),
+        Ok(m) => {
+            let mut d = tfplugin6::validate::declared(&schema().block, config);
+            d.extend(validate(&m.image));
+            d
+        }
         Err(d) => d,
     }
 }

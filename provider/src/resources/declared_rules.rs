@@ -1,9 +1,10 @@
 //! Tests over every resource schema: what an attribute declares about planning (a default,
-//! "changing it replaces the resource") is what the resource's planner does, and each typed model
-//! has exactly its schema's attributes.
+//! "changing it replaces the resource") is what the resource's planner does, what it declares
+//! about its values (validators) is what the resource's configuration check enforces, and each
+//! typed model has exactly its schema's attributes.
 
-use tfplugin6::schema::{AttributeDefault, Block, Nesting, Schema};
-use tfplugin6::{AttributePath, Value};
+use tfplugin6::schema::{AttributeDefault, Block, Nesting, Schema, Validator};
+use tfplugin6::{AttributePath, Diagnostics, Type, Value};
 
 use super::{dataset, policy, workload};
 use crate::resources::common::settle;
@@ -16,6 +17,7 @@ struct Case {
     schema: Schema,
     config: Value,
     plan: Plan,
+    validate: fn(&Value) -> Diagnostics,
 }
 
 /// An object of `block`'s shape: every attribute null but `set`.
@@ -81,7 +83,7 @@ fn cases() -> Vec<Case> {
         nested(&ws.block, "input"),
         &[
             ("name", Value::string("patients")),
-            ("dataset", Value::string("b/patients")),
+            ("dataset", Value::string("dcr-local-patients/patients")),
             ("policy", Value::string("study")),
         ],
     );
@@ -103,6 +105,7 @@ fn cases() -> Vec<Case> {
             schema: ds,
             config: dataset_config,
             plan: Box::new(move |prior, config| dataset::plan_state(prior, config, &facts).expect("a plan")),
+            validate: dataset::validate_config,
         },
         Case {
             name: policy::TYPE_NAME,
@@ -113,6 +116,7 @@ fn cases() -> Vec<Case> {
                 let (rules, issuer, _) = policy::effective_rules(&model, true).expect("rules");
                 policy::plan_state(prior, config, &rules, &issuer, Some("true"), &policy_facts).expect("a plan")
             }),
+            validate: policy::validate_config,
         },
         Case {
             name: workload::TYPE_NAME,
@@ -121,6 +125,7 @@ fn cases() -> Vec<Case> {
             plan: Box::new(move |prior, config| {
                 workload::plan_state(prior, config, &placement, Some(&digest)).expect("a plan")
             }),
+            validate: workload::schema::validate_config,
         },
     ]
 }
@@ -135,7 +140,7 @@ fn declared(block: &Block, config: &Value, at: Option<AttributePath>) -> Vec<(At
     let mut out: Vec<_> = block
         .attributes
         .iter()
-        .filter(|a| a.default.is_some() || a.requires_replace)
+        .filter(|a| a.default.is_some() || a.requires_replace || !a.validators.is_empty())
         .map(|a| (path(&a.name), a.clone()))
         .collect();
     for nb in &block.blocks {
@@ -182,6 +187,54 @@ fn another(v: &Value) -> Option<Value> {
         Value::Bool(b) => Some(Value::Bool(!b)),
         Value::Number(n) => Some(Value::int(n.as_i64()? + 1)),
         _ => None,
+    }
+}
+
+/// `config` with every single nested block it leaves out present, its attributes null, so that
+/// the declarations inside are reachable.
+fn with_blocks(block: &Block, config: &Value) -> Value {
+    let mut v = config.clone();
+    for nb in block.blocks.iter().filter(|nb| nb.nesting == Nesting::Single) {
+        let inner = config.get(&nb.name);
+        let inner = if inner.is_null() { object(&nb.block, &[]) } else { inner.clone() };
+        v.set(&nb.name, with_blocks(&nb.block, &inner));
+    }
+    v
+}
+
+#[test]
+fn every_declared_validator_runs_in_the_resources_configuration_check() {
+    for case in cases() {
+        let config = with_blocks(&case.schema.block, &case.config);
+        let d = (case.validate)(&config);
+        assert!(!d.has_errors(), "{}: the base configuration is valid: {:?}", case.name, d.0);
+        let mut checked = 0;
+        for (path, a) in declared(&case.schema.block, &config, None) {
+            for v in &a.validators {
+                // A value each kind of validator refuses: every text check refuses an empty string.
+                let refused = match v {
+                    Validator::OneOf(_) => Value::string("not-a-listed-value"),
+                    Validator::Text { .. } => Value::string(""),
+                    Validator::WholeNumber { min, .. } => Value::int(min - 1),
+                };
+                let refused = match a.ty {
+                    Type::Set(_) => Value::Set(vec![refused]),
+                    Type::List(_) => Value::List(vec![refused]),
+                    _ => refused,
+                };
+                let mut bad = config.clone();
+                set(&mut bad, &path.0, refused.clone());
+                let d = (case.validate)(&bad);
+                let at: Vec<String> = d.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect();
+                assert!(
+                    d.iter().any(|d| d.attribute.as_ref() == Some(&path)),
+                    "{} {path} = {refused:?}: {at:?}",
+                    case.name
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "{} declares no validator", case.name);
     }
 }
 

@@ -15,6 +15,7 @@ pub mod plugin;
 pub mod provider;
 pub mod schema;
 mod server;
+pub mod validate;
 pub mod value;
 
 /// Code generated from our own `.proto` files (see `proto/`).

@@ -47,6 +47,20 @@ pub struct Attribute {
     /// A computed value that stays as it is in the prior state when the plan would leave it
     /// unknown, unless the resource is replaced.
     pub use_state_for_unknown: bool,
+    /// Checks of a known value (of each element, for a list or set), applied by
+    /// [`crate::validate::declared`].
+    pub validators: Vec<Validator>,
+}
+
+/// A declared check of an attribute's value, each failure reported at the attribute.
+#[derive(Clone, Copy, Debug)]
+pub enum Validator {
+    /// A string that must be one of these; the docs list them.
+    OneOf(&'static [&'static str]),
+    /// A string `check` accepts; its error is the summary, `detail` says what to write instead.
+    Text { check: fn(&str) -> Result<(), String>, detail: &'static str },
+    /// A whole number in `[min, max]`; the docs state the range.
+    WholeNumber { min: i64, max: i64 },
 }
 
 /// What an optional attribute is when the configuration leaves it out.
@@ -89,6 +103,7 @@ impl Attribute {
             default: None,
             requires_replace: false,
             use_state_for_unknown: false,
+            validators: Vec::new(),
         }
     }
     pub fn required(name: &str, ty: Type, description: &str) -> Attribute {
@@ -126,6 +141,25 @@ impl Attribute {
         self.requires_replace = true;
         self
     }
+    /// The value (each element of a list or set) must be one of `values`.
+    pub fn one_of(mut self, values: &'static [&'static str]) -> Attribute {
+        self.validators.push(Validator::OneOf(values));
+        self
+    }
+    /// The value (each element of a list or set) must pass `check`.
+    pub fn check(self, check: fn(&str) -> Result<(), String>) -> Attribute {
+        self.check_detailed(check, "")
+    }
+    /// As [`Attribute::check`], with what to write instead when it fails.
+    pub fn check_detailed(mut self, check: fn(&str) -> Result<(), String>, detail: &'static str) -> Attribute {
+        self.validators.push(Validator::Text { check, detail });
+        self
+    }
+    /// The number must be whole and within `[min, max]`.
+    pub fn whole_number(mut self, min: i64, max: i64) -> Attribute {
+        self.validators.push(Validator::WholeNumber { min, max });
+        self
+    }
     pub fn use_state_for_unknown(mut self) -> Attribute {
         self.use_state_for_unknown = true;
         self
@@ -147,6 +181,21 @@ impl Attribute {
                 sentence(format!("Defaults to {t}."))
             }
             None => {}
+        }
+        let each = matches!(self.ty, Type::List(_) | Type::Set(_));
+        for v in &self.validators {
+            match v {
+                Validator::OneOf(values) => {
+                    let values: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+                    let lead = if each { "Each element is one of" } else { "One of" };
+                    sentence(format!("{lead} {}.", values.join(", ")));
+                }
+                Validator::WholeNumber { min, max } => {
+                    let lead = if each { "Each element is a whole number" } else { "A whole number" };
+                    sentence(format!("{lead} from {min} to {max}."));
+                }
+                Validator::Text { .. } => {}
+            }
         }
         if self.requires_replace {
             sentence("Changing it replaces the resource.".into());

@@ -49,20 +49,24 @@ pub fn schema() -> Schema {
          and not yet supported.",
     ))
     .attr(
-        Attribute::optional("rows", Type::Number, "Number of rows of a `random` stand-in (1 to 1000000).")
-            .null_means("`1000`"),
+        Attribute::optional("rows", Type::Number, "Number of rows of a `random` stand-in.")
+            .null_means("`1000`")
+            .whole_number(1, MAX_RANDOM_ROWS),
     )
     .attr(Attribute::optional(
         "public_source",
         Type::String,
         "Path to the public CSV published as the `sample` stand-in; it must conform to the schema.",
     ))
-    .attr(Attribute::optional(
-        "readers",
-        Type::set(Type::String),
-        "IAM members allowed to read the stand-in (`user:`, `group:`, `serviceAccount:`, `domain:`, \
-         `principal://`, `principalSet://`). Public members are refused.",
-    ));
+    .attr(
+        Attribute::optional(
+            "readers",
+            Type::set(Type::String),
+            "IAM members allowed to read the stand-in (`user:`, `group:`, `serviceAccount:`, `domain:`, \
+             `principal://`, `principalSet://`). Public members are refused.",
+        )
+        .check(validate::reader_member),
+    );
     Schema::new(
         0,
         Block::new(
@@ -77,16 +81,20 @@ pub fn schema() -> Schema {
                 Type::String,
                 "Dataset name: 3 to 24 lowercase letters, digits and `-`, starting with a letter.",
             )
-            .requires_replace(),
+            .requires_replace()
+            .check(validate::dataset_name),
         )
-        .attr(Attribute::required(
-            "source",
-            Type::String,
-            "Path to the source CSV (relative to Terraform's working directory): a regular file, not a pipe or \
+        .attr(
+            Attribute::required(
+                "source",
+                Type::String,
+                "Path to the source CSV (relative to Terraform's working directory): a regular file, not a pipe or \
              device. Its first row names the columns. It is read at plan time: editing the file plans an update. \
              Limits: a header of 1 MiB, a row of 8 MiB, a cell of 4 MiB. Once uploaded the file is no longer \
              needed: without it, plans keep the uploaded data (with a warning) and destroy works.",
-        ))
+            )
+            .check(names_a_file),
+        )
         .attr(
             Attribute::optional_computed(
                 "bucket",
@@ -94,7 +102,8 @@ pub fn schema() -> Schema {
                 "Name of the private bucket holding the encrypted data.",
             )
             .default_described("`PROJECT-NAME`")
-            .requires_replace(),
+            .requires_replace()
+            .check(bucket_with_room_for_stage1),
         )
         .attr(
             Attribute::optional_computed("location", Type::String, "Bucket location.")
@@ -104,7 +113,8 @@ pub fn schema() -> Schema {
         .attr(
             Attribute::optional_computed("kms_location", Type::String, "Cloud KMS location of the key ring.")
                 .default(Value::string("global"))
-                .requires_replace(),
+                .requires_replace()
+                .check(validate::kms_location),
         )
         .attr(Attribute::optional("labels", Type::map(Type::String), "Labels set on the dataset's buckets."))
         .attr(Attribute::computed("object", Type::String, "Name of the encrypted object in `bucket`."))
@@ -146,35 +156,27 @@ pub fn schema() -> Schema {
     )
 }
 
+fn names_a_file(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() { Err("must name a CSV file".into()) } else { Ok(()) }
+}
+
+/// A bucket name that leaves room for the stage-1 bucket's suffix.
+fn bucket_with_room_for_stage1(s: &str) -> Result<(), String> {
+    validate::bucket_name(s)?;
+    if s.len() > 56 {
+        return Err(format!("{s:?} is longer than 56 characters (the stage-1 bucket adds {STAGE1_BUCKET_SUFFIX:?})"));
+    }
+    Ok(())
+}
+
 /// Everything about the configuration that can be checked without reading files or calling a
-/// cloud. Unknown values are skipped; they are checked again at plan time, when known.
+/// cloud: the declared validators, then what involves several attributes. Unknown values are skipped; they are checked again at plan time, when known.
 pub fn validate_config(config: &Value) -> Diagnostics {
     let m: Dataset = match model::read(config, "dcr_dataset configuration") {
         Ok(m) => m,
         Err(d) => return d,
     };
-    let mut d = Diagnostics::new();
-    let mut check = |attr: AttributePath, v: Option<&str>, f: &dyn Fn(&str) -> Result<(), String>| {
-        if let Some(s) = v
-            && let Err(e) = f(s)
-        {
-            d.push(Diagnostic::attribute_error(attr.clone(), e, ""));
-        }
-    };
-    check(AttributePath::root("name"), m.name.as_deref(), &validate::dataset_name);
-    check(AttributePath::root("bucket"), m.bucket.as_deref(), &|s| {
-        validate::bucket_name(s)?;
-        if s.len() > 56 {
-            return Err(format!(
-                "{s:?} is longer than 56 characters (the stage-1 bucket adds {STAGE1_BUCKET_SUFFIX:?})"
-            ));
-        }
-        Ok(())
-    });
-    check(AttributePath::root("kms_location"), m.kms_location.as_deref(), &validate::kms_location);
-    check(AttributePath::root("source"), m.source.as_deref(), &|s| {
-        if s.trim().is_empty() { Err("must name a CSV file".into()) } else { Ok(()) }
-    });
+    let mut d = tfplugin6::validate::declared(&schema().block, config);
     for (k, v) in m.labels.known().into_iter().flatten() {
         if let Some(v) = v.as_deref()
             && let Err(e) = validate::label(k, v)
@@ -203,15 +205,6 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             )),
             _ => {}
         }
-        if let Some(rows) = stage.rows.known().and_then(|r| r.as_f64())
-            && (rows < 1.0 || rows > MAX_RANDOM_ROWS as f64 || rows.fract() != 0.0)
-        {
-            d.push(Diagnostic::attribute_error(
-                p("rows"),
-                format!("{rows} is not a whole number between 1 and {MAX_RANDOM_ROWS}"),
-                "",
-            ));
-        }
         if mode == Some("random") && !stage.public_source.is_null() {
             d.push(Diagnostic::attribute_error(
                 p("public_source"),
@@ -229,13 +222,6 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             }
             if !stage.rows.is_null() {
                 d.push(Diagnostic::attribute_error(p("rows"), "rows applies only to mode = \"random\"", ""));
-            }
-        }
-        for r in stage.readers.known().into_iter().flat_map(|s| &s.0) {
-            if let Some(m) = r.as_deref()
-                && let Err(e) = validate::reader_member(m)
-            {
-                d.push(Diagnostic::attribute_error(p("readers"), e, ""));
             }
         }
     }

@@ -4,7 +4,7 @@ use dcr_attestation::claims::{CONFIDENTIAL_HARDWARE, GOOGLE_ISSUER, LOCAL_ISSUER
 use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value, model};
 
-use super::model::{Policy, string_set, strings};
+use super::model::{Policy, string_set};
 use super::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_OUTPUT_EXTENSIONS, MAX_NAME, MAX_OUTPUT_BYTES};
 use crate::resources::dataset::parse_id;
 use crate::{timeouts, validate};
@@ -17,7 +17,8 @@ pub fn schema() -> Schema {
     )
     .attr(
         Attribute::optional_computed("max_bytes", Type::Number, "Largest total size of the released files, in bytes.")
-            .default(Value::int(DEFAULT_MAX_OUTPUT_BYTES as i64)),
+            .default(Value::int(DEFAULT_MAX_OUTPUT_BYTES as i64))
+            .whole_number(1, MAX_OUTPUT_BYTES as i64),
     )
     .attr(
         Attribute::optional_computed(
@@ -25,13 +26,17 @@ pub fn schema() -> Schema {
             Type::set(Type::String),
             "File extensions that may be released, without the dot (`csv`).",
         )
-        .default(tfplugin6::IntoValue::into_value(string_set(&DEFAULT_OUTPUT_EXTENSIONS.map(str::to_string)))),
+        .default(tfplugin6::IntoValue::into_value(string_set(&DEFAULT_OUTPUT_EXTENSIONS.map(str::to_string))))
+        .check(extension),
     )
-    .attr(Attribute::optional(
-        "readers",
-        Type::set(Type::String),
-        "IAM members who may read released output, besides the consumer who ran the workload.",
-    ));
+    .attr(
+        Attribute::optional(
+            "readers",
+            Type::set(Type::String),
+            "IAM members who may read released output, besides the consumer who ran the workload.",
+        )
+        .check(validate::reader_member),
+    );
     Schema::new(
         0,
         Block::new(
@@ -48,19 +53,30 @@ pub fn schema() -> Schema {
                 "Policy name: 4 to 28 lowercase letters, digits and `-`, starting with a letter. It names the \
                  workload identity pool (`dcr-NAME`).",
             )
-            .requires_replace(),
+            .requires_replace()
+            .check_detailed(policy_name, "The pool is named dcr-NAME, at most 32 characters."),
         )
-        .attr(Attribute::required(
-            "datasets",
-            Type::set(Type::String),
-            "Ids of the `dcr_dataset`s the policy covers (`dcr_dataset.x.id`), at least one.",
-        ))
-        .attr(Attribute::required(
-            "allowed_image_digests",
-            Type::set(Type::String),
-            "Image digests (`sha256:` and 64 hex digits) of the workloads allowed to read the datasets. Empty means \
-             nothing may read yet. Removing a digest revokes it for new token exchanges.",
-        ))
+        .attr(
+            Attribute::required(
+                "datasets",
+                Type::set(Type::String),
+                "Ids of the `dcr_dataset`s the policy covers (`dcr_dataset.x.id`), at least one.",
+            )
+            .check(|id| parse_id(id).map(|_| ())),
+        )
+        .attr(
+            Attribute::required(
+                "allowed_image_digests",
+                Type::set(Type::String),
+                "Image digests (`sha256:` and 64 hex digits) of the workloads allowed to read the datasets. Empty \
+                 means nothing may read yet. Removing a digest revokes it for new token exchanges.",
+            )
+            .check_detailed(
+                image_digest,
+                "An image digest is \"sha256:\" followed by 64 lowercase hex digits, as `data.dcr_image_digest` or \
+                 `crane digest` print it. Tags are not accepted: they can be moved to other images.",
+            ),
+        )
         .attr(
             Attribute::optional_computed(
                 "require_confidential_hardware",
@@ -77,12 +93,10 @@ pub fn schema() -> Schema {
             Attribute::optional_computed(
                 "allowed_hardware",
                 Type::set(Type::String),
-                &format!(
-                    "Hardware accepted when confidential hardware is required: any of {}.",
-                    CONFIDENTIAL_HARDWARE.map(|h| format!("`{h}`")).join(", ")
-                ),
+                "Hardware accepted when confidential hardware is required.",
             )
-            .default_described("all of them when `require_confidential_hardware` is `true`, else none"),
+            .default_described("all of them when `require_confidential_hardware` is `true`, else none")
+            .one_of(&CONFIDENTIAL_HARDWARE),
         )
         .attr(
             Attribute::optional_computed(
@@ -112,7 +126,8 @@ pub fn schema() -> Schema {
         .attr(
             Attribute::optional_computed("bucket", Type::String, "Bucket holding the policy document.")
                 .default_described("`PROJECT-policy-NAME`")
-                .requires_replace(),
+                .requires_replace()
+                .check(validate::bucket_name),
         )
         .attr(
             Attribute::optional_computed("location", Type::String, "Location of the policy bucket.")
@@ -182,6 +197,10 @@ pub fn policy_name(name: &str) -> Result<(), String> {
     }
 }
 
+fn image_digest(d: &str) -> Result<(), String> {
+    if is_sha256_digest(d) { Ok(()) } else { Err(format!("{d:?} is not an image digest")) }
+}
+
 fn extension(e: &str) -> Result<(), String> {
     if let Some(rest) = e.strip_prefix('.') {
         return Err(format!("{e:?}: write extensions without the dot, e.g. {rest:?}"));
@@ -198,43 +217,14 @@ pub fn validate_config(config: &Value) -> Diagnostics {
         Ok(m) => m,
         Err(d) => return d,
     };
-    let mut d = Diagnostics::new();
+    let mut d = tfplugin6::validate::declared(&schema().block, config);
     let at = AttributePath::root;
-    if let Some(n) = m.name.as_deref()
-        && let Err(e) = policy_name(n)
-    {
-        d.push(Diagnostic::attribute_error(at("name"), e, "The pool is named dcr-NAME, at most 32 characters."));
-    }
     if m.datasets.known().is_some_and(|s| s.0.is_empty()) {
         d.push(Diagnostic::attribute_error(
             at("datasets"),
             "a policy must cover at least one dataset",
             "List the ids of the dcr_datasets the policy governs, e.g. [dcr_dataset.patients.id].",
         ));
-    }
-    for id in strings(&m.datasets) {
-        if let Err(e) = parse_id(&id) {
-            d.push(Diagnostic::attribute_error(at("datasets"), e, ""));
-        }
-    }
-    for digest in strings(&m.allowed_image_digests) {
-        if !is_sha256_digest(&digest) {
-            d.push(Diagnostic::attribute_error(
-                at("allowed_image_digests"),
-                format!("{digest:?} is not an image digest"),
-                "An image digest is \"sha256:\" followed by 64 lowercase hex digits, as `data.dcr_image_digest` or \
-                 `crane digest` print it. Tags are not accepted: they can be moved to other images.",
-            ));
-        }
-    }
-    for h in strings(&m.allowed_hardware) {
-        if !CONFIDENTIAL_HARDWARE.contains(&h.as_str()) {
-            d.push(Diagnostic::attribute_error(
-                at("allowed_hardware"),
-                format!("unknown hardware {h:?}"),
-                format!("Confidential Space reports one of: {}.", CONFIDENTIAL_HARDWARE.join(", ")),
-            ));
-        }
     }
     if m.allowed_hardware.known().is_some_and(|s| s.0.is_empty()) {
         d.push(Diagnostic::attribute_error(
@@ -259,38 +249,14 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             format!("An OIDC issuer is an https URL, e.g. {GOOGLE_ISSUER:?}."),
         ));
     }
-    if let Some(b) = m.bucket.as_deref()
-        && let Err(e) = validate::bucket_name(b)
-    {
-        d.push(Diagnostic::attribute_error(at("bucket"), e, ""));
-    }
     let output = m.output.into_known().unwrap_or_default();
     let out = |a: &str| at("output").attr(a);
-    if let Some(n) = output.max_bytes.known().and_then(|n| n.as_f64())
-        && (n < 1.0 || n.fract() != 0.0 || n > MAX_OUTPUT_BYTES as f64)
-    {
-        d.push(Diagnostic::attribute_error(
-            out("max_bytes"),
-            format!("{n} is not a whole number of bytes between 1 and {MAX_OUTPUT_BYTES}"),
-            "",
-        ));
-    }
     if output.allowed_extensions.known().is_some_and(|s| s.0.is_empty()) {
         d.push(Diagnostic::attribute_error(
             out("allowed_extensions"),
             "no extension allowed",
             "Nothing could be released.",
         ));
-    }
-    for e in strings(&output.allowed_extensions) {
-        if let Err(e) = extension(&e) {
-            d.push(Diagnostic::attribute_error(out("allowed_extensions"), e, ""));
-        }
-    }
-    for r in strings(&output.readers) {
-        if let Err(e) = validate::reader_member(&r) {
-            d.push(Diagnostic::attribute_error(out("readers"), e, ""));
-        }
     }
     d.extend(timeouts::validate(&m.timeouts));
     d

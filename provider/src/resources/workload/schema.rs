@@ -33,12 +33,18 @@ pub fn schema() -> Schema {
         .requiring_replace(&["bucket", "prefix", "location"]);
     let b = image_attributes(b, output)
         .requiring_replace(&["name"])
-        .attr(Attribute::optional(
-            "registry",
-            Type::String,
-            "Registry repository prefix to push the image to (`HOST[:PORT]/PATH`; credentials from the Docker \
-             config). Required on `gcp`; on `local` the image goes to the local image store unless this is set.",
-        ))
+        .attr(
+            Attribute::optional(
+                "registry",
+                Type::String,
+                "Registry repository prefix to push the image to (`HOST[:PORT]/PATH`; credentials from the Docker \
+                 config). Required on `gcp`; on `local` the image goes to the local image store unless this is set.",
+            )
+            .check_detailed(
+                repository_prefix,
+                "Write HOST[:PORT]/PATH, e.g. us-docker.pkg.dev/PROJECT/REPO; the image is pushed as PATH/NAME.",
+            ),
+        )
         .attr(Attribute::optional_computed("zone", Type::String, "Zone of the VM.").default_described(
             "the provider's `zone` on `gcp` (`us-central1-a` when the provider sets neither zone nor region) and \
              `local-a` on `local`",
@@ -47,9 +53,10 @@ pub fn schema() -> Schema {
             Attribute::optional_computed(
                 "confidential_type",
                 Type::String,
-                "Confidential computing technology: `SEV` or `TDX`.",
+                "Confidential computing technology.",
             )
-            .default(Value::string("SEV")),
+            .default(Value::string("SEV"))
+            .one_of(&["SEV", "TDX"]),
         )
         .attr(
             Attribute::optional_computed("machine_type", Type::String, "Machine type.")
@@ -63,6 +70,10 @@ pub fn schema() -> Schema {
                  it to get attestation tokens and to pull the image. It needs {SERVICE_ACCOUNT_ROLES}; whoever \
                  applies needs `roles/iam.serviceAccountUser` on it."
             ),
+        )
+        .check_detailed(
+            service_account_email,
+            "Write NAME@PROJECT.iam.gserviceaccount.com (or PROJECT_NUMBER-compute@developer.gserviceaccount.com).",
         ))
         .attr(Attribute::optional(
             "network",
@@ -143,37 +154,23 @@ pub fn validate_config(value: &Value) -> Diagnostics {
         Ok(m) => m,
         Err(d) => return d,
     };
-    let mut d = crate::workload_image::validate(&config.image_spec());
+    let mut d = tfplugin6::validate::declared(&schema().block, value);
+    d.extend(crate::workload_image::validate(&config.image_spec()));
     d.extend(timeouts::validate(&config.timeouts));
-    if let Some(t) = config.confidential_type.as_deref()
-        && !["SEV", "TDX"].contains(&t)
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("confidential_type"),
-            format!("{t:?} is not a confidential type Confidential Space offers"),
-            "Allowed: SEV, TDX.",
-        ));
-    }
     d.extend(validate_network(&config));
-    if let Some(sa) = config.service_account.as_deref()
-        && !is_service_account_email(sa)
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("service_account"),
-            format!("{sa:?} is not a service account email"),
-            "Write NAME@PROJECT.iam.gserviceaccount.com (or PROJECT_NUMBER-compute@developer.gserviceaccount.com).",
-        ));
-    }
-    if let Some(r) = config.registry.as_deref()
-        && (r.is_empty() || r.contains('@') || r.ends_with('/') || !r.contains('/'))
-    {
-        d.push(Diagnostic::attribute_error(
-            AttributePath::root("registry"),
-            format!("{r:?} is not a repository prefix"),
-            "Write HOST[:PORT]/PATH, e.g. us-docker.pkg.dev/PROJECT/REPO; the image is pushed as PATH/NAME.",
-        ));
-    }
     d
+}
+
+fn service_account_email(sa: &str) -> Result<(), String> {
+    if is_service_account_email(sa) { Ok(()) } else { Err(format!("{sa:?} is not a service account email")) }
+}
+
+fn repository_prefix(r: &str) -> Result<(), String> {
+    if r.is_empty() || r.contains('@') || r.ends_with('/') || !r.contains('/') {
+        Err(format!("{r:?} is not a repository prefix"))
+    } else {
+        Ok(())
+    }
 }
 
 /// `NAME@DOMAIN` with the domains Google gives service accounts.
