@@ -37,7 +37,7 @@ fn main() {
     }
     let rho = cdp_rho(eps, 1e-9);
     let mut rng = StdRng::seed_from_u64(seed);
-    let model = fit_mst(&counts, &Options { rho, contribution: 1, iterations }, &mut rng);
+    let model = fit_mst(&counts, &Options { rho, contribution: 1, iterations, ordered: None, bins: None }, &mut rng);
     let fit_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let mut synthetic = Vec::with_capacity(real.len());

@@ -6,7 +6,9 @@
 //! from the data; the data reaches it only as counts, and every count it uses is noised first.
 
 pub mod accounting;
+pub mod coding;
 pub mod counts;
 pub mod mst;
 pub mod noise;
+pub mod standin;
 pub mod tree;

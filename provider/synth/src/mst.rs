@@ -29,6 +29,12 @@ pub struct Options {
     pub contribution: u32,
     /// Mirror-descent iterations of the final fit.
     pub iterations: usize,
+    /// Per attribute, whether its codes are ordered ranges (numeric bins) that may be merged
+    /// into coarser ranges; `None`: none are.
+    pub ordered: Option<Vec<bool>>,
+    /// How many ranges an ordered attribute keeps: `None` chooses from the noisy row count and
+    /// the 2-way noise (so that a 2-way cell expects a few noise deviations of rows).
+    pub bins: Option<usize>,
 }
 
 /// What MST learned: a tree over the attributes' compressed domains, its fitted marginals, the
@@ -56,9 +62,16 @@ impl Compression {
     /// Keeps the values whose noisy count reaches 3 noise standard deviations and merges the rest
     /// (private-pgm's `compress_domain`; post-processing, so free).
     fn of(noisy: &[i128], sd: f64) -> Compression {
-        let (kept, rare): (Vec<u32>, Vec<u32>) =
-            (0..noisy.len() as u32).partition(|&x| noisy[x as usize] as f64 >= 3.0 * sd);
-        let mut groups: Vec<Vec<u32>> = kept.into_iter().map(|x| vec![x]).collect();
+        Compression::of_groups(noisy, sd, (0..noisy.len() as u32).map(|x| vec![x]).collect())
+    }
+
+    /// As [`Compression::of`], over groups of codes already merged (a group of g codes has a
+    /// noisy count with g times the variance).
+    fn of_groups(noisy: &[i128], sd: f64, start: Vec<Vec<u32>>) -> Compression {
+        let sum = |g: &[u32]| g.iter().map(|&x| noisy[x as usize] as f64).sum::<f64>();
+        let (mut groups, rare): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+            start.into_iter().partition(|g| sum(g) >= 3.0 * sd * (g.len() as f64).sqrt());
+        let rare: Vec<u32> = rare.into_iter().flatten().collect();
         if !rare.is_empty() {
             groups.push(rare);
         }
@@ -82,6 +95,18 @@ impl Compression {
         let weights = self.groups.iter().map(|g| 1.0 / g.len() as f64).collect();
         (values, weights)
     }
+}
+
+/// The number of ranges of an ordered attribute when the user sets none: about √(n / (3σ₂)), so a
+/// 2-way cell of two such attributes expects three 2-way noise deviations of rows; between 2
+/// and 64. It reads only the noisy row count.
+pub fn default_bins(total: f64, two_way_sd: f64) -> usize {
+    ((total / (3.0 * two_way_sd)).sqrt().floor() as usize).clamp(2, 64)
+}
+
+/// `size` ordered codes in `ranges` contiguous groups of nearly equal length.
+fn coarse_ranges(size: usize, ranges: usize) -> Vec<Vec<u32>> {
+    (0..ranges).map(|r| (r * size / ranges..(r + 1) * size / ranges).map(|x| x as u32).collect()).collect()
 }
 
 /// A count table of `a` × `b` on the compressed domains.
@@ -151,7 +176,18 @@ pub fn fit_mst(counts: &Counts, options: &Options, rng: &mut impl NoiseRng) -> M
         }
         (num / den).max(1.0)
     };
-    let compression: Vec<Compression> = noisy.iter().map(|t| Compression::of(t, sd1)).collect();
+    let two_way_sd = ((k * k) as f64 * (d.max(2) - 1) as f64 * 3.0 / (2.0 * options.rho)).sqrt();
+    let ranges = options.bins.unwrap_or_else(|| default_bins(total, two_way_sd));
+    let compression: Vec<Compression> = noisy
+        .iter()
+        .enumerate()
+        .map(|(a, t)| match &options.ordered {
+            Some(ordered) if ordered[a] && t.len() > ranges => {
+                Compression::of_groups(t, sd1, coarse_ranges(t.len(), ranges))
+            }
+            _ => Compression::of(t, sd1),
+        })
+        .collect();
     let sizes: Vec<usize> = compression.iter().map(Compression::size).collect();
     let one_ways: Vec<(Vec<f64>, Vec<f64>)> = compression.iter().zip(&noisy).map(|(c, t)| c.measurement(t)).collect();
 
@@ -285,7 +321,7 @@ mod tests {
     use super::*;
 
     fn options(rho: f64) -> Options {
-        Options { rho, contribution: 1, iterations: 300 }
+        Options { rho, contribution: 1, iterations: 300, ordered: None, bins: None }
     }
 
     /// A table where b copies a and c is independent of both: MST must link a and b.
@@ -361,6 +397,32 @@ mod tests {
         let (values, weights) = c.measurement(&[500, 2, -3, 400, 1]);
         assert_eq!(values, vec![500.0, 400.0, 0.0]);
         assert_eq!(weights, vec![1.0, 1.0, 1.0 / 3.0]);
+    }
+
+    #[test]
+    fn ordered_codes_merge_into_ranges_then_rare_ranges_merge() {
+        assert_eq!(coarse_ranges(5, 2), vec![vec![0, 1], vec![2, 3, 4]]);
+        let noisy = [100, 90, 3, 1, 0, 2];
+        let c = Compression::of_groups(&noisy, 10.0, coarse_ranges(6, 3));
+        assert_eq!(c.groups, vec![vec![0, 1], vec![2, 3, 4, 5]]);
+        assert_eq!(c.map, vec![0, 0, 1, 1, 1, 1]);
+        assert_eq!(default_bins(48_842.0, 36.1), 21);
+        assert_eq!(default_bins(3_000.0, 36.1), 5);
+        assert_eq!(default_bins(10.0, 36.1), 2);
+    }
+
+    #[test]
+    fn an_ordered_attribute_is_coarsened_to_the_bins_asked() {
+        let mut c = Counts::new(vec![40, 2]);
+        for i in 0..8_000u32 {
+            c.add(&[i % 40, u32::from(i % 40 >= 20)]);
+        }
+        let mut rng = StdRng::seed_from_u64(8);
+        let o = Options { ordered: Some(vec![true, false]), bins: Some(4), ..options(2.0) };
+        let m = fit_mst(&c, &o, &mut rng);
+        assert_eq!(m.codes[0].len(), 4, "{:?}", m.codes[0]);
+        assert_eq!(m.codes[0][1], (10..20).collect::<Vec<u32>>());
+        assert_eq!(m.codes[1].len(), 2);
     }
 
     #[test]
