@@ -10,7 +10,7 @@ use dcr_dataset::{DatasetSchema, check_csv};
 
 fn main() {
     let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
-    let col = |name: &str, kind: ColumnKind| Column { name: name.into(), kind, nullable: false };
+    let col = |name: &str, kind: ColumnKind| Column::new(name, kind, false);
     let schema = DatasetSchema {
         columns: vec![
             col("id", ColumnKind::Integer { min: 0, max: 1_000_000_000 }),

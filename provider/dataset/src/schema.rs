@@ -20,6 +20,12 @@ pub struct Column {
     pub nullable: bool,
 }
 
+impl Column {
+    pub fn new(name: &str, kind: ColumnKind, nullable: bool) -> Column {
+        Column { name: name.to_string(), kind, nullable }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DatasetSchema {
     pub columns: Vec<Column>,
@@ -78,7 +84,7 @@ pub(crate) mod tests {
 
     /// age integer [0, 120], sex category F/M, bmi float [10, 60.5], note string (5, nullable).
     pub fn sample_schema() -> DatasetSchema {
-        let col = |name: &str, kind: ColumnKind, nullable: bool| Column { name: name.into(), kind, nullable };
+        let col = Column::new;
         DatasetSchema {
             columns: vec![
                 col("age", ColumnKind::Integer { min: 0, max: 120 }, false),

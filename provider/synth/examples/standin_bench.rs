@@ -21,9 +21,8 @@ fn main() {
         1 => ColumnKind::Float { min: 0.0, max: 100.0 },
         _ => ColumnKind::Category { values: (0..12).map(|v| format!("c{v}")).collect() },
     };
-    let schema = DatasetSchema {
-        columns: (0..columns).map(|i| Column { name: format!("col{i}"), kind: kind(i), nullable: i % 7 == 6 }).collect(),
-    };
+    let schema =
+        DatasetSchema { columns: (0..columns).map(|i| Column::new(&format!("col{i}"), kind(i), i % 7 == 6)).collect() };
     if !std::path::Path::new(&path).exists() {
         let mut w = BufWriter::new(std::fs::File::create(&path).expect("source file"));
         writeln!(w, "{}", schema.names().join(",")).unwrap();
@@ -44,7 +43,9 @@ fn main() {
                 }
                 match &c.kind {
                     ColumnKind::Integer { .. } => line.push_str(&((base + noise * 3) % 1001).to_string()),
-                    ColumnKind::Float { .. } => line.push_str(&format!("{:.2}", ((base % 100) as f64 * 0.7 + noise as f64 * 0.3))),
+                    ColumnKind::Float { .. } => {
+                        line.push_str(&format!("{:.2}", ((base % 100) as f64 * 0.7 + noise as f64 * 0.3)))
+                    }
                     ColumnKind::Category { values } => line.push_str(&values[((base / 7 + noise / 50) % 12) as usize]),
                     ColumnKind::String { .. } => {}
                 }

@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     fn schema() -> DatasetSchema {
-        let col = |name: &str, kind: ColumnKind, nullable: bool| Column { name: name.into(), kind, nullable };
+        let col = Column::new;
         DatasetSchema {
             columns: vec![
                 col("age", ColumnKind::Integer { min: 0, max: 120 }, false),
