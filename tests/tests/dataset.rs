@@ -165,10 +165,10 @@ fn bad_inputs_fail_the_plan_naming_the_attribute_and_create_nothing() {
             "duplicate column name",
         ),
         (
-            "dp_synthetic for now",
+            "dp_synthetic without epsilon",
             small_config("bad12", None, &stage("    mode = \"dp_synthetic\"")),
             None,
-            "not yet supported",
+            "Invalid programming_stage.epsilon",
         ),
         ("invalid dataset name", small_config("Bad Name", None, ""), None, "Invalid name"),
         ("bad label", small_config("bad14", None, "  labels = {\n    Owner = \"x\"\n  }"), None, "labels[\"Owner\"]"),
@@ -303,4 +303,47 @@ fn edits_drift_and_import_converge() {
         );
         ws.destroy();
     }
+}
+
+/// A `dp_synthetic` stand-in: published, in the declared schema, with no cell of the source (the
+/// free-text id column is drawn, never copied); an unchanged configuration plans nothing, so
+/// nothing is generated (and spent) again; a unit with more rows than allowed is refused.
+#[test]
+fn a_dp_synthetic_stand_in_follows_the_schema_and_copies_no_cell() {
+    let tf = Terraform::latest();
+    let ws = Workspace::new(&tf);
+    let stage = |extra: &str| {
+        format!("  programming_stage {{\n    mode = \"dp_synthetic\"\n    epsilon = 1\n    rows = 40\n{extra}  }}")
+    };
+    ws.write("main.tf", &small_config("dpstage", None, &stage("    unit_column = \"id\"\n")));
+    ws.write("data.csv", SMALL_CSV);
+    ws.init();
+    ws.apply();
+    let d = dataset(&ws.show_json(), "d");
+    let bucket = d["stage1_bucket"].as_str().unwrap().to_string();
+    let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
+    let stand_in = cloud.download(&cloud.admin_token, &bucket, "dpstage.csv").expect("the stand-in");
+    drop(cloud);
+    assert_eq!(d["stage1_sha256"], sha256_hex(&stand_in));
+    let text = String::from_utf8(stand_in).expect("UTF-8");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,age"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 40);
+    for row in rows {
+        let (id, age) = row.split_once(',').expect("two cells");
+        assert!(!id.is_empty() && !id.starts_with("secret"), "{row}");
+        assert!(age.parse::<i64>().is_ok_and(|a| (0..=120).contains(&a)), "{row}");
+    }
+    let plan = ws.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+    assert_eq!(plan.status.code(), Some(0), "an unchanged stand-in plans nothing:\n{}", plan.text());
+
+    // Two rows of one person, where one is allowed: refused at apply, naming the attribute.
+    ws.write("data.csv", &format!("{SMALL_CSV}secret-a1,35\n"));
+    let out = ws.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(!out.status.success(), "{}", out.text());
+    assert!(out.text().contains("programming_stage.max_rows_per_unit"), "{}", out.text());
+    assert!(!out.text().contains("secret-a1"), "the unit is not named: {}", out.text());
+    ws.write("data.csv", SMALL_CSV);
+    ws.destroy();
 }

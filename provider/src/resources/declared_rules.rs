@@ -216,6 +216,8 @@ fn every_declared_validator_runs_in_the_resources_configuration_check() {
                     Validator::OneOf(_) => Value::string("not-a-listed-value"),
                     Validator::Text { .. } => Value::string(""),
                     Validator::WholeNumber { min, .. } => Value::int(min - 1),
+                    // Every number check of ours refuses a negative number.
+                    Validator::Number(_) => Value::int(-1),
                 };
                 let refused = match a.ty {
                     Type::Set(_) => Value::Set(vec![refused]),

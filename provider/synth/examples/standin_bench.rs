@@ -56,7 +56,8 @@ fn main() {
     }
     let start = Instant::now();
     let source = std::io::BufReader::new(std::fs::File::open(&path).expect("source"));
-    let settings = Settings { epsilon: 1.0, delta: 1e-9, bins: None, rows: None, max_rows_per_unit: 1 };
+    let settings =
+        Settings { epsilon: 1.0, delta: 1e-9, bins: None, rows: None, max_rows_per_unit: 1, unit_column: None };
     let release = dp_synthetic_csv(&schema, source, &settings, std::io::sink()).expect("stand-in");
     println!(
         "{{\"rows\": {rows}, \"columns\": {columns}, \"seconds\": {:.2}, \"synthetic_rows\": {}, \"epsilon_spent\": {:.4}}}",

@@ -27,6 +27,8 @@ pub struct Settings {
     pub rows: Option<u64>,
     /// The most rows of the source that belong to one person (the privacy unit).
     pub max_rows_per_unit: u32,
+    /// The column (index) naming each row's person; without it, each row is its own unit.
+    pub unit_column: Option<usize>,
 }
 
 /// What a generation spent and wrote.
@@ -50,6 +52,11 @@ pub enum SynthError {
     Write(#[from] std::io::Error),
     #[error("{0}")]
     Settings(String),
+    #[error(
+        "row {row}: its unit (the value of column {column:?}) has more than {max} rows; raise max_rows_per_unit \
+         (the noise grows with it) or keep at most {max} rows per unit"
+    )]
+    Unit { row: u64, column: String, max: u32 },
 }
 
 /// The most rows a stand-in may have.
@@ -73,6 +80,9 @@ impl Settings {
         if self.max_rows_per_unit == 0 {
             return bad("max_rows_per_unit must be at least 1".into());
         }
+        if self.max_rows_per_unit > 1 && self.unit_column.is_none() {
+            return bad("max_rows_per_unit above 1 needs the column that names each row's unit".into());
+        }
         Ok(())
     }
 }
@@ -93,8 +103,21 @@ pub fn dp_synthetic_csv(
     let mut record = csv::StringRecord::new();
     let mut codes = vec![0u32; sizes.len().max(1)];
     let mut row = 0u64;
+    // Rows per unit, keyed by a keyed hash of the unit's value (never the value itself): a
+    // collision can only merge two units, which refuses more, never less.
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut per_unit = std::collections::HashMap::<u64, u32>::new();
     while reader.read_record(&mut record)? {
         row += 1;
+        if let Some(column) = settings.unit_column {
+            let unit = std::hash::BuildHasher::hash_one(&hasher, record.get(column).unwrap_or(""));
+            let n = per_unit.entry(unit).or_default();
+            *n += 1;
+            if *n > settings.max_rows_per_unit {
+                let column = coding.names.get(column).cloned().unwrap_or_default();
+                return Err(SynthError::Unit { row, column, max: settings.max_rows_per_unit });
+            }
+        }
         if !constant {
             coding.encode(row, &record, &mut codes)?;
         }
@@ -157,7 +180,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        Settings { epsilon: 1.0, delta: 1e-9, bins: None, rows: None, max_rows_per_unit: 1 }
+        Settings { epsilon: 1.0, delta: 1e-9, bins: None, rows: None, max_rows_per_unit: 1, unit_column: None }
     }
 
     #[test]
@@ -185,12 +208,24 @@ mod tests {
             Settings { bins: Some(1), ..settings() },
             Settings { rows: Some(0), ..settings() },
             Settings { max_rows_per_unit: 0, ..settings() },
+            Settings { max_rows_per_unit: 2, ..settings() },
         ] {
             assert!(matches!(
                 dp_synthetic_csv(&schema(), &source(10)[..], &bad, Vec::new()),
                 Err(SynthError::Settings(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_unit_with_too_many_rows_is_refused_without_naming_it() {
+        let src = b"age,smoker,bmi,note\n20,yes,20,ann\n30,no,21,bob\n40,no,22,ann\n".to_vec();
+        let one = Settings { unit_column: Some(3), ..settings() };
+        let e = dp_synthetic_csv(&schema(), &src[..], &one, Vec::new()).unwrap_err();
+        assert!(matches!(e, SynthError::Unit { row: 3, max: 1, .. }), "{e}");
+        assert!(!e.to_string().contains("ann"), "{e}");
+        let two = Settings { unit_column: Some(3), max_rows_per_unit: 2, ..settings() };
+        assert!(dp_synthetic_csv(&schema(), &src[..], &two, Vec::new()).is_ok());
     }
 
     #[test]

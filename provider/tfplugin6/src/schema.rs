@@ -61,6 +61,8 @@ pub enum Validator {
     Text { check: fn(&str) -> Result<(), String>, detail: &'static str },
     /// A whole number in `[min, max]`; the docs state the range.
     WholeNumber { min: i64, max: i64 },
+    /// A number `check` accepts (its error is the summary).
+    Number(fn(f64) -> Result<(), String>),
 }
 
 /// What an optional attribute is when the configuration leaves it out.
@@ -155,6 +157,11 @@ impl Attribute {
         self.validators.push(Validator::Text { check, detail });
         self
     }
+    /// The number must pass `check`.
+    pub fn check_number(mut self, check: fn(f64) -> Result<(), String>) -> Attribute {
+        self.validators.push(Validator::Number(check));
+        self
+    }
     /// The number must be whole and within `[min, max]`.
     pub fn whole_number(mut self, min: i64, max: i64) -> Attribute {
         self.validators.push(Validator::WholeNumber { min, max });
@@ -194,7 +201,7 @@ impl Attribute {
                     let lead = if each { "Each element is a whole number" } else { "A whole number" };
                     sentence(format!("{lead} from {min} to {max}."));
                 }
-                Validator::Text { .. } => {}
+                Validator::Text { .. } | Validator::Number(_) => {}
             }
         }
         if self.requires_replace {

@@ -50,6 +50,9 @@ fn check(a: &Attribute, v: &Value, path: &AttributePath, d: &mut Diagnostics) {
                 let whole = n.as_i64().filter(|i| (*min..=*max).contains(i));
                 whole.is_none().then(|| (format!("{n} is not a whole number from {min} to {max}"), String::new()))
             }
+            (Validator::Number(check), Value::Number(n)) => {
+                n.as_f64().map_or(Err(format!("{n} is out of range")), check).err().map(|e| (e, String::new()))
+            }
             _ => None,
         };
         if let Some((summary, detail)) = failure {
@@ -73,6 +76,10 @@ mod tests {
             .attr(Attribute::optional("kind", Type::String, "").one_of(&["SEV", "TDX"]))
             .attr(Attribute::optional("tags", Type::set(Type::String), "").check_detailed(no_spaces, "Use dashes."))
             .attr(Attribute::optional("rows", Type::Number, "").whole_number(1, 10))
+            .attr(
+                Attribute::optional("eps", Type::Number, "")
+                    .check_number(|e| if e > 0.0 { Ok(()) } else { Err("not positive".into()) }),
+            )
             .block(NestedBlock::list(
                 "input",
                 Block::new("").attr(Attribute::optional("name", Type::String, "").check(no_spaces)),
@@ -103,6 +110,7 @@ mod tests {
             ("kind", Value::string("SNP")),
             ("tags", Value::Set(vec![Value::string("ok"), Value::string("not ok")])),
             ("rows", Value::float(2.5)),
+            ("eps", Value::float(-1.0)),
             (
                 "input",
                 Value::List(vec![
@@ -113,7 +121,7 @@ mod tests {
             ("output", Value::object([("n", Value::int(6))])),
         ]);
         let d = declared(&block(), &bad);
-        assert_eq!(paths(&d), vec!["kind", "tags", "rows", "input[1].name", "output.n"]);
+        assert_eq!(paths(&d), vec!["kind", "tags", "rows", "eps", "input[1].name", "output.n"]);
         assert_eq!(d.0[0].summary, "Invalid kind: \"SNP\" is not allowed");
         assert_eq!(d.0[0].detail, "Allowed values: \"SEV\", \"TDX\".");
         assert_eq!(d.0[1].detail, "Use dashes.");

@@ -10,8 +10,8 @@ use dcr_gcp::storage::Object;
 use tfplugin6::model::{Attr, IntoValue};
 use tfplugin6::{ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, Value};
 
-use super::model::{Dataset, known};
-use super::{DEFAULT_TIMEOUT, ENVELOPE_FORMAT, TYPE_NAME, meta};
+use super::model::{Dataset, ProgrammingStage, known};
+use super::{DEFAULT_DELTA, DEFAULT_TIMEOUT, ENVELOPE_FORMAT, TYPE_NAME, meta};
 use crate::clients::Clients;
 use dcr_dataset::HashingReader;
 use dcr_dataset::standin::random_csv;
@@ -174,20 +174,7 @@ async fn upload_encrypted(c: &Clients, state: &Dataset, crypto_key: &str) -> Res
         .map_err(|e| gcp_diag("Cannot wrap the data key with KMS", e))?;
     let header = dcr_envelope::Header::new(crypto_key, &wrapped.ciphertext, dcr_envelope::DEFAULT_CHUNK_SIZE);
 
-    let file = crate::files::open_regular(&AttributePath::root("source"), source)?;
-    let (src_path, plan_sha) = (source.to_string(), expected_sha.clone());
-    let verified = HashingReader::on_eof(
-        std::io::BufReader::with_capacity(1 << 20, file),
-        Box::new(move |sha, _| {
-            if sha == plan_sha {
-                Ok(())
-            } else {
-                Err(std::io::Error::other(format!(
-                    "{src_path:?} changed after the plan was made (sha256 {sha}, plan saw {plan_sha}); run terraform plan again"
-                )))
-            }
-        }),
-    );
+    let verified = source_as_planned(source, &expected_sha)?;
     let encrypting = dcr_envelope::EncryptingReader::new(verified, &data_key, &header)
         .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot start encryption", e.to_string())))?;
     let (hashed, cipher_sha) = hashed_upload(encrypting);
@@ -219,6 +206,28 @@ async fn upload_encrypted(c: &Clients, state: &Dataset, crypto_key: &str) -> Res
     Ok(Uploaded { generation: uploaded.generation.unwrap_or_default(), ciphertext_sha256 })
 }
 
+/// The source file, read through a check that it still hashes to what plan saw: a file edited
+/// between plan and apply fails the read at its end, before what was read is used.
+fn source_as_planned(
+    source: &str,
+    plan_sha: &str,
+) -> Result<HashingReader<std::io::BufReader<std::fs::File>>, Diagnostics> {
+    let file = crate::files::open_regular(&AttributePath::root("source"), source)?;
+    let (src_path, plan_sha) = (source.to_string(), plan_sha.to_string());
+    Ok(HashingReader::on_eof(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        Box::new(move |sha, _| {
+            if sha == plan_sha {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{src_path:?} changed after the plan was made (sha256 {sha}, plan saw {plan_sha}); run terraform plan again"
+                )))
+            }
+        }),
+    ))
+}
+
 /// Publishes the stage-1 stand-in and grants its readers; returns the stand-in's SHA-256.
 async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Option<String>, Diagnostics> {
     let s1 = known(&state.stage1_bucket, "stage1_bucket")?;
@@ -239,6 +248,34 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
             let path = known(&stage.public_source, "programming_stage.public_source")?;
             let at = AttributePath::root("programming_stage").attr("public_source");
             Box::new(std::io::BufReader::with_capacity(1 << 20, crate::files::open_regular(&at, path)?))
+        }
+        Some("dp_synthetic") => {
+            let schema = dataset_schema(&state.schema)?
+                .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
+            let settings = dp_settings(&stage, &schema);
+            let source = known(&state.source, "source")?.to_string();
+            let plan_sha = known(&state.source_sha256, "source_sha256")?.to_string();
+            let buf = blocking("The DP-synthetic stand-in's generation", move || {
+                let at = AttributePath::root("source");
+                let verified = source_as_planned(&source, &plan_sha)?;
+                let mut buf = Vec::new();
+                dcr_synth::standin::dp_synthetic_csv(&schema, verified, &settings, &mut buf).map_err(|e| {
+                    let at = match e {
+                        dcr_synth::standin::SynthError::Unit { .. } => {
+                            AttributePath::root("programming_stage").attr("max_rows_per_unit")
+                        }
+                        _ => at,
+                    };
+                    Diagnostics::from(Diagnostic::attribute_error(
+                        at,
+                        "cannot generate the DP-synthetic stand-in",
+                        format!("{e}. Nothing was published."),
+                    ))
+                })?;
+                Ok(buf)
+            })
+            .await?;
+            Box::new(std::io::Cursor::new(buf))
         }
         _ => {
             let schema = dataset_schema(&state.schema)?
@@ -262,6 +299,20 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
         .map_err(|e| gcp_diag(&format!("Cannot upload the stand-in to {s1:?}"), e))?;
     let sha = sha.lock().expect("hash slot").clone();
     Ok(sha)
+}
+
+/// The generator's settings from the `programming_stage` block (validated at plan).
+fn dp_settings(stage: &ProgrammingStage, schema: &dcr_dataset::DatasetSchema) -> dcr_synth::standin::Settings {
+    let number = |n: &Attr<tfplugin6::value::Number>| n.known().and_then(|n| n.as_f64());
+    let whole = |n: &Attr<tfplugin6::value::Number>| n.known().and_then(|n| n.as_i64());
+    dcr_synth::standin::Settings {
+        epsilon: number(&stage.epsilon).unwrap_or(0.0),
+        delta: number(&stage.delta).unwrap_or(DEFAULT_DELTA),
+        bins: whole(&stage.bins).map(|b| b as usize),
+        rows: whole(&stage.rows).map(|r| r as u64),
+        max_rows_per_unit: whole(&stage.max_rows_per_unit).unwrap_or(1) as u32,
+        unit_column: stage.unit_column.as_deref().and_then(|c| schema.names().iter().position(|n| *n == c)),
+    }
 }
 
 async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics> {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod plan;
 mod read;
 pub mod schema;
+mod stage;
 
 use dcr_attestation::names::DatasetLocation;
 use tfplugin6::{Diagnostic, Diagnostics, Value};
@@ -21,6 +22,8 @@ use crate::validate;
 pub use plan::{PlanFacts, plan_state};
 pub use schema::{schema, validate_config};
 
+/// The `delta` of a `dp_synthetic` stand-in when the configuration sets none.
+pub const DEFAULT_DELTA: f64 = 1e-9;
 pub const TYPE_NAME: &str = "dcr_dataset";
 /// Default limit of each operation (large sources take a while to encrypt and upload).
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);

@@ -37,6 +37,11 @@ pub struct Dataset {
 pub struct ProgrammingStage {
     pub mode: Attr<String>,
     pub rows: Attr<Number>,
+    pub epsilon: Attr<Number>,
+    pub delta: Attr<Number>,
+    pub bins: Attr<Number>,
+    pub unit_column: Attr<String>,
+    pub max_rows_per_unit: Attr<Number>,
     pub public_source: Attr<String>,
     pub readers: Attr<SetOf<Attr<String>>>,
 }

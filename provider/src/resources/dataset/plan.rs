@@ -7,7 +7,7 @@ use dcr_attestation::names::{self, DatasetLocation};
 use tfplugin6::model::{Attr, IntoValue};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResponse, Value, plan};
 
-use super::model::Dataset;
+use super::model::{Dataset, ProgrammingStage};
 use super::schema::{schema, validate_config};
 use dcr_dataset::{CsvSummary, DatasetSchema, check_csv, checkcache};
 
@@ -126,7 +126,8 @@ pub fn plan_state(
     p.ciphertext_sha256 = if reupload { Attr::Unknown } else { keep(&prior.ciphertext_sha256) };
     p.object_generation = if reupload { Attr::Unknown } else { keep(&prior.object_generation) };
 
-    match p.stage_mode() {
+    let mode = p.stage_mode().map(str::to_string);
+    match mode.as_deref() {
         Some("none") => {
             p.stage1_bucket = Attr::Null;
             p.stage1_uri = Attr::Null;
@@ -139,8 +140,12 @@ pub fn plan_state(
             p.stage1_sha256 = if sample {
                 Attr::known_or_unknown(facts.public_sha256.clone())
             } else {
-                let inputs = |d: &Dataset| d.programming_stage.as_ref().map(|s| (s.mode.clone(), s.rows.clone()));
-                let same_inputs = inputs(&prior) == inputs(&config) && prior.schema == config.schema;
+                // Who may read it is not what it holds: readers change without a new stand-in.
+                let inputs = |d: &Dataset| {
+                    d.programming_stage.as_ref().map(|s| ProgrammingStage { readers: Attr::Null, ..s.clone() })
+                };
+                let same_data = mode != Some("dp_synthetic") || prior.source_sha256 == p.source_sha256;
+                let same_inputs = inputs(&prior) == inputs(&config) && prior.schema == config.schema && same_data;
                 if same_inputs { keep(&prior.stage1_sha256) } else { Attr::Unknown }
             };
         }
@@ -262,6 +267,26 @@ mod tests {
         assert!(rr.is_empty());
         assert!(d(&p).ciphertext_sha256.is_unknown());
         assert_eq!(d(&p).crypto_key.as_deref(), Some("k"));
+    }
+
+    /// A DP-synthetic stand-in is generated anew (spending its budget again) only when what it
+    /// is drawn from changes: the source, the schema or its settings; not for new readers.
+    #[test]
+    fn a_dp_stand_in_regenerates_only_when_its_inputs_change() {
+        let dp = |extra: &[(&str, Value)]| {
+            let mut settings = vec![("epsilon", Value::int(1))];
+            settings.extend(extra.iter().cloned());
+            config(&[("programming_stage", stage("dp_synthetic", &settings))])
+        };
+        let prior = applied(&dp(&[]));
+        let sha = |cfg: &Value, f: &PlanFacts| d(&plan_state(&prior, cfg, f).unwrap().0).stage1_sha256;
+        assert_eq!(sha(&dp(&[]), &facts()).as_deref(), Some("ss"));
+        let readers = Value::Set(vec![Value::string("user:a@b.co")]);
+        assert_eq!(sha(&dp(&[("readers", readers)]), &facts()).as_deref(), Some("ss"));
+        assert!(sha(&dp(&[("epsilon", Value::int(2))]), &facts()).is_unknown());
+        assert!(sha(&dp(&[("bins", Value::int(4))]), &facts()).is_unknown());
+        let edited = PlanFacts { source_sha256: Some("bb".into()), ..facts() };
+        assert!(sha(&dp(&[]), &edited).is_unknown());
     }
 
     #[test]

@@ -4,13 +4,10 @@ use tfplugin6::schema::{Attribute, Block, NestedBlock, Schema};
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics, Type, Value, model};
 
 use super::model::Dataset;
-use dcr_dataset::standin::MAX_RANDOM_ROWS;
 
 use super::columns::dataset_schema;
 use crate::{timeouts, validate};
 use dcr_attestation::names::STAGE1_BUCKET_SUFFIX;
-
-const MODES: [&str; 3] = ["random", "sample", "none"];
 
 pub fn schema() -> Schema {
     let column = Block::new("One column of the source, in file order.")
@@ -37,36 +34,6 @@ pub fn schema() -> Schema {
             "Longest allowed value in characters (string columns; required for them).",
         ))
         .attr(Attribute::optional("nullable", Type::Bool, "Whether empty cells are allowed.").null_means("`false`"));
-    let stage = Block::new(
-        "The stage-1 stand-in analysts explore before their notebook runs on the real data. Without this \
-         block no stand-in is published.",
-    )
-    .attr(Attribute::required(
-        "mode",
-        Type::String,
-        "`random` (rows drawn uniformly from the declared schema domains: no information from the data), \
-         `sample` (a public file the owner supplies, published as is) or `none`. `dp_synthetic` is reserved \
-         and not yet supported.",
-    ))
-    .attr(
-        Attribute::optional("rows", Type::Number, "Number of rows of a `random` stand-in.")
-            .null_means("`1000`")
-            .whole_number(1, MAX_RANDOM_ROWS),
-    )
-    .attr(Attribute::optional(
-        "public_source",
-        Type::String,
-        "Path to the public CSV published as the `sample` stand-in; it must conform to the schema.",
-    ))
-    .attr(
-        Attribute::optional(
-            "readers",
-            Type::set(Type::String),
-            "IAM members allowed to read the stand-in (`user:`, `group:`, `serviceAccount:`, `domain:`, \
-             `principal://`, `principalSet://`). Public members are refused.",
-        )
-        .check(validate::reader_member),
-    );
     Schema::new(
         0,
         Block::new(
@@ -151,7 +118,7 @@ pub fn schema() -> Schema {
             .min_items(1)
             .max_items(1),
         )
-        .block(NestedBlock::single("programming_stage", stage))
+        .block(NestedBlock::single("programming_stage", super::stage::block()))
         .block(timeouts::block("30m")),
     )
 }
@@ -189,41 +156,7 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     }
     d.extend(timeouts::validate(&m.timeouts));
     if let Some(stage) = m.stage() {
-        let p = |a: &str| AttributePath::root("programming_stage").attr(a);
-        let mode = stage.mode.as_deref();
-        match mode {
-            Some("dp_synthetic") => d.push(Diagnostic::attribute_error(
-                p("mode"),
-                "\"dp_synthetic\" is not yet supported",
-                "Differentially private synthetic stand-ins are planned but not available in this version; use \
-                 \"random\" (no information from the data) or \"sample\" (a public file you supply).",
-            )),
-            Some(m) if !MODES.contains(&m) => d.push(Diagnostic::attribute_error(
-                p("mode"),
-                format!("unknown mode {m:?}"),
-                format!("Allowed modes: {}.", MODES.join(", ")),
-            )),
-            _ => {}
-        }
-        if mode == Some("random") && !stage.public_source.is_null() {
-            d.push(Diagnostic::attribute_error(
-                p("public_source"),
-                "public_source applies only to mode = \"sample\"",
-                "",
-            ));
-        }
-        if mode == Some("sample") {
-            if stage.public_source.is_null() {
-                d.push(Diagnostic::attribute_error(
-                    p("public_source"),
-                    "mode = \"sample\" needs public_source",
-                    "Name the public CSV file to publish as the stand-in.",
-                ));
-            }
-            if !stage.rows.is_null() {
-                d.push(Diagnostic::attribute_error(p("rows"), "rows applies only to mode = \"random\"", ""));
-            }
-        }
+        d.extend(super::stage::validate(stage, &m));
     }
     d
 }
@@ -250,12 +183,10 @@ pub(super) mod tests {
     }
 
     pub fn stage(mode: &str, extra: &[(&str, Value)]) -> Value {
-        let mut s = Value::object([
-            ("mode", Value::string(mode)),
-            ("rows", Value::Null),
-            ("public_source", Value::Null),
-            ("readers", Value::Null),
-        ]);
+        let schema = schema();
+        let block = &schema.block.nested("programming_stage").expect("programming_stage").block;
+        let mut s = Value::null_object(&block.implied_type());
+        s.set("mode", Value::string(mode));
         for (k, v) in extra {
             s.set(k, v.clone());
         }
@@ -280,7 +211,44 @@ pub(super) mod tests {
         let cases: Vec<(Value, &str)> = vec![
             (config(&[("bucket", Value::string("Bad_Bucket!"))]), "bucket"),
             (config(&[("name", Value::string("Not Valid"))]), "name"),
-            (config(&[("programming_stage", stage("dp_synthetic", &[]))]), "programming_stage.mode"),
+            (config(&[("programming_stage", stage("synthetic", &[]))]), "programming_stage.mode"),
+            (config(&[("programming_stage", stage("dp_synthetic", &[]))]), "programming_stage.epsilon"),
+            (
+                config(&[("programming_stage", stage("dp_synthetic", &[("epsilon", Value::float(-1.0))]))]),
+                "programming_stage.epsilon",
+            ),
+            (
+                config(&[(
+                    "programming_stage",
+                    stage("dp_synthetic", &[("epsilon", Value::int(1)), ("delta", Value::float(0.1))]),
+                )]),
+                "programming_stage.delta",
+            ),
+            (
+                config(&[("programming_stage", stage("random", &[("epsilon", Value::int(1))]))]),
+                "programming_stage.epsilon",
+            ),
+            (
+                config(&[(
+                    "programming_stage",
+                    stage("dp_synthetic", &[("epsilon", Value::int(1)), ("max_rows_per_unit", Value::int(3))]),
+                )]),
+                "programming_stage.max_rows_per_unit",
+            ),
+            (
+                config(&[(
+                    "programming_stage",
+                    stage("dp_synthetic", &[("epsilon", Value::int(1)), ("unit_column", Value::string("patient"))]),
+                )]),
+                "programming_stage.unit_column",
+            ),
+            (
+                config(&[(
+                    "programming_stage",
+                    stage("dp_synthetic", &[("epsilon", Value::int(1)), ("bins", Value::int(1))]),
+                )]),
+                "programming_stage.bins",
+            ),
             (config(&[("programming_stage", stage("random", &[("rows", Value::int(0))]))]), "programming_stage.rows"),
             (config(&[("programming_stage", stage("sample", &[]))]), "programming_stage.public_source"),
             (
@@ -313,5 +281,19 @@ pub(super) mod tests {
             stage("random", &[("rows", Value::int(10)), ("readers", Value::Set(vec![Value::string("user:a@b.co")]))]),
         )]);
         assert!(validate_config(&cfg).is_empty(), "{:?}", summaries(&validate_config(&cfg)));
+        let dp = config(&[(
+            "programming_stage",
+            stage(
+                "dp_synthetic",
+                &[
+                    ("epsilon", Value::float(0.5)),
+                    ("delta", Value::float(1e-8)),
+                    ("bins", Value::int(8)),
+                    ("unit_column", Value::string("age")),
+                    ("max_rows_per_unit", Value::int(2)),
+                ],
+            ),
+        )]);
+        assert!(validate_config(&dp).is_empty(), "{:?}", summaries(&validate_config(&dp)));
     }
 }
