@@ -347,3 +347,56 @@ fn a_dp_synthetic_stand_in_follows_the_schema_and_copies_no_cell() {
     ws.write("data.csv", SMALL_CSV);
     ws.destroy();
 }
+
+/// The privacy ledger: each DP-synthetic generation is recorded beside the data; the budget
+/// refuses at plan a generation it cannot cover, naming the attribute and what is left; destroy
+/// keeps the ledger, and a re-created dataset spends from where the old one stopped.
+#[test]
+fn the_privacy_budget_refuses_at_plan_and_the_ledger_outlives_the_dataset() {
+    let tf = Terraform::latest();
+    let ws = Workspace::new(&tf);
+    let config = |epsilon: &str| {
+        let stage = format!(
+            "  programming_stage {{\n    mode = \"dp_synthetic\"\n    epsilon = {epsilon}\n    rows = 10\n  }}\n  \
+             privacy_budget {{\n    epsilon = 1.5\n  }}\n"
+        );
+        small_config("ledger", None, &stage)
+            + "data \"dcr_privacy_ledger\" \"l\" {\n  dataset = dcr_dataset.d.id\n}\n\
+               output \"generations\" {\n  value = length(data.dcr_privacy_ledger.l.entries)\n}\n"
+    };
+    let outputs = |ws: &Workspace| -> Value {
+        serde_json::from_str(&ws.run_ok(&["output", "-json"]).text()).expect("terraform output -json")
+    };
+    ws.write("main.tf", &config("1"));
+    ws.write("data.csv", SMALL_CSV);
+    ws.init();
+    ws.apply();
+    let spent = dataset(&ws.show_json(), "d")["privacy_spent"].as_f64().expect("privacy_spent");
+    assert!(spent > 0.9 && spent <= 1.0 + 1e-6, "spent {spent}");
+    assert_eq!(outputs(&ws)["generations"]["value"], 1);
+
+    // More than the budget has left: refused at plan, at the attribute, saying what is left.
+    ws.write("main.tf", &config("1.2"));
+    let plan = ws.run(&["plan", "-input=false", "-no-color"]);
+    assert!(!plan.status.success(), "{}", plan.text());
+    let text = plan.text();
+    assert!(text.contains("programming_stage.epsilon") && text.contains("left"), "{text}");
+
+    // Destroy keeps the ledger; a re-created dataset spends on top of it.
+    ws.write("main.tf", &config("1"));
+    ws.destroy();
+    let bucket = format!("{PROJECT}-ledger");
+    {
+        let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
+        let ledger = cloud.download(&cloud.admin_token, &bucket, "ledger.privacy-ledger.json").expect("the ledger");
+        let ledger: Value = serde_json::from_slice(&ledger).expect("JSON");
+        assert_eq!(ledger["entries"].as_array().map(Vec::len), Some(1), "{ledger}");
+        assert!(cloud.download(&cloud.admin_token, &bucket, "ledger.csv.enc").is_err(), "the data is gone");
+    }
+    ws.write("main.tf", &config("0.5"));
+    ws.apply();
+    let again = dataset(&ws.show_json(), "d")["privacy_spent"].as_f64().expect("privacy_spent");
+    assert!(again > spent, "a re-created dataset starts from what was spent: {again} after {spent}");
+    assert_eq!(outputs(&ws)["generations"]["value"], 2);
+    ws.destroy();
+}

@@ -21,9 +21,18 @@ resource "dcr_dataset" "patients" {
     }
   }
 
+  # Analysts explore rows drawn from a differentially private model of the data: its statistics
+  # survive, and no one patient's presence changes it by more than epsilon allows.
   programming_stage {
-    mode    = "random"
-    rows    = 1000
-    readers = ["group:analysts@example.com"]
+    mode        = "dp_synthetic"
+    epsilon     = 1
+    unit_column = "patient_id"
+    readers     = ["group:analysts@example.com"]
+  }
+
+  # All stand-ins of this dataset together may spend at most this; the ledger beside the data
+  # keeps the count, even across destroy and re-create.
+  privacy_budget {
+    epsilon = 3
   }
 }

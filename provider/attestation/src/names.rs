@@ -69,7 +69,19 @@ impl DatasetLocation {
     pub fn stage1_uri(&self) -> String {
         gs_uri(&self.stage1_bucket(), &self.stage1_object())
     }
+
+    /// The dataset's privacy ledger, beside its data: `NAME.privacy-ledger.json`.
+    pub fn ledger_object(&self) -> String {
+        format!("{}{LEDGER_SUFFIX}", self.name)
+    }
+
+    pub fn ledger_uri(&self) -> String {
+        gs_uri(&self.bucket, &self.ledger_object())
+    }
 }
+
+/// What follows a dataset's name in its privacy ledger's object name.
+pub const LEDGER_SUFFIX: &str = ".privacy-ledger.json";
 
 /// The encrypted object of the dataset `name` (a dcr envelope): `NAME.csv.enc`.
 pub fn dataset_object(name: &str) -> String {
@@ -198,6 +210,7 @@ mod tests {
         assert_eq!(DatasetLocation::from_id("no-slash"), None);
         assert_eq!(d.object_uri(), "gs://proj-patients/patients.csv.enc");
         assert_eq!(d.stage1_uri(), "gs://proj-patients-stage1/patients.csv");
+        assert_eq!(d.ledger_uri(), "gs://proj-patients/patients.privacy-ledger.json");
         assert_eq!(key_ring("proj", "global", "patients"), "projects/proj/locations/global/keyRings/dcr-patients");
     }
 

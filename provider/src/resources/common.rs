@@ -83,13 +83,27 @@ pub async fn ensure_bucket(c: &Clients, want: &Bucket) -> Result<(), Diagnostics
 }
 
 pub async fn empty_and_delete_bucket(c: &Clients, bucket: &str) -> Result<(), Diagnostics> {
+    empty_and_delete_bucket_keeping(c, bucket, None).await
+}
+
+/// As [`empty_and_delete_bucket`], except that the object `keep` stays, and with it the bucket,
+/// when it exists.
+pub async fn empty_and_delete_bucket_keeping(c: &Clients, bucket: &str, keep: Option<&str>) -> Result<(), Diagnostics> {
     let objects = match c.storage.list_objects(bucket, None).await {
         Ok(o) => o,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(gcp_diag(&format!("Cannot list bucket {bucket:?}"), e)),
     };
+    let mut kept = false;
     for o in objects {
+        if Some(o.name.as_str()) == keep {
+            kept = true;
+            continue;
+        }
         c.storage.delete_object(bucket, &o.name).await.map_err(|e| gcp_diag("Cannot delete object", e))?;
+    }
+    if kept {
+        return Ok(());
     }
     c.storage.delete_bucket(bucket).await.map_err(|e| gcp_diag(&format!("Cannot delete bucket {bucket:?}"), e))
 }

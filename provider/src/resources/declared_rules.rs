@@ -318,6 +318,7 @@ fn every_model_has_its_schemas_attributes() {
     let ds = dataset::schema();
     check_fields::<dataset::model::Dataset>(&ds.block).unwrap();
     check_fields::<dataset::model::ProgrammingStage>(nested(&ds.block, "programming_stage")).unwrap();
+    check_fields::<dataset::model::PrivacyBudget>(nested(&ds.block, "privacy_budget")).unwrap();
     let ps = policy::schema();
     check_fields::<policy::model::Policy>(&ps.block).unwrap();
     check_fields::<policy::model::PolicyOutput>(nested(&ps.block, "output")).unwrap();

@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod coding;
 pub mod counts;
+pub mod ledger;
 pub mod mst;
 pub mod noise;
 pub mod standin;

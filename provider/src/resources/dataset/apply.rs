@@ -83,6 +83,10 @@ async fn converge_steps(
             }
         }
     }
+    if state.privacy_spent.is_unknown() {
+        let stored = super::ledger::read(&c, &place).await?;
+        state.privacy_spent = Attr::Known(super::ledger::spent(&stored.ledger, super::ledger::budget(planned)));
+    }
     Ok(())
 }
 
@@ -93,7 +97,7 @@ async fn delete(provider: &ProviderState, prior: &Value) -> Result<(), Diagnosti
         empty_and_delete_bucket(&c, s1).await?;
     }
     if let Some(b) = prior.bucket.as_deref() {
-        empty_and_delete_bucket(&c, b).await?;
+        super::ledger::empty_keeping_ledger(&c, b, prior.name.as_deref()).await?;
     }
     if let Some(k) = prior.crypto_key.as_deref() {
         destroy_key_versions(&c, k).await?;
@@ -253,28 +257,43 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
             let schema = dataset_schema(&state.schema)?
                 .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
             let settings = dp_settings(&stage, &schema);
+            let settings_epsilon = settings.epsilon;
             let source = known(&state.source, "source")?.to_string();
             let plan_sha = known(&state.source_sha256, "source_sha256")?.to_string();
-            let buf = blocking("The DP-synthetic stand-in's generation", move || {
+            let (release, buf) = blocking("The DP-synthetic stand-in's generation", move || {
                 let at = AttributePath::root("source");
                 let verified = source_as_planned(&source, &plan_sha)?;
                 let mut buf = Vec::new();
-                dcr_synth::standin::dp_synthetic_csv(&schema, verified, &settings, &mut buf).map_err(|e| {
-                    let at = match e {
-                        dcr_synth::standin::SynthError::Unit { .. } => {
-                            AttributePath::root("programming_stage").attr("max_rows_per_unit")
-                        }
-                        _ => at,
-                    };
-                    Diagnostics::from(Diagnostic::attribute_error(
-                        at,
-                        "cannot generate the DP-synthetic stand-in",
-                        format!("{e}. Nothing was published."),
-                    ))
-                })?;
-                Ok(buf)
+                let release =
+                    dcr_synth::standin::dp_synthetic_csv(&schema, verified, &settings, &mut buf).map_err(|e| {
+                        let at = match e {
+                            dcr_synth::standin::SynthError::Unit { .. } => {
+                                AttributePath::root("programming_stage").attr("max_rows_per_unit")
+                            }
+                            _ => at,
+                        };
+                        Diagnostics::from(Diagnostic::attribute_error(
+                            at,
+                            "cannot generate the DP-synthetic stand-in",
+                            format!("{e}. Nothing was published."),
+                        ))
+                    })?;
+                Ok((release, buf))
             })
             .await?;
+            // Spent before it is published: a failed upload after this wastes budget, never the
+            // reverse (a published stand-in the ledger does not know).
+            let place = DatasetLocation::new(known(&state.bucket, "bucket")?, name);
+            let entry = dcr_synth::ledger::Entry {
+                mechanism: dcr_synth::standin::MECHANISM.into(),
+                rho: release.rho,
+                epsilon: settings_epsilon,
+                delta: release.delta,
+                rows: release.rows,
+                time: super::ledger::now(),
+                stand_in_sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buf)),
+            };
+            super::ledger::append(c, &place, super::ledger::budget(state), entry).await?;
             Box::new(std::io::Cursor::new(buf))
         }
         _ => {

@@ -27,9 +27,12 @@ pub struct Dataset {
     pub stage1_bucket: Attr<String>,
     pub stage1_uri: Attr<String>,
     pub stage1_sha256: Attr<String>,
+    pub privacy_ledger_uri: Attr<String>,
+    pub privacy_spent: Attr<f64>,
     /// The declared columns, read by [`super::columns::dataset_schema`].
     pub schema: Value,
     pub programming_stage: Attr<ProgrammingStage>,
+    pub privacy_budget: Attr<PrivacyBudget>,
     pub timeouts: Attr<crate::timeouts::Timeouts>,
 }
 
@@ -44,6 +47,12 @@ pub struct ProgrammingStage {
     pub max_rows_per_unit: Attr<Number>,
     pub public_source: Attr<String>,
     pub readers: Attr<SetOf<Attr<String>>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Model)]
+pub struct PrivacyBudget {
+    pub epsilon: Attr<Number>,
+    pub delta: Attr<Number>,
 }
 
 impl Dataset {

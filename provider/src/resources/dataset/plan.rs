@@ -78,7 +78,29 @@ pub(super) async fn plan(state: &ProviderState, req: PlanRequest) -> PlanRespons
     if d.has_errors() {
         return fail(d);
     }
-    plan_response(plan_state(&req.prior_state, &req.config, &facts), d)
+    let planned = plan_state(&req.prior_state, &req.config, &facts);
+    if let Ok((v, _)) = &planned
+        && let Err(e) = check_budget(&clients, v).await
+    {
+        return fail(e);
+    }
+    plan_response(planned, d)
+}
+
+/// A planned DP-synthetic generation must fit what the budget has left, per the ledger.
+async fn check_budget(clients: &crate::clients::Clients, planned: &Value) -> Result<(), Diagnostics> {
+    let p = super::read(planned)?;
+    let (Some(budget), Some(stage), Some(place)) = (super::ledger::budget(&p), p.stage(), p.place()) else {
+        return Ok(());
+    };
+    if p.stage_mode() != Some("dp_synthetic") || !p.stage1_sha256.is_unknown() {
+        return Ok(());
+    }
+    let Some(epsilon) = stage.epsilon.known().and_then(|n| n.as_f64()) else { return Ok(()) };
+    let delta = stage.delta.known().and_then(|n| n.as_f64()).unwrap_or(super::DEFAULT_DELTA);
+    let stored = super::ledger::read(clients, &place).await?;
+    let rho = dcr_synth::accounting::cdp_rho(epsilon, delta);
+    stored.ledger.check(Some(budget), epsilon, rho).map_err(super::ledger::over_budget)
 }
 
 /// The planned state: the configuration, defaults filled in, and every computed value either kept
@@ -149,6 +171,14 @@ pub fn plan_state(
                 if same_inputs { keep(&prior.stage1_sha256) } else { Attr::Unknown }
             };
         }
+    }
+    p.privacy_ledger_uri = Attr::known_or_unknown(place.as_ref().map(DatasetLocation::ledger_uri));
+    // What was spent changes with a new generation; how it is shown, with the budget's δ.
+    let generates = mode.as_deref() == Some("dp_synthetic") && p.stage1_sha256.is_unknown();
+    let shown_alike = prior.privacy_budget == config.privacy_budget;
+    p.privacy_spent = if fresh || generates || !shown_alike { Attr::Unknown } else { prior.privacy_spent.clone() };
+    if p.privacy_spent.is_null() {
+        p.privacy_spent = Attr::Unknown;
     }
     Ok((p.into_value(), requires_replace))
 }

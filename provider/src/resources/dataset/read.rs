@@ -139,6 +139,9 @@ pub(super) async fn import(provider: &ProviderState, id: &str) -> Result<Value, 
         source_rows: m.get(meta::SOURCE_ROWS).and_then(|r| r.parse::<i64>().ok()).map_or(Attr::Null, Attr::Known),
         ..Dataset::default()
     };
+    state.privacy_ledger_uri = Attr::Known(place.ledger_uri());
+    let ledger = super::ledger::read(&c, &place).await?;
+    state.privacy_spent = Attr::Known(super::ledger::spent(&ledger.ledger, None));
     if !matches!(state.stage_mode(), Some("none")) {
         state.stage1_bucket = Attr::Known(place.stage1_bucket());
         state.stage1_uri = Attr::Known(place.stage1_uri());

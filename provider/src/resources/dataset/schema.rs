@@ -108,6 +108,20 @@ pub fn schema() -> Schema {
         .attr(Attribute::computed("stage1_bucket", Type::String, "Bucket holding the stand-in (`BUCKET-stage1`)."))
         .attr(Attribute::computed("stage1_uri", Type::String, "`gs://` URI of the stage-1 stand-in CSV."))
         .attr(Attribute::computed("stage1_sha256", Type::String, "SHA-256 of the published stand-in (hex)."))
+        .attr(Attribute::computed(
+            "privacy_ledger_uri",
+            Type::String,
+            "`gs://` URI of the dataset's privacy ledger: every DP-synthetic stand-in generated from it and what it \
+             spent. Written at the first generation; destroying the dataset keeps it (and its bucket), so a \
+             re-created dataset does not get its budget back.",
+        ))
+        .attr(Attribute::computed(
+            "privacy_spent",
+            Type::Number,
+            "The privacy loss all DP-synthetic stand-ins of this dataset have spent, per its ledger, as ε at \
+             `privacy_budget.delta` (or 1e-9 without a budget). Costs add up in zero-concentrated DP, which is \
+             tighter than adding the ε of each generation.",
+        ))
         .block(
             NestedBlock::single(
                 "schema",
@@ -119,6 +133,7 @@ pub fn schema() -> Schema {
             .max_items(1),
         )
         .block(NestedBlock::single("programming_stage", super::stage::block()))
+        .block(NestedBlock::single("privacy_budget", super::stage::budget_block()))
         .block(timeouts::block("30m")),
     )
 }

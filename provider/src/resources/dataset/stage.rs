@@ -98,6 +98,22 @@ pub(super) fn block() -> Block {
     )
 }
 
+/// `privacy_budget`: the cap on what all stand-ins of the dataset may spend.
+pub(super) fn budget_block() -> Block {
+    Block::new(
+        "A cap on the privacy loss all DP-synthetic stand-ins of this dataset may spend together, kept in the \
+         dataset's privacy ledger. A new stand-in that would go over it fails the plan, saying what is left.",
+    )
+    .attr(
+        Attribute::required("epsilon", Type::Number, "The total privacy loss allowed.").check_number(positive_epsilon),
+    )
+    .attr(
+        Attribute::optional("delta", Type::Number, "The δ at which the total is counted.")
+            .null_means("`1e-9`")
+            .check_number(small_delta),
+    )
+}
+
 /// The checks of the block that involve several attributes (each attribute's own are declared).
 pub(super) fn validate(stage: &ProgrammingStage, m: &Dataset) -> Diagnostics {
     let mut d = Diagnostics::new();
