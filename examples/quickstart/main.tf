@@ -1,7 +1,8 @@
 # The dcr quickstart: a hospital publishes a confidential patient table as a dcr_dataset on the
 # embedded local cloud (no cloud account needed). The file is validated against its schema,
 # encrypted on this machine under a KMS-wrapped data key, and stored in a private bucket; analysts
-# get a random stand-in drawn from the declared schema, which carries no information from the data.
+# get a DP-synthetic stand-in: rows drawn from a model of the table fitted with differential privacy
+# (epsilon = 1), recorded in a privacy ledger beside the data.
 # A dcr_policy says which workloads may ever read the real data: only attested images whose digest
 # the hospital approved, exchanging their attestation token through workload identity federation.
 # A research team's notebook (analysis.ipynb) is baked into a workload image; the hospital pins
@@ -71,9 +72,10 @@ resource "dcr_dataset" "patients" {
   }
 
   programming_stage {
-    mode    = "random"
-    rows    = 200
-    readers = ["user:analyst@example.com"]
+    mode        = "dp_synthetic"
+    epsilon     = 1
+    unit_column = "patient_id" # one patient per id: the guarantee covers each patient
+    readers     = ["user:analyst@example.com"]
   }
 }
 
@@ -177,8 +179,13 @@ output "source_sha256" {
 }
 
 output "stage1_uri" {
-  description = "The random stand-in analysts may read."
+  description = "The DP-synthetic stand-in analysts may read."
   value       = dcr_dataset.patients.stage1_uri
+}
+
+output "privacy_spent" {
+  description = "The privacy loss the dataset's stand-ins have spent (its ledger outlives destroy)."
+  value       = dcr_dataset.patients.privacy_spent
 }
 
 output "policy_audience" {

@@ -156,6 +156,35 @@ impl LocalCloudProcess {
     }
 
     /// Names of the buckets of `project` (as the admin).
+    /// Destroy keeps each dataset's privacy ledger, and the bucket it is in. Checks that ledgers
+    /// are all that is left in `project`'s buckets, then deletes them, as an owner starting over
+    /// on purpose would; returns the ledgers' names.
+    pub fn remove_ledgers(&self, project: &str) -> Vec<String> {
+        let mut removed = Vec::new();
+        for bucket in self.buckets(project) {
+            let r = self.get(&self.admin_token, &format!("/storage/v1/b/{bucket}/o"));
+            assert!(r.status().is_success(), "list objects of {bucket}: {}", r.status());
+            let v: Value = r.json().expect("json");
+            let names: Vec<String> = v["items"]
+                .as_array()
+                .map(|a| a.iter().map(|o| o["name"].as_str().unwrap_or("").to_string()).collect())
+                .unwrap_or_default();
+            let ledger = |n: &String| n.ends_with(dcr_attestation::names::LEDGER_SUFFIX);
+            assert!(
+                !names.is_empty() && names.iter().all(ledger),
+                "bucket {bucket} holds more than a privacy ledger after destroy: {names:?}"
+            );
+            for n in &names {
+                let r = self.delete(&self.admin_token, &format!("/storage/v1/b/{bucket}/o/{}", encode(n)));
+                assert!(r.status().is_success(), "delete {n}: {}", r.status());
+            }
+            let r = self.delete(&self.admin_token, &format!("/storage/v1/b/{bucket}"));
+            assert!(r.status().is_success(), "delete bucket {bucket}: {}", r.status());
+            removed.extend(names);
+        }
+        removed
+    }
+
     pub fn buckets(&self, project: &str) -> Vec<String> {
         let r = self.get(&self.admin_token, &format!("/storage/v1/b?project={project}"));
         assert!(r.status().is_success(), "list buckets: {}", r.status());

@@ -178,6 +178,12 @@ pub fn run_trial(tf: &Terraform, trial: Option<&Trial>) -> Outcome {
     t.settle("left behind after the re-apply and its plan", TrialWorkspace::leftovers);
 
     t.ws.destroy();
+    // Destroy keeps the privacy ledger of the DP-synthetic stand-in (by design): check it is all
+    // that is left in the cloud, and remove it before looking for anything else.
+    {
+        let cloud = LocalCloudProcess::start(&provider_bin(), &t.state_dir(), &[]);
+        cloud.remove_ledgers(PROJECT);
+    }
     t.settle("left behind after destroy", |t| {
         let mut left = t.leftovers();
         left.extend(t.stored_after_destroy());

@@ -62,6 +62,7 @@ fn destroy_of_the_quickstart_needs_neither_the_notebook_nor_the_data() {
 
     ws.destroy();
     let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
+    assert_eq!(cloud.remove_ledgers(PROJECT), ["patients.privacy-ledger.json"], "only the privacy ledger stays");
     assert_eq!(cloud.buckets(PROJECT), Vec::<String>::new(), "buckets left after destroy");
     assert!(cloud.pools(PROJECT).iter().all(|p| p["state"] == "DELETED"), "pools left: {:?}", cloud.pools(PROJECT));
 }

@@ -185,6 +185,8 @@ fn quickstart_runs_the_reviewed_notebook_and_verifies_its_result_on_every_terraf
 
         ws.destroy();
         let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+        // The stand-in is DP-synthetic: its privacy ledger outlives the dataset, and nothing else.
+        assert_eq!(cloud.remove_ledgers(PROJECT), ["patients.privacy-ledger.json"], "terraform {}", tf.version);
         assert_eq!(cloud.buckets(PROJECT), Vec::<String>::new(), "terraform {}: destroy left buckets", tf.version);
     }
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "the same inputs in two state directories: {digests:?}");

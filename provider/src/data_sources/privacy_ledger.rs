@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use dcr_attestation::names::DatasetLocation;
 use tfplugin6::model::{Attr, IntoValue, Model};
 use tfplugin6::schema::{Attribute, Block, Schema};
+use tfplugin6::value::Number;
 use tfplugin6::{AttributePath, DataSource, Diagnostic, Diagnostics, Type, Value};
 
 use crate::provider::ProviderState;
@@ -30,17 +31,17 @@ pub struct PrivacyLedgerData {
     pub dataset: Attr<String>,
     pub delta: Attr<f64>,
     pub ledger_uri: Attr<String>,
-    pub rho_spent: Attr<f64>,
-    pub epsilon_spent: Attr<f64>,
+    pub rho_spent: Attr<Number>,
+    pub epsilon_spent: Attr<Number>,
     pub entries: Attr<Vec<LedgerEntry>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Model)]
+#[derive(Clone, Debug, PartialEq, Model)]
 pub struct LedgerEntry {
     pub mechanism: String,
-    pub rho: f64,
-    pub epsilon: f64,
-    pub delta: f64,
+    pub rho: Number,
+    pub epsilon: Number,
+    pub delta: Number,
     pub rows: i64,
     pub time: String,
     pub stand_in_sha256: String,
@@ -113,8 +114,9 @@ impl DataSource for PrivacyLedger {
         let stored = ledger::read(&clients, &place).await?;
         let delta = data.delta.known().copied().unwrap_or(DEFAULT_DELTA);
         data.ledger_uri = Attr::Known(place.ledger_uri());
-        data.rho_spent = Attr::Known(stored.ledger.rho_spent());
-        data.epsilon_spent = Attr::Known(stored.ledger.epsilon_spent(delta));
+        // Decimals, so that outputs of them plan no change (see `Number::decimal`).
+        data.rho_spent = Attr::Known(Number::decimal(stored.ledger.rho_spent(), 6));
+        data.epsilon_spent = Attr::Known(Number::decimal(stored.ledger.epsilon_spent(delta), 6));
         data.entries = Attr::Known(
             stored
                 .ledger
@@ -122,9 +124,9 @@ impl DataSource for PrivacyLedger {
                 .into_iter()
                 .map(|e| LedgerEntry {
                     mechanism: e.mechanism,
-                    rho: e.rho,
-                    epsilon: e.epsilon,
-                    delta: e.delta,
+                    rho: Number::decimal(e.rho, 6),
+                    epsilon: Number::decimal(e.epsilon, 6),
+                    delta: Number::decimal(e.delta, 6),
                     rows: e.rows as i64,
                     time: e.time,
                     stand_in_sha256: e.stand_in_sha256,

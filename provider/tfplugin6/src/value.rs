@@ -117,6 +117,24 @@ impl Number {
             _ => None,
         }
     }
+    /// `x` to `significant` digits as a decimal, for a computed fraction a provider reports.
+    /// A float64 that is not a short decimal does not survive Terraform's round trip through state
+    /// (512-bit big.Float, written in decimal): the same value would plan as a change. A decimal
+    /// string travels exactly.
+    pub fn decimal(x: f64, significant: usize) -> Number {
+        if x == 0.0 || !x.is_finite() {
+            return Number::Int(0);
+        }
+        let magnitude = x.abs().log10().floor() as i64;
+        let places = (significant as i64 - 1 - magnitude).clamp(0, 30) as usize;
+        let text = format!("{x:.places$}");
+        let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+        match text.parse::<i64>() {
+            Ok(i) => Number::Int(i),
+            Err(_) => Number::Big(text.to_string()),
+        }
+    }
+
     fn canonical(&self) -> Number {
         match self {
             Number::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Number::Int(*f as i64),
@@ -634,6 +652,19 @@ mod tests {
         let back = from_msgpack(&bytes, &obj_type()).unwrap();
         assert_eq!(back, v);
         assert!(!back.is_wholly_known());
+    }
+
+    #[test]
+    fn decimals_keep_their_significant_digits_and_no_more() {
+        assert_eq!(Number::decimal(0.9999991696374422, 6).to_string(), "0.999999");
+        assert_eq!(Number::decimal(0.014973057673588523, 6).to_string(), "0.0149731");
+        assert_eq!(Number::decimal(1.4371424, 4).to_string(), "1.437");
+        assert_eq!(Number::decimal(2.0000001, 4), Number::Int(2));
+        assert_eq!(Number::decimal(1e-9, 3).to_string(), "0.000000001");
+        assert_eq!(Number::decimal(0.0, 3), Number::Int(0));
+        let v = Value::Number(Number::decimal(0.9999991696374422, 6));
+        let t = Type::Number;
+        assert_eq!(from_msgpack(&to_msgpack(&v, &t).unwrap(), &t).unwrap(), v);
     }
 
     #[test]

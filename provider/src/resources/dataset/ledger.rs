@@ -8,6 +8,7 @@ use dcr_gcp::storage::Object;
 use dcr_synth::ledger::{Budget, Entry, Ledger, LedgerError};
 use futures::StreamExt;
 use tfplugin6::model::Attr;
+use tfplugin6::value::Number;
 use tfplugin6::{AttributePath, Diagnostic, Diagnostics};
 
 use super::DEFAULT_DELTA;
@@ -50,13 +51,13 @@ pub(crate) async fn read(c: &Clients, place: &DatasetLocation) -> Result<Stored,
 /// The budget a configuration sets, if any.
 pub(super) fn budget(d: &Dataset) -> Option<Budget> {
     let b = d.privacy_budget.known()?;
-    let number = |n: &Attr<tfplugin6::value::Number>| n.known().and_then(|n| n.as_f64());
+    let number = |n: &Attr<Number>| n.known().and_then(|n| n.as_f64());
     Some(Budget { epsilon: number(&b.epsilon)?, delta: number(&b.delta).unwrap_or(DEFAULT_DELTA) })
 }
 
-/// What the ledger says was spent, as ε at the budget's δ (or the default δ).
-pub(super) fn spent(ledger: &Ledger, budget: Option<Budget>) -> f64 {
-    ledger.epsilon_spent(budget.map_or(DEFAULT_DELTA, |b| b.delta))
+/// What the ledger says was spent, as ε at the budget's δ (or the default δ), to 6 digits.
+pub(super) fn spent(ledger: &Ledger, budget: Option<Budget>) -> Number {
+    Number::decimal(ledger.epsilon_spent(budget.map_or(DEFAULT_DELTA, |b| b.delta)), 6)
 }
 
 /// The refusal of a generation over budget, at the attribute that asks for it.

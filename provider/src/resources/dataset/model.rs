@@ -28,7 +28,7 @@ pub struct Dataset {
     pub stage1_uri: Attr<String>,
     pub stage1_sha256: Attr<String>,
     pub privacy_ledger_uri: Attr<String>,
-    pub privacy_spent: Attr<f64>,
+    pub privacy_spent: Attr<Number>,
     /// The declared columns, read by [`super::columns::dataset_schema`].
     pub schema: Value,
     pub programming_stage: Attr<ProgrammingStage>,
