@@ -10,8 +10,8 @@ use dcr_gcp::storage::Object;
 use tfplugin6::model::{Attr, IntoValue};
 use tfplugin6::{ApplyRequest, ApplyResponse, AttributePath, Diagnostic, Diagnostics, Value};
 
-use super::model::{Dataset, ProgrammingStage, known};
-use super::{DEFAULT_DELTA, DEFAULT_TIMEOUT, ENVELOPE_FORMAT, TYPE_NAME, meta};
+use super::model::{Dataset, known};
+use super::{DEFAULT_TIMEOUT, ENVELOPE_FORMAT, TYPE_NAME, meta};
 use crate::clients::Clients;
 use dcr_dataset::HashingReader;
 use dcr_dataset::standin::random_csv;
@@ -212,7 +212,7 @@ async fn upload_encrypted(c: &Clients, state: &Dataset, crypto_key: &str) -> Res
 
 /// The source file, read through a check that it still hashes to what plan saw: a file edited
 /// between plan and apply fails the read at its end, before what was read is used.
-fn source_as_planned(
+pub(super) fn source_as_planned(
     source: &str,
     plan_sha: &str,
 ) -> Result<HashingReader<std::io::BufReader<std::fs::File>>, Diagnostics> {
@@ -246,56 +246,15 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
     if !upload {
         return Ok(None);
     }
-    // Both stand-ins stream: a public sample may be large, and is hashed as it goes up.
+    // Every stand-in streams up, hashed as it goes: a public sample or a DP-synthetic one may be
+    // large (the latter waits in an unnamed temporary file, readable by this process alone).
     let body: Box<dyn std::io::Read + Send> = match stage.mode.as_deref() {
         Some("sample") => {
             let path = known(&stage.public_source, "programming_stage.public_source")?;
             let at = AttributePath::root("programming_stage").attr("public_source");
             Box::new(std::io::BufReader::with_capacity(1 << 20, crate::files::open_regular(&at, path)?))
         }
-        Some("dp_synthetic") => {
-            let schema = dataset_schema(&state.schema)?
-                .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
-            let settings = dp_settings(&stage, &schema);
-            let settings_epsilon = settings.epsilon;
-            let source = known(&state.source, "source")?.to_string();
-            let plan_sha = known(&state.source_sha256, "source_sha256")?.to_string();
-            let (release, buf) = blocking("The DP-synthetic stand-in's generation", move || {
-                let at = AttributePath::root("source");
-                let verified = source_as_planned(&source, &plan_sha)?;
-                let mut buf = Vec::new();
-                let release =
-                    dcr_synth::standin::dp_synthetic_csv(&schema, verified, &settings, &mut buf).map_err(|e| {
-                        let at = match e {
-                            dcr_synth::standin::SynthError::Unit { .. } => {
-                                AttributePath::root("programming_stage").attr("max_rows_per_unit")
-                            }
-                            _ => at,
-                        };
-                        Diagnostics::from(Diagnostic::attribute_error(
-                            at,
-                            "cannot generate the DP-synthetic stand-in",
-                            format!("{e}. Nothing was published."),
-                        ))
-                    })?;
-                Ok((release, buf))
-            })
-            .await?;
-            // Spent before it is published: a failed upload after this wastes budget, never the
-            // reverse (a published stand-in the ledger does not know).
-            let place = DatasetLocation::new(known(&state.bucket, "bucket")?, name);
-            let entry = dcr_synth::ledger::Entry {
-                mechanism: dcr_synth::standin::MECHANISM.into(),
-                rho: release.rho,
-                epsilon: settings_epsilon,
-                delta: release.delta,
-                rows: release.rows,
-                time: super::ledger::now(),
-                stand_in_sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buf)),
-            };
-            super::ledger::append(c, &place, super::ledger::budget(state), entry).await?;
-            Box::new(std::io::Cursor::new(buf))
-        }
+        Some("dp_synthetic") => Box::new(super::dp::generate_and_record(c, state, &stage).await?),
         _ => {
             let schema = dataset_schema(&state.schema)?
                 .ok_or_else(|| Diagnostics::from(Diagnostic::error("schema unknown at apply", "")))?;
@@ -318,20 +277,6 @@ async fn publish_stage1(c: &Clients, state: &Dataset, upload: bool) -> Result<Op
         .map_err(|e| gcp_diag(&format!("Cannot upload the stand-in to {s1:?}"), e))?;
     let sha = sha.lock().expect("hash slot").clone();
     Ok(sha)
-}
-
-/// The generator's settings from the `programming_stage` block (validated at plan).
-fn dp_settings(stage: &ProgrammingStage, schema: &dcr_dataset::DatasetSchema) -> dcr_synth::standin::Settings {
-    let number = |n: &Attr<tfplugin6::value::Number>| n.known().and_then(|n| n.as_f64());
-    let whole = |n: &Attr<tfplugin6::value::Number>| n.known().and_then(|n| n.as_i64());
-    dcr_synth::standin::Settings {
-        epsilon: number(&stage.epsilon).unwrap_or(0.0),
-        delta: number(&stage.delta).unwrap_or(DEFAULT_DELTA),
-        bins: whole(&stage.bins).map(|b| b as usize),
-        rows: whole(&stage.rows).map(|r| r as u64),
-        max_rows_per_unit: whole(&stage.max_rows_per_unit).unwrap_or(1) as u32,
-        unit_column: stage.unit_column.as_deref().and_then(|c| schema.names().iter().position(|n| *n == c)),
-    }
 }
 
 async fn destroy_key_versions(c: &Clients, key: &str) -> Result<(), Diagnostics> {

@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod columns;
+mod dp;
 pub(crate) mod ledger;
 pub mod model;
 pub mod plan;
