@@ -114,3 +114,51 @@ pub(super) async fn empty_keeping_ledger(c: &Clients, bucket: &str, name: Option
     let ledger = name.map(|n| DatasetLocation::new(bucket, n).ledger_object());
     crate::resources::common::empty_and_delete_bucket_keeping(c, bucket, ledger.as_deref()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use dcr_synth::accounting::{cdp_eps, cdp_rho};
+
+    use super::*;
+    use crate::config::{Backend, LocalConfig};
+    use crate::resources::common::{ensure_bucket, private_bucket};
+
+    fn entry(epsilon: f64) -> Entry {
+        Entry {
+            mechanism: "mst/1".into(),
+            rho: cdp_rho(epsilon, 1e-9),
+            epsilon,
+            delta: 1e-9,
+            rows: 10,
+            time: now(),
+            stand_in_sha256: "ab".repeat(32),
+        }
+    }
+
+    /// Two applies appending at once: the generation precondition makes the later one re-read,
+    /// so no entry is lost, and a budget that covers only one of them admits only one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_lose_nothing_and_spend_no_more_than_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Local(LocalConfig { state_dir: dir.path().into(), project: "dcr-local".into() });
+        let c = Clients::connect(&backend).await.unwrap();
+        let place = DatasetLocation::new("dcr-local-race", "race");
+        ensure_bucket(&c, &private_bucket(&place.bucket, "US", &Default::default())).await.unwrap();
+
+        let (a, b) = tokio::join!(append(&c, &place, None, entry(1.0)), append(&c, &place, None, entry(1.0)));
+        a.unwrap();
+        b.unwrap();
+        let stored = read(&c, &place).await.unwrap();
+        assert_eq!(stored.ledger.entries.len(), 2, "an append was lost");
+        assert!(stored.generation > 0);
+
+        // Room for one more generation at ε = 1, not two.
+        let room = 2.0 * cdp_rho(1.0, 1e-9) + 1.5 * cdp_rho(1.0, 1e-9);
+        let budget = Some(Budget { epsilon: cdp_eps(room, 1e-9), delta: 1e-9 });
+        let (a, b) = tokio::join!(append(&c, &place, budget, entry(1.0)), append(&c, &place, budget, entry(1.0)));
+        assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "exactly one fits: {a:?} {b:?}");
+        let refused = a.err().or(b.err()).unwrap();
+        assert!(refused.0[0].detail.contains("left"), "{:?}", refused.0);
+        assert_eq!(read(&c, &place).await.unwrap().ledger.entries.len(), 3);
+    }
+}
