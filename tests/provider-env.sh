@@ -11,7 +11,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 # From the repository, so its .cargo/config.toml applies wherever this file is sourced.
-(cd "$root" && cargo build -p terraform-provider-dcr -p dcr-launcher)
+(cd "$root" && cargo build -p terraform-provider-dcr -p dcr-launcher -p dcr-cli)
 export DCR_PROVIDER_BIN="$root/target/debug/terraform-provider-dcr"
 
 mirror="$DCR_TOOLS_DIR/provider-mirror"

@@ -21,9 +21,7 @@ use tfplugin6::{AttributePath, Diagnostic, Diagnostics};
 
 use crate::config::{Backend, GcpConfig};
 
-/// Environment variable naming a file that receives one JSON line per request the local cloud
-/// serves (the conformance test checks them against Google's discovery documents).
-pub const REQUEST_LOG_ENV: &str = "DCR_LOCAL_CLOUD_REQUEST_LOG";
+pub use dcr_local_cloud::REQUEST_LOG_ENV;
 
 pub struct Clients {
     pub project: String,
@@ -149,19 +147,10 @@ impl Clients {
             let dir = self.local_state_dir.as_ref().ok_or_else(|| {
                 "tokens of dcr's simulated issuer can be verified only with the local backend".to_string()
             })?;
-            return read_published_jwks(dir);
+            return dcr_local_cloud::read_published_jwks(dir);
         }
         dcr_gcp::oidc::issuer_jwks(&self.transport, issuer).await.map_err(|e| e.to_string())
     }
-}
-
-/// The JWKS the local cloud of `state_dir` publishes for its simulated issuer.
-pub fn read_published_jwks(state_dir: &std::path::Path) -> Result<JwkSet, String> {
-    let path = dcr_local_cloud::published_jwks_path(state_dir);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        format!("cannot read the simulated issuer's keys at {}: {e} (has the local cloud run there?)", path.display())
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a JWK set: {e}", path.display()))
 }
 
 fn gcp_endpoints(cfg: &GcpConfig) -> Endpoints {

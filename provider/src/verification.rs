@@ -34,7 +34,7 @@ pub async fn jwks_without_backend(e: &Expected) -> Result<JwkSet, String> {
     }
     if same_issuer(&e.issuer, LOCAL_ISSUER) {
         let dir = e.local_state_dir.clone().unwrap_or_else(|| DEFAULT_LOCAL_STATE_DIR.to_string());
-        return crate::clients::read_published_jwks(std::path::Path::new(&dir));
+        return dcr_local_cloud::read_published_jwks(std::path::Path::new(&dir));
     }
     let t = dcr_gcp::Transport::anonymous(dcr_gcp::retry::RetryPolicy::default()).map_err(|e| e.to_string())?;
     dcr_gcp::oidc::issuer_jwks(&t, &e.issuer).await.map_err(|e| e.to_string())

@@ -24,7 +24,8 @@ pub struct LocalCloudProcess {
 
 /// Where the next local cloud logs its requests when tests/run.sh collects them
 /// (`DCR_REQUEST_LOG_DIR`), so that what tests send is checked against the discovery documents too.
-fn suite_request_log() -> Option<PathBuf> {
+/// `dcr` commands, which start the local cloud in their own process, log there as well.
+pub fn suite_request_log() -> Option<PathBuf> {
     let dir = std::env::var_os(crate::workspace::REQUEST_LOG_DIR_ENV).filter(|d| !d.is_empty())?;
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -155,7 +156,6 @@ impl LocalCloudProcess {
         self.http.post(self.url(path)).bearer_auth(token).json(body).send().expect("request")
     }
 
-    /// Names of the buckets of `project` (as the admin).
     /// Destroy keeps each dataset's privacy ledger, and the bucket it is in. Checks that ledgers
     /// are all that is left in `project`'s buckets, then deletes them, as an owner starting over
     /// on purpose would; returns the ledgers' names.
@@ -185,6 +185,7 @@ impl LocalCloudProcess {
         removed
     }
 
+    /// Names of the buckets of `project` (as the admin).
     pub fn buckets(&self, project: &str) -> Vec<String> {
         let r = self.get(&self.admin_token, &format!("/storage/v1/b?project={project}"));
         assert!(r.status().is_success(), "list buckets: {}", r.status());
@@ -193,6 +194,13 @@ impl LocalCloudProcess {
             .as_array()
             .map(|a| a.iter().map(|b| b["name"].as_str().unwrap_or("").to_string()).collect())
             .unwrap_or_default()
+    }
+
+    /// Writes an object (as `token`, `uploadType=media`); the HTTP status when refused.
+    pub fn upload(&self, token: &str, bucket: &str, object: &str, bytes: &[u8]) -> Result<(), u16> {
+        let url = self.url(&format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}", encode(object)));
+        let r = self.http.post(url).bearer_auth(token).body(bytes.to_vec()).send().expect("request");
+        if r.status().is_success() { Ok(()) } else { Err(r.status().as_u16()) }
     }
 
     /// The bytes of an object (as `token`), or the HTTP status when refused.

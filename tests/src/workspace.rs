@@ -530,6 +530,13 @@ pub fn launcher_bin() -> PathBuf {
     bin
 }
 
+/// The `dcr` command (`cargo build -p dcr-cli`, which tests/provider-env.sh runs).
+pub fn dcr_bin() -> PathBuf {
+    let bin = provider_bin().with_file_name("dcr");
+    assert!(bin.is_file(), "{} does not exist: run `cargo build -p dcr-cli`", bin.display());
+    bin
+}
+
 /// One mirror per test process: copying a debug provider binary for every workspace would cost
 /// more than some of the tests.
 #[track_caller]

@@ -14,6 +14,7 @@ pub mod claims;
 pub mod condition;
 pub mod names;
 pub mod policy;
+pub mod run;
 pub mod signing;
 pub mod verify;
 pub mod workload;

@@ -134,6 +134,13 @@ pub struct InputRecord {
     pub generation: String,
     pub policy: String,
     pub policy_version: u64,
+    /// Where the policy document was read (`gs://…/policy.json`) and the hex SHA-256 of the bytes
+    /// read: an auditor checks a policy document against them, so the rules a run was held to
+    /// are known exactly. Absent in manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_uri: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_sha256: String,
     /// The IAM members the policy lets read released output (its `output.readers`): a member may
     /// read a run's results when every input's policy names it. Absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -226,6 +233,8 @@ mod tests {
             generation: "1".into(),
             policy: "p".into(),
             policy_version: 1,
+            policy_uri: String::new(),
+            policy_sha256: String::new(),
             readers: readers.iter().map(|r| r.to_string()).collect(),
         };
         assert!(shared_readers(&[]).is_empty());

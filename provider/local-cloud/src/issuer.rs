@@ -77,6 +77,16 @@ pub fn published_jwks_path(state_dir: &Path) -> PathBuf {
     state_dir.join(PUBLISHED_DIR).join(JWKS_FILE)
 }
 
+/// The JWKS the local cloud of `state_dir` publishes for its simulated issuer: what verifies its
+/// tokens without the local cloud running (the provider's functions, `dcr verify`).
+pub fn read_published_jwks(state_dir: &Path) -> Result<JwkSet, String> {
+    let path = published_jwks_path(state_dir);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!("cannot read the simulated issuer's keys at {}: {e} (has the local cloud run there?)", path.display())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a JWK set: {e}", path.display()))
+}
+
 /// Writes the JWKS into the state directory (atomically: readers never see half a file). Every
 /// provider start calls this; it writes only when the keys changed.
 pub fn publish(store: &Store) -> Result<(), LocalCloudError> {

@@ -40,9 +40,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::LocalCloudError;
-pub use issuer::{SimulatedIssuer, published_jwks_path};
+pub use issuer::{SimulatedIssuer, published_jwks_path, read_published_jwks};
 pub use teeserver::TeeSimulator;
 pub use vm::image_store;
+
+/// Environment variable naming a file that receives one JSON line per request the local cloud
+/// serves, in whichever process it runs (the conformance test checks them against Google's
+/// discovery documents).
+pub const REQUEST_LOG_ENV: &str = "DCR_LOCAL_CLOUD_REQUEST_LOG";
 
 pub struct LocalCloudConfig {
     pub state_dir: PathBuf,

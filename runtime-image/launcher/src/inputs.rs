@@ -111,6 +111,8 @@ pub async fn fetch(
             generation,
             policy: input.policy.clone(),
             policy_version: policy.version,
+            policy_uri: input.policy_uri.clone(),
+            policy_sha256: dcr_attestation::workload::hex_sha256(&policy_bytes),
             readers: policy.output.readers.clone(),
         },
         rules: policy.output,

@@ -1,0 +1,139 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use dcr_cli::cloud::{Backend, Cloud};
+use dcr_cli::pull::Wanted;
+use dcr_cli::report;
+use dcr_cli::verify::{Expectations, RunSource};
+use serde_json::json;
+
+/// dcr: confidential data clean rooms, for the people around the Terraform provider.
+#[derive(Parser)]
+#[command(name = "dcr", version)]
+struct Cli {
+    /// The local cloud's state directory, as the provider's `local { state_dir }`.
+    #[arg(long, global = true, env = "DCR_STATE_DIR", default_value = ".dcr")]
+    state_dir: PathBuf,
+    /// The local cloud's project, as the provider's `local { project }`.
+    #[arg(long, global = true, default_value = "dcr-local")]
+    project: String,
+    /// Read Google Cloud (Application Default Credentials) instead of the local cloud.
+    #[arg(long, global = true)]
+    gcp: bool,
+    /// Print one JSON document on stdout instead of text, and no progress.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download datasets' stage-1 stand-ins into a directory, laid out as the launcher lays out a
+    /// workload's inputs (INPUT.csv), to explore and test a notebook before stage 2.
+    Pull {
+        /// A dcr_dataset id (BUCKET/NAME), or INPUT=BUCKET/NAME to name the file as the workload's
+        /// input names it.
+        #[arg(required = true, value_name = "DATASET")]
+        datasets: Vec<String>,
+        /// Where the files go (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Verify a released run (a directory, or its gs:// location): the token's signature and
+    /// issuer, its nonce against the output manifest, the policy documents the inputs were held
+    /// to, the attested image digest, the hardware, and every released file's hash.
+    #[command(after_long_help = report::exit_codes_help())]
+    Verify {
+        /// A run directory (output-manifest.json, attestation-token.jwt, outputs/) or the run's
+        /// gs:// location (a dcr_workload's output_uri).
+        run: String,
+        #[command(flatten)]
+        expect: ExpectArgs,
+    },
+    /// Download a run's released files, manifest and token into a directory, and verify them.
+    /// Nothing lands in the directory unless every check passes.
+    #[command(after_long_help = report::exit_codes_help())]
+    Results {
+        /// The run's gs:// location (a dcr_workload's output_uri).
+        output_uri: String,
+        /// Where the files go (created if missing; an earlier download's files are replaced).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        expect: ExpectArgs,
+    },
+}
+
+#[derive(Args)]
+struct ExpectArgs {
+    /// A policy document (policy.json) to hold the run to; repeat for several. Inputs whose
+    /// policy is not given are checked against the document at the policy's location.
+    #[arg(long = "policy", value_name = "FILE")]
+    policies: Vec<PathBuf>,
+    /// A JWK set to verify the token's signature with, instead of the issuer's published keys.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
+    /// The issuer the token must come from (default: the policies' issuer).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// An image digest you pin: the attested one must be among yours too. Repeatable.
+    #[arg(long = "image-digest", value_name = "sha256:…")]
+    image_digests: Vec<String>,
+    /// Require confidential hardware and a production image even where the policies do not.
+    #[arg(long)]
+    require_confidential_hardware: bool,
+}
+
+impl ExpectArgs {
+    fn expectations(self) -> Expectations {
+        Expectations {
+            policy_files: self.policies,
+            jwks_file: self.jwks,
+            issuer: self.issuer,
+            image_digests: self.image_digests,
+            require_confidential_hardware: self.require_confidential_hardware,
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(runtime.block_on(run(cli)));
+}
+
+async fn run(cli: Cli) -> i32 {
+    let backend =
+        if cli.gcp { Backend::Gcp } else { Backend::Local { state_dir: cli.state_dir, project: cli.project } };
+    let cloud = Cloud::new(backend);
+    let json = cli.json;
+    let (result, extra) = match cli.command {
+        Command::Pull { datasets, to } => return pull(&cloud, &datasets, &to, json).await,
+        Command::Verify { run, expect } => {
+            let source = RunSource::parse(&run);
+            (dcr_cli::verify::verify(&cloud, &source, &expect.expectations(), json).await, json!({"source": run}))
+        }
+        Command::Results { output_uri, to, expect } => {
+            let r = dcr_cli::verify::results(&cloud, &output_uri, &to, &expect.expectations(), json).await;
+            (r, json!({"source": output_uri, "directory": to.display().to_string()}))
+        }
+    };
+    report::verification(&result, json, extra);
+    result.map_or_else(|e| e.exit_code(), |_| 0)
+}
+
+async fn pull(cloud: &Cloud, datasets: &[String], to: &std::path::Path, json: bool) -> i32 {
+    let result = match datasets.iter().map(|d| Wanted::parse(d)).collect::<Result<Vec<_>, _>>() {
+        Ok(wanted) => dcr_cli::pull::pull(cloud, &wanted, to, json).await,
+        Err(e) => Err(e),
+    };
+    report::pulled(&result, json);
+    result.map_or_else(|e| e.exit_code(), |_| 0)
+}

@@ -1,0 +1,195 @@
+//! The `dcr` command on the quickstart, as its analyst, consumer and auditor use it: `dcr pull`
+//! lays the stand-in out as the workload's input; `dcr results`
+//! fetches and verifies `summary.csv`; `dcr verify` passes on the run, from a directory and from
+//! its gs:// location, and fails with the failed check's own exit code when one byte of an output,
+//! the manifest or the token changes, when the digest is not among the auditor's pins, or when
+//! confidential hardware is required of the simulated TEE. An object added to the released run
+//! makes `dcr results` refuse, leaving nothing in the target directory.
+
+use std::path::Path;
+use std::process::Command;
+
+use dcr_attestation::run::RunCheck;
+use dcr_e2e::clean_room::base_image;
+use dcr_e2e::fixtures::{PROJECT, quickstart, resource_values, sha256_hex};
+use dcr_e2e::google_clients::ScratchDir;
+use dcr_e2e::local_cloud::{LocalCloudProcess, suite_request_log};
+use dcr_e2e::terraform::Terraform;
+use dcr_e2e::workspace::{REQUEST_LOG_ENV, dcr_bin, provider_bin};
+use serde_json::Value;
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+fn dcr(state_dir: &Path, args: &[&str]) -> Ran {
+    let mut cmd = Command::new(dcr_bin());
+    cmd.arg("--state-dir").arg(state_dir).args(args);
+    if let Some(log) = suite_request_log() {
+        cmd.env(REQUEST_LOG_ENV, log);
+    }
+    let out = cmd.output().expect("dcr runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Verifies a copy of `run` changed by `tamper`, expecting `check` to fail with its exit code.
+fn tampered_fails(state_dir: &Path, run: &Path, what: &str, tamper: impl Fn(&Path), extra: &[&str], check: RunCheck) {
+    let scratch = ScratchDir::new("dcr-tampered");
+    let copy = scratch.path().join("run");
+    copy_dir(run, &copy);
+    tamper(&copy);
+    let mut args = vec!["verify", copy.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = dcr(state_dir, &args);
+    assert_eq!(out.code, check.exit_code(), "{what}: {out}");
+    assert!(out.stderr.contains(&format!("{} check failed", check.name())), "{what}: {out}");
+}
+
+fn flip_byte(path: &Path, at: impl Fn(&[u8]) -> usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = at(&bytes);
+    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
+    base_image();
+    let ws = quickstart(&Terraform::latest());
+    ws.init();
+    ws.apply();
+    let uri = ws.run_ok(&["output", "-raw", "results"]).stdout;
+    let state_dir = ws.path().join(".dcr");
+    let show = ws.show_json();
+    let w = resource_values(&show, "dcr_workload", "study");
+
+    // The analyst: the stand-in, where the notebook will find the real data.
+    let scratch = ScratchDir::new("dcr-results");
+    let dataset = resource_values(&show, "dcr_dataset", "patients")["id"].as_str().unwrap().to_string();
+    let inputs = scratch.path().join("inputs");
+    let out = dcr(&state_dir, &["--json", "pull", &dataset, "--to", inputs.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    let pulled: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(pulled["pulled"][0]["input"], "patients", "{out}");
+    let stand_in = std::fs::read_to_string(inputs.join("patients.csv")).unwrap();
+    let source = std::fs::read_to_string(ws.path().join("data/patients.csv")).unwrap();
+    assert_eq!(stand_in.lines().next(), source.lines().next(), "the stand-in has the source's columns");
+    assert!(stand_in.lines().count() > 100, "{stand_in}");
+    let ids: Vec<&str> = source.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert!(!ids.iter().any(|id| stand_in.contains(id)), "a patient id reached the stand-in");
+    assert_eq!(std::fs::read_dir(&inputs).unwrap().count(), 1, "only patients.csv, no temporary file");
+    let out = dcr(&state_dir, &["pull", "cohort=nobody-bucket/patients", "--to", inputs.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("no stage-1 stand-in at gs://nobody-bucket-stage1/patients.csv"), "{out}");
+
+    // The consumer: results land verified.
+    let to = scratch.path().join("results");
+    let out = dcr(&state_dir, &["--json", "results", &uri, "--to", to.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["verified"], true, "{out}");
+    assert_eq!(report["checks"].as_array().unwrap().len(), RunCheck::ALL.len(), "{out}");
+    assert_eq!(report["run"]["policies"], serde_json::json!([["diabetes-study", 1]]), "{out}");
+    assert_eq!(report["run"]["image_digest"], w["image_digest"], "{out}");
+    assert_eq!(report["run"]["simulated"], true, "{out}");
+    let summary = std::fs::read_to_string(to.join("outputs/summary.csv")).unwrap();
+    assert!(summary.starts_with("region,patients,"), "{summary}");
+    assert_eq!(sha256_hex(&std::fs::read(to.join("output-manifest.json")).unwrap()), w["output_manifest_sha256"]);
+    assert!(!std::fs::read_dir(&to).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')));
+
+    // The auditor: the run verifies from the directory and from its location, in words too.
+    let out = dcr(&state_dir, &["verify", to.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("held to: diabetes-study (version 1)") && out.stdout.contains("simulated TEE"),
+        "{out}"
+    );
+    assert_eq!(dcr(&state_dir, &["verify", &uri]).code, 0);
+
+    // One changed byte, each where it belongs.
+    let hex_in_outputs = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b);
+        s.find("\"sha256\"").map(|i| i + "\"sha256\": \"".len() + 3).unwrap()
+    };
+    tampered_fails(
+        &state_dir,
+        &to,
+        "an output byte",
+        |d| flip_byte(&d.join("outputs/summary.csv"), |b| b.len() - 2),
+        &[],
+        RunCheck::Outputs,
+    );
+    tampered_fails(
+        &state_dir,
+        &to,
+        "a manifest byte",
+        |d| flip_byte(&d.join("output-manifest.json"), hex_in_outputs),
+        &[],
+        RunCheck::Nonce,
+    );
+    tampered_fails(
+        &state_dir,
+        &to,
+        "a token byte",
+        |d| flip_byte(&d.join("attestation-token.jwt"), |b| b.len() - 10),
+        &[],
+        RunCheck::Token,
+    );
+    let other = format!("sha256:{}", "0".repeat(64));
+    tampered_fails(&state_dir, &to, "a digest not pinned", |_| {}, &["--image-digest", &other], RunCheck::ImageDigest);
+    tampered_fails(
+        &state_dir,
+        &to,
+        "confidential hardware",
+        |_| {},
+        &["--require-confidential-hardware"],
+        RunCheck::Hardware,
+    );
+    tampered_fails(
+        &state_dir,
+        &to,
+        "a file not released",
+        |d| std::fs::write(d.join("outputs/extra.csv"), "x\n").unwrap(),
+        &[],
+        RunCheck::Outputs,
+    );
+
+    // An object slipped in beside the released files: nothing lands.
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    let (bucket, prefix) = uri.trim_start_matches("gs://").split_once('/').unwrap();
+    cloud.upload(&cloud.admin_token, bucket, &format!("{prefix}outputs/extra.csv"), b"x\n").unwrap();
+    let again = scratch.path().join("again");
+    let out = dcr(&state_dir, &["results", &uri, "--to", again.to_str().unwrap()]);
+    assert_eq!(out.code, RunCheck::Outputs.exit_code(), "{out}");
+    assert!(out.stderr.contains("extra.csv is not in the manifest"), "{out}");
+    assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0, "unverified files landed in {}", again.display());
+    drop(cloud);
+
+    ws.destroy();
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    cloud.remove_ledgers(PROJECT);
+}
