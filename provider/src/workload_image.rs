@@ -9,8 +9,6 @@
 //! and name, never from the `dcr_policy` resource — the policy pins this image's digest, so the
 //! image cannot depend on the policy.
 
-use std::path::PathBuf;
-
 use dcr_attestation::names::{self, PolicyLocation, RunLocation};
 use dcr_attestation::workload::{
     Backend, IMAGE_DIR, MANIFEST_FILE, NOTEBOOK_FILE, PARAMETERS_FILE, WORKLOAD_FORMAT, WorkloadInput,
@@ -27,21 +25,10 @@ use crate::clients::Clients;
 use crate::resources::dataset::parse_id;
 use crate::resources::policy::PROVIDER_ID;
 
-/// The tag `runtime-image/build.sh` gives the base image.
-pub const BASE_TAG: &str = "dcr-runtime:0.1.0";
+pub use dcr_image::build::{DEFAULT_BASE_TAG as BASE_TAG, default_base_image};
 const DEFAULT_MAX_RUN_SECONDS: i64 = 3600;
 /// Consumer pools are `dcr-out-NAME`, at most 32 characters.
 const MAX_NAME: usize = names::MAX_WORKLOAD_NAME;
-
-/// `oci:LAYOUT:TAG` of the base image `runtime-image/build.sh` builds by default.
-pub fn default_base_image() -> String {
-    let cache = std::env::var_os("DCR_CACHE_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache/dcr")))
-        .unwrap_or_else(|| PathBuf::from(".dcr-cache"));
-    format!("oci:{}:{BASE_TAG}", cache.join("runtime-image/layout").display())
-}
 
 /// The `output` block's attributes that decide the image (the resource adds where its bucket lives).
 pub fn output_block() -> Block {
@@ -249,7 +236,7 @@ fn json_object(p: &str) -> Result<(), String> {
 }
 
 fn oci_layout_reference(b: &str) -> Result<(), String> {
-    parse_base(b).map(|_| ()).ok_or_else(|| format!("{b:?} is not an OCI layout reference"))
+    dcr_image::build::parse_base_reference(b).map(|_| ()).ok_or_else(|| format!("{b:?} is not an OCI layout reference"))
 }
 
 fn object_prefix(p: &str) -> Result<(), String> {
@@ -427,12 +414,6 @@ pub fn policy_ref(
     Ok(PolicyRef { policy, audience, policy_uri })
 }
 
-fn parse_base(s: &str) -> Option<(PathBuf, String)> {
-    let rest = s.strip_prefix("oci:")?;
-    let (dir, tag) = rest.split_once(':')?;
-    (!dir.is_empty() && !tag.is_empty()).then(|| (PathBuf::from(dir), tag.to_string()))
-}
-
 /// The manifest for `planned` (defaults applied), or `None` while something it needs is unknown.
 pub async fn manifest(c: &Clients, planned: &ImageSpec) -> Result<Option<WorkloadManifest>, Diagnostics> {
     let known = wholly_known(&planned.name)
@@ -485,7 +466,7 @@ pub const MAX_NOTEBOOK_BYTES: u64 = 64 << 20;
 /// The base image `planned` names.
 pub fn base_image(planned: &ImageSpec) -> Result<BaseImage, Diagnostics> {
     let spec = planned.base_image.known().cloned().unwrap_or_else(default_base_image);
-    let (dir, tag) = parse_base(&spec).ok_or_else(|| {
+    let (dir, tag) = dcr_image::build::parse_base_reference(&spec).ok_or_else(|| {
         Diagnostics::from(Diagnostic::attribute_error(AttributePath::root("base_image"), "not oci:LAYOUT_DIR:TAG", ""))
     })?;
     BaseImage::from_layout(&dir, Some(&tag)).map_err(|e| {

@@ -169,11 +169,7 @@ pub const BASE_TAG: &str = "dcr-runtime:0.1.0";
 
 /// Where `runtime-image/build.sh` puts the base image by default.
 pub fn base_layout() -> PathBuf {
-    let cache = std::env::var_os("DCR_CACHE_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/dcr"));
-    cache.join("runtime-image/layout")
+    dcr_image::build::cache_dir().join("runtime-image/layout")
 }
 
 /// Runs `runtime-image/build.sh` with `args`; returns the digest it prints last.

@@ -193,3 +193,116 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
     cloud.remove_ledgers(PROJECT);
 }
+
+/// The launcher's failure line: `dcr-launcher: FAILED (STAGE): MESSAGE`.
+fn launcher_failure(log: &str) -> (String, String) {
+    let line = log.lines().find_map(|l| l.strip_prefix("dcr-launcher: FAILED (")).unwrap_or_else(|| panic!("{log}"));
+    let (stage, message) = line.split_once("): ").unwrap();
+    (stage.to_string(), message.to_string())
+}
+
+#[test]
+fn dcr_run_rehearses_the_notebook_on_the_stand_in_offline_and_fails_as_stage_2_does() {
+    base_image();
+    let ws = quickstart(&Terraform::latest());
+    ws.init();
+    ws.apply();
+    let state_dir = ws.path().join(".dcr");
+    let show = ws.show_json();
+    let dataset = resource_values(&show, "dcr_dataset", "patients")["id"].as_str().unwrap().to_string();
+    let policy_uri = resource_values(&show, "dcr_policy", "study")["policy_uri"].as_str().unwrap().to_string();
+    let scratch = ScratchDir::new("dcr-run");
+    let path = |name: &str| scratch.path().join(name).to_str().unwrap().to_string();
+    assert_eq!(dcr(&state_dir, &["pull", &dataset, "--to", &path("inputs")]).code, 0);
+    let notebook = ws.path().join("analysis.ipynb");
+    let rehearse = |notebook: &str, outputs: &str| {
+        dcr(
+            &state_dir,
+            &[
+                "--json",
+                "run",
+                notebook,
+                "--inputs",
+                &path("inputs"),
+                "--policy",
+                &policy_uri,
+                "--parameters",
+                r#"{"min_group_size": 10}"#,
+                "--outputs",
+                &path(outputs),
+                "--executed",
+                &path("executed.ipynb"),
+            ],
+        )
+    };
+
+    // The reviewed notebook passes on the stand-in, and its summary is let out.
+    let out = rehearse(notebook.to_str().unwrap(), "outputs");
+    assert_eq!(out.code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["rehearsal"]["outputs"], serde_json::json!(["summary.csv"]), "{out}");
+    assert_eq!(report["rehearsal"]["base_image_digest"], base_image().digest, "{out}");
+    let summary = std::fs::read_to_string(scratch.path().join("outputs/summary.csv")).unwrap();
+    assert!(summary.starts_with("region,patients,smokers,"), "{summary}");
+    let executed: Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("executed.ipynb")).unwrap()).unwrap();
+    assert!(executed["cells"].as_array().is_some_and(|c| !c.is_empty()));
+
+    // No network: the local cloud, on this machine's loopback, is out of reach.
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    let probe = notebook_with_cell(
+        &std::fs::read_to_string(&notebook).unwrap(),
+        &format!(
+            "import urllib.error, urllib.request\ntry:\n    urllib.request.urlopen('{}', timeout=3)\n    reached = 'reached'\nexcept urllib.error.HTTPError:\n    reached = 'reached'\nexcept Exception:\n    reached = 'blocked'\nopen(os.path.join(os.environ['DCR_OUTPUTS_DIR'], 'network.csv'), 'w').write('network\\n' + reached + '\\n')\n",
+            cloud.endpoint
+        ),
+    );
+    std::fs::write(scratch.path().join("probe.ipynb"), probe).unwrap();
+    let out = rehearse(&path("probe.ipynb"), "probe-outputs");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("probe-outputs/network.csv")).unwrap(),
+        "network\nblocked\n"
+    );
+    drop(cloud);
+
+    // A text file where the policy lets only csv and json out: the rehearsal fails as stage 2 does.
+    let leaking = std::fs::read_to_string(&notebook).unwrap().replace("\\\"summary.csv\\\"", "\\\"summary.txt\\\"");
+    assert!(leaking.contains("summary.txt"));
+    std::fs::write(&notebook, &leaking).unwrap();
+    let out = rehearse(notebook.to_str().unwrap(), "leak-outputs");
+    assert_eq!(out.code, 7, "{out}");
+    let (stage, rehearsed) = launcher_failure(&out.stderr);
+    assert_eq!(stage, "output_rules");
+    assert!(rehearsed.contains("allowed_extensions: summary.txt has extension \"txt\""), "{rehearsed}");
+    assert!(!scratch.path().join("leak-outputs").exists(), "a refused output left the rehearsal");
+
+    ws.apply_fails();
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    let listed = cloud.get(&cloud.admin_token, "/storage/v1/b/research-team-results/o");
+    let names: Vec<String> = listed.json::<Value>().unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect();
+    let failure = names.iter().find(|n| n.ends_with("/failure.json")).unwrap_or_else(|| panic!("{names:?}"));
+    let report: Value =
+        serde_json::from_slice(&cloud.download(&cloud.admin_token, "research-team-results", failure).unwrap()).unwrap();
+    assert_eq!((report["stage"].as_str().unwrap(), report["exit_code"].as_i64().unwrap()), ("output_rules", 7));
+    assert_eq!(report["message"], rehearsed.as_str(), "stage 2 failed otherwise than its rehearsal");
+    drop(cloud);
+
+    ws.destroy();
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    cloud.remove_ledgers(PROJECT);
+}
+
+/// `notebook` (JSON text) with a code cell appended.
+fn notebook_with_cell(notebook: &str, source: &str) -> String {
+    let mut nb: Value = serde_json::from_str(notebook).unwrap();
+    nb["cells"].as_array_mut().unwrap().push(serde_json::json!({
+        "cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": source
+    }));
+    nb.to_string()
+}

@@ -23,6 +23,11 @@ pub const IMAGE_DIR: &str = "dcr";
 pub const MANIFEST_FILE: &str = "workload.json";
 pub const NOTEBOOK_FILE: &str = "notebook.ipynb";
 pub const PARAMETERS_FILE: &str = "parameters.json";
+/// In a rehearsal (`dcr run`), what the launcher is to check, in place of the workload manifest.
+pub const REHEARSAL_FILE: &str = "rehearsal.json";
+/// Where a rehearsal's host directory is mounted: the stand-ins under `inputs/`, and `released/`
+/// for what the rules let out (and the executed notebook).
+pub const REHEARSAL_DIR: &str = "/dcr-rehearsal";
 
 /// Object names a run writes under its output prefix.
 pub use crate::names::{FAILURE_OBJECT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
@@ -112,6 +117,15 @@ pub fn split_gs_uri(uri: &str) -> Option<(&str, &str)> {
     let rest = uri.strip_prefix("gs://")?;
     let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
     (!bucket.is_empty()).then_some((bucket, object))
+}
+
+/// A stage-1 rehearsal of a notebook (`dcr run`): the stage-2 run's time limit and the output
+/// rules of the policies that will hold it, which the launcher applies exactly as in stage 2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rehearsal {
+    pub timeout_seconds: u64,
+    /// Policy name and its output rules.
+    pub policies: Vec<(String, crate::policy::OutputRules)>,
 }
 
 /// What a run released, uploaded beside the outputs as `output-manifest.json`.

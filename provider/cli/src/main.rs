@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use dcr_cli::cloud::{Backend, Cloud};
 use dcr_cli::pull::Wanted;
+use dcr_cli::rehearse::Rehearse;
 use dcr_cli::report;
 use dcr_cli::verify::{Expectations, RunSource};
 use serde_json::json;
@@ -39,6 +40,37 @@ enum Command {
         /// Where the files go (created if missing).
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Rehearse a notebook on stand-ins as stage 2 will run it: the base runtime image stage 2
+    /// builds on, runc without network, the launcher's run directory, papermill invocation and
+    /// output rules. Exits with the launcher's exit code: 0, or the one stage 2 would fail with
+    /// (5 notebook, 6 timeout, 7 output rules; docs/guides/launcher.md).
+    Run {
+        /// The notebook (.ipynb).
+        notebook: PathBuf,
+        /// The stand-ins, as INPUT.csv (dcr pull fills it).
+        #[arg(long, value_name = "DIR")]
+        inputs: PathBuf,
+        /// The workload's parameters, a JSON object (what `parameters = jsonencode({…})` gives).
+        #[arg(long, value_name = "JSON")]
+        parameters: Option<String>,
+        /// A policy that will hold the run, for its output rules: a file, or its gs:// policy_uri.
+        /// Repeatable; at least one.
+        #[arg(long = "policy", value_name = "FILE|gs://…")]
+        policies: Vec<String>,
+        /// Where the files the output rules let out go (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "outputs")]
+        outputs: PathBuf,
+        /// Where to save the executed notebook (with its tracebacks: the data is a stand-in).
+        #[arg(long, value_name = "FILE")]
+        executed: Option<PathBuf>,
+        /// The stage-2 time limit (the workload's max_run_seconds).
+        #[arg(long, default_value_t = 3600)]
+        timeout_seconds: u64,
+        /// The base runtime image, oci:LAYOUT_DIR:TAG (default: the one runtime-image/build.sh
+        /// builds, as the provider's).
+        #[arg(long, value_name = "oci:LAYOUT:TAG")]
+        base_image: Option<String>,
     },
     /// Verify a released run (a directory, or its gs:// location): the token's signature and
     /// issuer, its nonce against the output manifest, the policy documents the inputs were held
@@ -116,6 +148,21 @@ async fn run(cli: Cli) -> i32 {
     let json = cli.json;
     let (result, extra) = match cli.command {
         Command::Pull { datasets, to } => return pull(&cloud, &datasets, &to, json).await,
+        Command::Run { notebook, inputs, parameters, policies, outputs, executed, timeout_seconds, base_image } => {
+            let r = Rehearse {
+                notebook,
+                inputs,
+                parameters,
+                policies,
+                outputs,
+                executed,
+                timeout_seconds,
+                base_image: base_image.unwrap_or_else(dcr_image::build::default_base_image),
+            };
+            let result = dcr_cli::rehearse::rehearse(&cloud, &r).await;
+            report::rehearsed(&result, json);
+            return result.map_or_else(|e| e.exit_code(), |r| r.exit_code);
+        }
         Command::Verify { run, expect } => {
             let source = RunSource::parse(&run);
             (dcr_cli::verify::verify(&cloud, &source, &expect.expectations(), json).await, json!({"source": run}))

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::error::CliError;
 use crate::pull::Pulled;
+use crate::rehearse::Rehearsed;
 
 /// The outcome of a verification, printed to stdout (success) or stderr (failure).
 pub fn verification(result: &Result<VerifiedRun, CliError>, json: bool, extra: serde_json::Value) {
@@ -79,6 +80,36 @@ pub fn pulled(result: &Result<Vec<Pulled>, CliError>, json: bool) {
         (Ok(p), false) => {
             for f in p {
                 println!("{}: {} ({} bytes) from {}", f.input, f.path, f.bytes, f.uri);
+            }
+        }
+        (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),
+        (Err(e), false) => eprintln!("error: {e}"),
+    }
+}
+
+/// How a rehearsal ended.
+pub fn rehearsed(result: &Result<Rehearsed, CliError>, json: bool) {
+    match (result, json) {
+        (Ok(r), true) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"passed": r.exit_code == 0, "rehearsal": r})).unwrap_or_default()
+        ),
+        (Ok(r), false) => {
+            if r.exit_code == 0 {
+                println!(
+                    "rehearsal passed on base image {}: the output rules of {} let out {}",
+                    r.base_image_digest,
+                    r.policies.join(", "),
+                    r.outputs.join(", ")
+                );
+            } else {
+                eprintln!(
+                    "rehearsal failed with exit code {}: stage 2 would fail the same way (the launcher's log above says why)",
+                    r.exit_code
+                );
+            }
+            if let Some(e) = &r.executed {
+                eprintln!("executed notebook: {e}");
             }
         }
         (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),

@@ -14,6 +14,33 @@ use crate::oci::{
 /// Every time an image records: the epoch, not the moment of the build.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 
+/// The tag `runtime-image/build.sh` gives the base image.
+pub const DEFAULT_BASE_TAG: &str = "dcr-runtime:0.1.0";
+
+/// dcr's cache directory on this machine: `$DCR_CACHE_DIR`, else `~/.cache/dcr`.
+pub fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("DCR_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| std::path::PathBuf::from(h).join(".cache/dcr"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from(".dcr-cache"))
+}
+
+/// `oci:LAYOUT:TAG` of the base image `runtime-image/build.sh` builds: its layout in the
+/// [`cache_dir`]. The provider's `base_image` default, and `dcr run`'s.
+pub fn default_base_image() -> String {
+    format!("oci:{}:{DEFAULT_BASE_TAG}", cache_dir().join("runtime-image/layout").display())
+}
+
+/// Splits `oci:LAYOUT_DIR:TAG` (the tag may hold colons; the directory may not).
+pub fn parse_base_reference(s: &str) -> Option<(std::path::PathBuf, String)> {
+    let rest = s.strip_prefix("oci:")?;
+    let (dir, tag) = rest.split_once(':')?;
+    (!dir.is_empty() && !tag.is_empty()).then(|| (std::path::PathBuf::from(dir), tag.to_string()))
+}
+
 /// A base image, read from an OCI layout.
 #[derive(Clone, Debug)]
 pub struct BaseImage {

@@ -177,6 +177,47 @@ pub fn decide(metadata: &Value, config: &Value, debug: bool) -> Result<LaunchSpe
 /// masked paths, the launcher directory bind-mounted read-only, and the tmpfs mounts the launch
 /// allowed.
 pub fn runtime_spec(launch: &LaunchSpec, rootfs: &Path, launcher_dir: &Path, network: &Path, hostname: &str) -> Value {
+    let mut mounts =
+        vec![json!({"destination": LAUNCHER_DIR, "type": "bind", "source": launcher_dir, "options": ["rbind", "ro"]})];
+    for (dest, size) in &launch.tmpfs {
+        mounts.push(private_tmpfs(dest, *size));
+    }
+    container_spec(&Container {
+        args: &launch.args,
+        env: &launch.env,
+        cwd: &launch.cwd,
+        rootfs,
+        hostname,
+        mounts,
+        network: Some(network),
+    })
+}
+
+/// A memory-backed directory only the container's root may enter.
+pub(crate) fn private_tmpfs(destination: &str, size: Option<u64>) -> Value {
+    let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=700".to_string()];
+    if let Some(s) = size {
+        options.push(format!("size={s}"));
+    }
+    json!({"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": options})
+}
+
+/// What one container runs, and on what.
+pub(crate) struct Container<'a> {
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub rootfs: &'a Path,
+    pub hostname: &'a str,
+    /// Mounts besides the standard ones (`/proc`, `/dev`, `/sys`, ...).
+    pub mounts: Vec<Value>,
+    /// The network namespace to join; `None`: a new one, which has only a loopback that is down.
+    pub network: Option<&'a Path>,
+}
+
+/// The OCI runtime spec of every container dcr starts: few capabilities, no new privileges, its
+/// own pid, ipc, uts and mount namespaces, and the masked and read-only paths of runc's default.
+pub(crate) fn container_spec(c: &Container<'_>) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
@@ -185,33 +226,29 @@ pub fn runtime_spec(launch: &LaunchSpec, rootfs: &Path, launcher_dir: &Path, net
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": LAUNCHER_DIR, "type": "bind", "source": launcher_dir, "options": ["rbind", "ro"]}),
     ];
-    for (dest, size) in &launch.tmpfs {
-        let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=700".to_string()];
-        if let Some(s) = size {
-            options.push(format!("size={s}"));
-        }
-        mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
-    }
+    mounts.extend(c.mounts.iter().cloned());
+    let network = match c.network {
+        Some(path) => json!({"type": "network", "path": path}),
+        None => json!({"type": "network"}),
+    };
     json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
-            "args": launch.args,
-            "env": launch.env,
-            "cwd": launch.cwd,
+            "args": c.args,
+            "env": c.env,
+            "cwd": c.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
         },
-        "root": {"path": rootfs, "readonly": false},
-        "hostname": hostname,
+        "root": {"path": c.rootfs, "readonly": false},
+        "hostname": c.hostname,
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-                           {"type": "network", "path": network}],
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]

@@ -17,6 +17,7 @@ mod compute;
 mod error;
 mod fields;
 mod iam;
+pub mod isolated;
 mod issuer;
 mod kms;
 mod launch_spec;

@@ -9,7 +9,8 @@
 //! [`settings`] says where things are, [`teeserver`] talks to the TEE (and keeps its token fresh),
 //! [`propagation`] waits out IAM changes that have not reached every server yet, [`inputs`] fetches and
 //! decrypts, [`notebook`] runs papermill, [`rules`] decides what may leave, [`release`] writes to
-//! the output bucket, and [`run`] puts the stages in order. `docs/guides/launcher.md` is the
+//! the output bucket, and [`run`] puts the stages in order. [`rehearsal`] is stage 1's dry run of
+//! the same notebook on stand-ins (`dcr run`). `docs/guides/launcher.md` is the
 //! user-facing description (paths, manifest format, exit codes).
 
 pub mod error;
@@ -17,6 +18,7 @@ pub mod inputs;
 pub mod notebook;
 pub mod progress;
 pub mod propagation;
+pub mod rehearsal;
 pub mod release;
 pub mod rules;
 pub mod run;

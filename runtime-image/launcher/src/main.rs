@@ -1,4 +1,6 @@
 //! The launcher binary: runs the workload and exits with the code of the stage that failed.
+//! `dcr-launcher rehearse` is stage 1's rehearsal (`dcr run`), which Confidential Space cannot
+//! start (the image's launch policy allows no command override).
 
 fn main() {
     let settings = dcr_launcher::Settings::from_env();
@@ -9,7 +11,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match runtime.block_on(dcr_launcher::run(&settings)) {
+    let rehearse = std::env::args().nth(1).as_deref() == Some("rehearse");
+    let outcome = if rehearse {
+        runtime.block_on(dcr_launcher::rehearsal::rehearse(&settings)).map(|_| ())
+    } else {
+        runtime.block_on(dcr_launcher::run(&settings))
+    };
+    match outcome {
         Ok(()) => {}
         Err(e) => {
             println!("dcr-launcher: FAILED ({}): {e}", e.stage());

@@ -8,6 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use dcr_attestation::policy::OutputRules;
 use dcr_attestation::workload::Backend;
 use dcr_attestation::workload::{
     FAILURE_FORMAT, FAILURE_OBJECT, FailureReport, MANIFEST_FILE, OUTPUT_FORMAT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR,
@@ -98,12 +99,8 @@ async fn stages(ctx: &Ctx<'_>, attestation: &mut Attestation, release: &mut Rele
     notebook::run(s, manifest.timeout_seconds).await?;
     progress::say("notebook finished");
 
-    let candidates = rules::collect(&s.outputs_dir()).map_err(LauncherError::OutputRules)?;
     let policies: Vec<_> = fetched.iter().map(|f| (f.record.policy.clone(), f.rules.clone())).collect();
-    let violations = rules::violations(&candidates, &policies);
-    if !violations.is_empty() {
-        return Err(LauncherError::OutputRules(format!("nothing was released: {}", violations.join("; "))));
-    }
+    let candidates = checked_outputs(s, &policies)?;
 
     let mut outputs = Vec::new();
     for c in &candidates {
@@ -132,6 +129,20 @@ async fn stages(ctx: &Ctx<'_>, attestation: &mut Attestation, release: &mut Rele
     Ok(())
 }
 
+/// The output files, when every one passes every policy's output rules (the rehearsal checks
+/// them with this same function).
+pub(crate) fn checked_outputs(
+    s: &Settings,
+    policies: &[(String, OutputRules)],
+) -> Result<Vec<rules::Candidate>, LauncherError> {
+    let candidates = rules::collect(&s.outputs_dir()).map_err(LauncherError::OutputRules)?;
+    let violations = rules::violations(&candidates, policies);
+    if !violations.is_empty() {
+        return Err(LauncherError::OutputRules(format!("nothing was released: {}", violations.join("; "))));
+    }
+    Ok(candidates)
+}
+
 fn read_manifest(image_dir: &Path) -> Result<WorkloadManifest, LauncherError> {
     let path = image_dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -144,7 +155,7 @@ fn read_manifest(image_dir: &Path) -> Result<WorkloadManifest, LauncherError> {
 }
 
 /// The run directory must be memory-backed: decrypted data never touches a disk.
-fn prepare_run_dir(s: &Settings) -> Result<(), LauncherError> {
+pub(crate) fn prepare_run_dir(s: &Settings) -> Result<(), LauncherError> {
     let dir = &s.run_dir;
     let setup = |m: String| LauncherError::Setup(m);
     std::fs::DirBuilder::new()

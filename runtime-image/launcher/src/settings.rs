@@ -23,6 +23,8 @@ pub struct Settings {
     pub token_file: PathBuf,
     /// The local cloud's base URL, for `local` workloads.
     pub local_cloud: Option<String>,
+    /// A rehearsal's mounted directory (`dcr run`): stand-ins in, what the rules let out.
+    pub rehearsal_dir: PathBuf,
     /// The Python with papermill and ipykernel.
     pub python: PathBuf,
     /// How long to wait for IAM changes to propagate; `None`: by backend (5 minutes on Google
@@ -40,6 +42,7 @@ impl Settings {
             teeserver_socket: path("DCR_TEESERVER_SOCKET", TEESERVER_SOCKET),
             token_file: path("DCR_TOKEN_FILE", TOKEN_FILE),
             local_cloud: var("DCR_LOCAL_CLOUD").and_then(|v| v.into_string().ok()),
+            rehearsal_dir: path("DCR_REHEARSAL_DIR", dcr_attestation::workload::REHEARSAL_DIR),
             python: path("DCR_NOTEBOOK_PYTHON", "python3"),
             iam_patience: var("DCR_IAM_PROPAGATION_SECONDS")
                 .and_then(|v| v.into_string().ok())
