@@ -15,6 +15,8 @@ cargo fmt --all -- --check
 source "$root/tests/provider-env.sh"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== terraform fmt of the modules and examples"
+"$DCR_TOOLS_DIR/bin/terraform-1.15.5" fmt -check -recursive modules examples
 echo "== docs are generated from the schemas"
 cargo run -q -p terraform-provider-dcr -- docs --check
 

@@ -24,6 +24,26 @@ pub fn sha256_hex(data: &[u8]) -> String {
     })
 }
 
+/// Copies the repository's `DIR` (e.g. `modules`) into the workspace, under the same name, file by
+/// file (a module test writes its state and `.terraform` there, not in the repository).
+pub fn copy_repo_dir(ws: &Workspace, dir: &str) {
+    fn walk(from: &std::path::Path, rel: &str, ws: &Workspace) {
+        for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+            let e = e.unwrap();
+            let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+            if name.contains("/.terraform") || name.contains("/.dcr") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), &name, ws);
+            } else {
+                ws.write_bytes(&name, &std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    walk(&repo_root().join(dir), dir, ws);
+}
+
 /// A workspace holding a copy of examples/quickstart.
 pub fn quickstart(tf: &Terraform) -> Workspace {
     let ws = Workspace::new(tf);
@@ -42,6 +62,17 @@ pub fn resource_values(show: &Value, type_name: &str, name: &str) -> Value {
         .find(|r| r["type"] == type_name && r["name"] == name)
         .map(|r| r["values"].clone())
         .unwrap_or_else(|| panic!("no {type_name}.{name} in state: {show}"))
+}
+
+/// The values of the resource at `address` (`module.a.module.b["k"].TYPE.NAME`) in
+/// `terraform show -json` output, in whichever module it is.
+pub fn resource_at(show: &Value, address: &str) -> Value {
+    fn find(module: &Value, address: &str) -> Option<Value> {
+        let here = module["resources"].as_array().and_then(|rs| rs.iter().find(|r| r["address"] == address));
+        here.map(|r| r["values"].clone())
+            .or_else(|| module["child_modules"].as_array()?.iter().find_map(|m| find(m, address)))
+    }
+    find(&show["values"]["root_module"], address).unwrap_or_else(|| panic!("no {address} in state: {show}"))
 }
 
 /// A config with one small `dcr_dataset.d` (columns `id`, `age`), on the default local backend or

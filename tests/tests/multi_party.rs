@@ -1,10 +1,11 @@
 //! `examples/multi-party`: two owners, two datasets, two policies pinning the same reviewed image,
-//! one workload joining both. The released aggregates must equal the join recomputed here.
+//! one workload joining both, written on the clean-room module. The released aggregates must equal
+//! the join recomputed here.
 
 use std::collections::BTreeMap;
 
 use dcr_e2e::clean_room::base_image;
-use dcr_e2e::fixtures::{repo_root, resource_values};
+use dcr_e2e::fixtures::{copy_repo_dir, repo_root, resource_at};
 use dcr_e2e::local_cloud::LocalCloudProcess;
 use dcr_e2e::terraform::Terraform;
 use dcr_e2e::workspace::{Workspace, provider_bin};
@@ -32,18 +33,25 @@ fn two_owners_two_policies_one_workload_joining_both() {
     base_image();
     let ws = Workspace::new(&Terraform::latest());
     let ex = repo_root().join("examples/multi-party");
-    for f in ["main.tf", "join.ipynb", "data/patients.csv", "data/lab_results.csv"] {
+    // The example calls the clean-room module by its path in the repository.
+    copy_repo_dir(&ws, "modules");
+    let main = std::fs::read_to_string(ex.join("main.tf")).unwrap();
+    assert!(main.contains("\"../../modules/clean-room\""), "the example is written on the clean-room module");
+    ws.write("main.tf", &main.replace("../../modules/", "./modules/"));
+    for f in ["join.ipynb", "data/patients.csv", "data/lab_results.csv"] {
         ws.write(f, &std::fs::read_to_string(ex.join(f)).unwrap());
     }
     ws.init();
     ws.apply();
     ws.assert_no_changes();
     let show = ws.show_json();
-    let w = resource_values(&show, "dcr_workload", "join");
+    let w = resource_at(&show, "module.study.module.analysis.dcr_workload.this");
     let digest = w["image_digest"].as_str().unwrap();
-    for p in ["hospital", "lab"] {
-        assert_eq!(resource_values(&show, "dcr_policy", p)["allowed_image_digests"][0], digest);
+    for owner in ["patients", "labs"] {
+        let p = resource_at(&show, &format!("module.study.module.owner[\"{owner}\"].dcr_policy.this"));
+        assert_eq!(p["allowed_image_digests"], serde_json::json!([digest]), "{owner}");
     }
+    assert_eq!(ws.run_ok(&["output", "-raw", "attested_image"]).stdout, digest);
     let cloud = LocalCloudProcess::start(&provider_bin(), &ws.path().join(".dcr"), &[]);
     let uri = w["output_uri"].as_str().unwrap();
     let (bucket, prefix) = uri.trim_start_matches("gs://").split_once('/').unwrap();
