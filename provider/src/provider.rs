@@ -65,6 +65,7 @@ impl tfplugin6::Provider for DcrProvider {
             Arc::new(crate::data_sources::verified_attestation::VerifiedAttestation::new(self.state.clone())),
             Arc::new(crate::data_sources::image_digest::ImageDigest::new(self.state.clone())),
             Arc::new(crate::data_sources::privacy_ledger::PrivacyLedger::new(self.state.clone())),
+            Arc::new(crate::data_sources::runs::Runs::new(self.state.clone())),
         ]
     }
 

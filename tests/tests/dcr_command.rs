@@ -130,6 +130,34 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     );
     assert_eq!(dcr(&state_dir, &["verify", &uri]).code, 0);
 
+    // The audit trail: the run, verified, with the generation of the data it read; from the
+    // command and from Terraform.
+    let object_generation = resource_values(&show, "dcr_dataset", "patients")["object_generation"].clone();
+    let out = dcr(&state_dir, &["--json", "runs", "gs://research-team-results/"]);
+    assert_eq!(out.code, 0, "{out}");
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{out}");
+    assert_eq!((runs[0]["uri"].as_str(), &runs[0]["verified"]), (Some(uri.as_str()), &Value::Bool(true)), "{out}");
+    assert_eq!(runs[0]["image_digest"], w["image_digest"]);
+    assert_eq!(runs[0]["inputs"][0]["dataset"], dataset.as_str());
+    assert_eq!(runs[0]["inputs"][0]["generation"], object_generation);
+    ws.write(
+        "runs.tf",
+        "data \"dcr_runs\" \"all\" {\n  location = \"gs://research-team-results/\"\n}\n\noutput \"runs\" {\n  value = data.dcr_runs.all.runs\n}\n",
+    );
+    ws.apply();
+    let from_terraform: Value = serde_json::from_str(&ws.run_ok(&["output", "-json", "runs"]).stdout).unwrap();
+    assert_eq!(from_terraform.as_array().map(Vec::len), Some(1), "{from_terraform}");
+    let r = &from_terraform[0];
+    assert_eq!(
+        (r["uri"].as_str(), &r["verified"], &r["failed_check"]),
+        (Some(uri.as_str()), &Value::Bool(true), &Value::from(""))
+    );
+    assert_eq!((&r["image_digest"], &r["inputs"][0]["generation"]), (&w["image_digest"], &object_generation));
+    assert!(r["released_at"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')), "{r}");
+    assert_eq!(r["outputs"], serde_json::json!(["summary.csv"]));
+
     // One changed byte, each where it belongs.
     let hex_in_outputs = |b: &[u8]| {
         let s = String::from_utf8_lossy(b);
@@ -187,6 +215,13 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     assert_eq!(out.code, RunCheck::Outputs.exit_code(), "{out}");
     assert!(out.stderr.contains("extra.csv is not in the manifest"), "{out}");
     assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0, "unverified files landed in {}", again.display());
+    let out = dcr(&state_dir, &["--json", "runs", "gs://research-team-results/"]);
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (&listed["runs"][0]["verified"], &listed["runs"][0]["failed_check"]),
+        (&Value::Bool(false), &Value::from("outputs")),
+        "{out}"
+    );
     drop(cloud);
 
     ws.destroy();
@@ -291,6 +326,16 @@ fn dcr_run_rehearses_the_notebook_on_the_stand_in_offline_and_fails_as_stage_2_d
         serde_json::from_slice(&cloud.download(&cloud.admin_token, "research-team-results", failure).unwrap()).unwrap();
     assert_eq!((report["stage"].as_str().unwrap(), report["exit_code"].as_i64().unwrap()), ("output_rules", 7));
     assert_eq!(report["message"], rehearsed.as_str(), "stage 2 failed otherwise than its rehearsal");
+    let out = dcr(&state_dir, &["--json", "runs", "gs://research-team-results/"]);
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let states: Vec<(bool, Value)> =
+        listed["runs"].as_array().unwrap().iter().map(|r| (r["verified"] == true, r["failed_check"].clone())).collect();
+    // Pinning the new digest changed the policy (version 2); the earlier run was held to version 1,
+    // whose document is no longer there to check it against (the policy bucket keeps no versions).
+    assert!(states.contains(&(false, Value::from("policy"))), "the reviewed notebook's run: {out}");
+    assert!(out.stdout.contains("the policy changed since the run"), "{out}");
+    assert!(states.contains(&(false, Value::from("output_rules"))), "the refused run: {out}");
+    assert_eq!(states.len(), 2, "{out}");
     drop(cloud);
 
     ws.destroy();

@@ -45,7 +45,7 @@ impl Cloud {
         &self.backend
     }
 
-    async fn storage(&self) -> Result<&StorageClient, CliError> {
+    pub async fn storage(&self) -> Result<&StorageClient, CliError> {
         let c = self.connected.get_or_try_init(|| connect(&self.backend)).await?;
         Ok(&c.storage)
     }
@@ -102,6 +102,14 @@ impl Cloud {
         dcr_gcp::oidc::issuer_jwks(&t, issuer)
             .await
             .map_err(|e| unavailable(format!("cannot read the keys of issuer {issuer}: {e}")))
+    }
+}
+
+/// The issuers' keys as the audit trail asks for them.
+#[async_trait::async_trait]
+impl dcr_audit::IssuerKeys for Cloud {
+    async fn jwks(&self, issuer: &str) -> Result<JwkSet, String> {
+        self.issuer_jwks(issuer).await.map_err(|e| e.to_string())
     }
 }
 

@@ -72,6 +72,15 @@ enum Command {
         #[arg(long, value_name = "oci:LAYOUT:TAG")]
         base_image: Option<String>,
     },
+    /// List every run released under an output location, each verified as `dcr verify` does,
+    /// and the runs that released nothing with the stage they failed at.
+    Runs {
+        /// gs://BUCKET/ or gs://BUCKET/PREFIX/ (a dcr_workload's output bucket or prefix).
+        location: String,
+        /// Only runs with an input under this policy.
+        #[arg(long)]
+        policy: Option<String>,
+    },
     /// Verify a released run (a directory, or its gs:// location): the token's signature and
     /// issuer, its nonce against the output manifest, the policy documents the inputs were held
     /// to, the attested image digest, the hardware, and every released file's hash.
@@ -148,6 +157,16 @@ async fn run(cli: Cli) -> i32 {
     let json = cli.json;
     let (result, extra) = match cli.command {
         Command::Pull { datasets, to } => return pull(&cloud, &datasets, &to, json).await,
+        Command::Runs { location, policy } => {
+            let result = match cloud.storage().await {
+                Ok(storage) => dcr_audit::list_runs(storage, &location, &cloud, policy.as_deref())
+                    .await
+                    .map_err(|e| dcr_cli::CliError::Unavailable(e.to_string())),
+                Err(e) => Err(e),
+            };
+            report::runs(&result, json);
+            return result.map_or_else(|e| e.exit_code(), |_| 0);
+        }
         Command::Run { notebook, inputs, parameters, policies, outputs, executed, timeout_seconds, base_image } => {
             let r = Rehearse {
                 notebook,

@@ -117,6 +117,34 @@ pub fn rehearsed(result: &Result<Rehearsed, CliError>, json: bool) {
     }
 }
 
+/// The runs `dcr runs` found.
+pub fn runs(result: &Result<Vec<dcr_audit::RunRecord>, CliError>, json: bool) {
+    match (result, json) {
+        (Ok(runs), true) => println!("{}", serde_json::to_string_pretty(&json!({"runs": runs})).unwrap_or_default()),
+        (Ok(runs), false) => {
+            for r in runs {
+                let state = match (&r.failed_check, r.verified) {
+                    (_, true) => "verified".to_string(),
+                    (Some(c), false) => format!("NOT VERIFIED ({c}): {}", r.detail),
+                    (None, false) => "not verified".to_string(),
+                };
+                println!("{}  {}  {}  {state}", r.uri, r.workload, r.image_digest);
+                for i in &r.inputs {
+                    println!(
+                        "    input {}: {} generation {}, policy {} version {}",
+                        i.name, i.dataset, i.generation, i.policy, i.policy_version
+                    );
+                }
+            }
+            if runs.is_empty() {
+                println!("no run found");
+            }
+        }
+        (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),
+        (Err(e), false) => eprintln!("error: {e}"),
+    }
+}
+
 /// The exit codes, for `--help`.
 pub fn exit_codes_help() -> String {
     let mut s = String::from(

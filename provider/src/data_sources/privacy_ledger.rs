@@ -96,16 +96,8 @@ impl DataSource for PrivacyLedger {
         schema()
     }
 
-    async fn validate(&self, config: &Value) -> Diagnostics {
-        tfplugin6::validate::declared(&schema().block, config)
-    }
-
     async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics> {
-        let d = tfplugin6::validate::declared(&schema().block, &config);
-        if d.has_errors() {
-            return Err(d);
-        }
-        let mut data: PrivacyLedgerData = tfplugin6::model::read(&config, "dcr_privacy_ledger configuration")?;
+        let mut data: PrivacyLedgerData = super::read_checked(&schema().block, &config, TYPE_NAME)?;
         let id = data.dataset.as_deref().unwrap_or_default().to_string();
         let place: DatasetLocation = parse_id(&id).map_err(|e| {
             Diagnostics::from(Diagnostic::attribute_error(AttributePath::root("dataset"), "not a dataset id", e))

@@ -110,8 +110,9 @@ pub trait Resource: Send + Sync {
 pub trait DataSource: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
-    async fn validate(&self, _config: &Value) -> Diagnostics {
-        Diagnostics::new()
+    /// The configuration's checks; by default the schema's declared ones.
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        crate::validate::declared(&self.schema().block, config)
     }
     /// The data source's state, with any warnings about it; or the errors that stopped the read.
     async fn read(&self, config: Value) -> Result<(Value, Diagnostics), Diagnostics>;

@@ -1,0 +1,219 @@
+//! The audit trail of a clean room, read from where it lies: every run released under an output
+//! location, each verified as `dcr verify` verifies one (`dcr_attestation::run`: token, nonce,
+//! policy versions, pinned digest, hardware, every output's hash), and the runs that released
+//! nothing with their failure reports. The provider's `data "dcr_runs"` and `dcr runs` share it;
+//! the storage client and the issuers' keys are the caller's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dcr_attestation::names::{FAILURE_OBJECT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
+use dcr_attestation::policy::PolicyDocument;
+use dcr_attestation::run::{FoundFile, RunExpected, RunFiles, verify_run};
+use dcr_attestation::workload::{FailureReport, InputRecord, OutputManifest, hex_sha256, split_gs_uri};
+use dcr_gcp::storage::{Object, StorageClient};
+use jsonwebtoken::jwk::JwkSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{0:?} is not a gs://BUCKET/PREFIX location")]
+    Location(String),
+    #[error("cannot read {what}: {source}")]
+    Storage {
+        what: String,
+        #[source]
+        source: dcr_gcp::GcpError,
+    },
+}
+
+/// Where the keys of an issuer come from (the local cloud's published keys, or OIDC discovery).
+#[async_trait::async_trait]
+pub trait IssuerKeys: Sync {
+    async fn jwks(&self, issuer: &str) -> Result<JwkSet, String>;
+}
+
+/// One run, as found and verified.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    /// `gs://BUCKET/PREFIX<digest hex>/`.
+    pub uri: String,
+    pub workload: String,
+    pub image_digest: String,
+    /// When the TEE released it (the token's `iat`, Unix seconds).
+    pub released_at: Option<i64>,
+    /// Hex SHA-256 of `output-manifest.json` (the token's nonce).
+    pub manifest_sha256: String,
+    /// Each input: dataset, the object generation read, the policy and its version.
+    pub inputs: Vec<InputRecord>,
+    pub outputs: Vec<String>,
+    pub verified: bool,
+    /// The failed check (`dcr verify`'s names), or the stage a failed run stopped at.
+    pub failed_check: Option<String>,
+    pub detail: String,
+    /// The failure report of a run that released nothing.
+    pub failure: Option<FailureReport>,
+}
+
+/// Every run under `location` (`gs://BUCKET/` or `gs://BUCKET/PREFIX/`), in name order, each
+/// verified; `policy` keeps only the runs with an input under that policy.
+pub async fn list_runs(
+    storage: &StorageClient,
+    location: &str,
+    keys: &dyn IssuerKeys,
+    policy: Option<&str>,
+) -> Result<Vec<RunRecord>, AuditError> {
+    let (bucket, prefix) = split_gs_uri(location).ok_or_else(|| AuditError::Location(location.to_string()))?;
+    let objects = storage
+        .list_objects(bucket, (!prefix.is_empty()).then_some(prefix))
+        .await
+        .map_err(|source| AuditError::Storage { what: location.to_string(), source })?;
+    let mut records = Vec::new();
+    let mut policies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (run_prefix, files) in runs_in(&objects) {
+        let uri = format!("gs://{bucket}/{run_prefix}");
+        let read = |name: &str| {
+            let object = format!("{run_prefix}{name}");
+            async move { download(storage, bucket, &object).await }
+        };
+        if !files.contains(OUTPUT_MANIFEST_OBJECT) {
+            if policy.is_some() {
+                // A failure report names no inputs: it cannot be placed under a policy.
+                continue;
+            }
+            let failure: Option<FailureReport> =
+                read(FAILURE_OBJECT).await.ok().and_then(|b| serde_json::from_slice(&b).ok());
+            records.push(failed_record(uri, failure));
+            continue;
+        }
+        let manifest_bytes = read(OUTPUT_MANIFEST_OBJECT).await?;
+        let manifest = OutputManifest::from_bytes(&manifest_bytes).ok();
+        if let (Some(p), Some(m)) = (policy, &manifest)
+            && !m.inputs.iter().any(|i| i.policy == p)
+        {
+            continue;
+        }
+        let token = String::from_utf8_lossy(&read(TOKEN_OBJECT).await.unwrap_or_default()).into_owned();
+        let mut outputs = Vec::new();
+        for name in files.iter().filter_map(|f| f.strip_prefix(OUTPUTS_DIR)) {
+            let bytes = read(&format!("{OUTPUTS_DIR}{name}")).await?;
+            outputs.push(FoundFile::of(name, &bytes));
+        }
+        let mut expected = RunExpected { location: Some(uri.clone()), ..Default::default() };
+        for input in manifest.iter().flat_map(|m| &m.inputs) {
+            if input.policy_uri.is_empty() {
+                continue;
+            }
+            if !policies.contains_key(&input.policy_uri) {
+                let doc = match split_gs_uri(&input.policy_uri) {
+                    Some((b, o)) => download(storage, b, o).await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                policies.insert(input.policy_uri.clone(), doc);
+            }
+            expected.policies.push(policies[&input.policy_uri].clone());
+        }
+        let issuer = expected.policies.iter().find_map(|b| PolicyDocument::from_bytes(b).ok()).map(|p| p.issuer);
+        let jwks = match issuer {
+            Some(i) => keys.jwks(&i).await.unwrap_or(JwkSet { keys: Vec::new() }),
+            None => JwkSet { keys: Vec::new() },
+        };
+        let files = RunFiles { manifest: &manifest_bytes, token: &token, outputs: &outputs };
+        let checked = verify_run(&files, &jwks, &expected);
+        let m = manifest.unwrap_or_else(|| OutputManifest {
+            format: String::new(),
+            workload: String::new(),
+            image_digest: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        });
+        records.push(RunRecord {
+            uri,
+            workload: m.workload,
+            image_digest: m.image_digest,
+            released_at: checked.as_ref().ok().and_then(|v| v.claims.issued_at),
+            manifest_sha256: hex_sha256(&manifest_bytes),
+            inputs: m.inputs,
+            outputs: m.outputs.into_iter().map(|o| o.name).collect(),
+            verified: checked.is_ok(),
+            failed_check: checked.as_ref().err().map(|f| f.check.name().to_string()),
+            detail: checked.err().map(|f| f.detail).unwrap_or_default(),
+            failure: None,
+        });
+    }
+    Ok(records)
+}
+
+/// The runs among `objects`: each prefix holding an output manifest or a failure report, with
+/// the names under it.
+fn runs_in(objects: &[Object]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut runs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for o in objects {
+        for marker in [OUTPUT_MANIFEST_OBJECT, FAILURE_OBJECT] {
+            if let Some(run) = o.name.strip_suffix(marker).filter(|p| p.is_empty() || p.ends_with('/')) {
+                runs.entry(run.to_string()).or_default();
+            }
+        }
+    }
+    for o in objects {
+        if let Some((run, files)) = runs.iter_mut().find(|(run, _)| o.name.starts_with(run.as_str())) {
+            files.insert(o.name[run.len()..].to_string());
+        }
+    }
+    runs
+}
+
+fn failed_record(uri: String, failure: Option<FailureReport>) -> RunRecord {
+    RunRecord {
+        uri,
+        workload: failure.as_ref().map(|f| f.workload.clone()).unwrap_or_default(),
+        image_digest: failure.as_ref().map(|f| f.image_digest.clone()).unwrap_or_default(),
+        released_at: None,
+        manifest_sha256: String::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        verified: false,
+        failed_check: Some(failure.as_ref().map(|f| f.stage.clone()).unwrap_or_else(|| "files".into())),
+        detail: failure.as_ref().map(|f| format!("the run released nothing: {}", f.message)).unwrap_or_default(),
+        failure,
+    }
+}
+
+async fn download(storage: &StorageClient, bucket: &str, object: &str) -> Result<Vec<u8>, AuditError> {
+    let mut bytes = Vec::new();
+    storage
+        .download_object(bucket, object, |b| {
+            bytes.extend_from_slice(b);
+            Ok(())
+        })
+        .await
+        .map_err(|source| AuditError::Storage { what: format!("gs://{bucket}/{object}"), source })?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str) -> Object {
+        Object { name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn runs_are_the_prefixes_holding_a_manifest_or_a_failure_report() {
+        let objects: Vec<Object> = [
+            "study/aa/attestation-token.jwt",
+            "study/aa/output-manifest.json",
+            "study/aa/outputs/summary.csv",
+            "study/bb/failure.json",
+            "study/notes.txt",
+            "other/cc/outputs/x.csv",
+        ]
+        .into_iter()
+        .map(object)
+        .collect();
+        let runs = runs_in(&objects);
+        assert_eq!(runs.keys().collect::<Vec<_>>(), ["study/aa/", "study/bb/"]);
+        let aa: Vec<&str> = runs["study/aa/"].iter().map(String::as_str).collect();
+        assert_eq!(aa, ["attestation-token.jwt", "output-manifest.json", "outputs/summary.csv"]);
+        assert_eq!(runs["study/bb/"].iter().collect::<Vec<_>>(), ["failure.json"]);
+    }
+}
