@@ -94,8 +94,7 @@ pub async fn list_runs(
         let token = String::from_utf8_lossy(&read(TOKEN_OBJECT).await.unwrap_or_default()).into_owned();
         let mut outputs = Vec::new();
         for name in files.iter().filter_map(|f| f.strip_prefix(OUTPUTS_DIR)) {
-            let bytes = read(&format!("{OUTPUTS_DIR}{name}")).await?;
-            outputs.push(FoundFile::of(name, &bytes));
+            outputs.push(hash_object(storage, bucket, &format!("{run_prefix}{OUTPUTS_DIR}{name}"), name).await?);
         }
         let mut expected = RunExpected { location: Some(uri.clone()), ..Default::default() };
         for input in manifest.iter().flat_map(|m| &m.inputs) {
@@ -154,7 +153,9 @@ fn runs_in(objects: &[Object]) -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     for o in objects {
-        if let Some((run, files)) = runs.iter_mut().find(|(run, _)| o.name.starts_with(run.as_str())) {
+        // The longest run prefix an object is under (in name order, a prefix sorts before the
+        // names it is a prefix of).
+        if let Some((run, files)) = runs.iter_mut().rev().find(|(run, _)| o.name.starts_with(run.as_str())) {
             files.insert(o.name[run.len()..].to_string());
         }
     }
@@ -175,6 +176,22 @@ fn failed_record(uri: String, failure: Option<FailureReport>) -> RunRecord {
         detail: failure.as_ref().map(|f| format!("the run released nothing: {}", f.message)).unwrap_or_default(),
         failure,
     }
+}
+
+/// An object's size and SHA-256, streamed: outputs may be large.
+async fn hash_object(storage: &StorageClient, bucket: &str, object: &str, name: &str) -> Result<FoundFile, AuditError> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut size = 0u64;
+    storage
+        .download_object(bucket, object, |b| {
+            ctx.update(b);
+            size += b.len() as u64;
+            Ok(())
+        })
+        .await
+        .map_err(|source| AuditError::Storage { what: format!("gs://{bucket}/{object}"), source })?;
+    let sha256 = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(FoundFile { name: name.to_string(), size, sha256 })
 }
 
 async fn download(storage: &StorageClient, bucket: &str, object: &str) -> Result<Vec<u8>, AuditError> {
@@ -206,12 +223,18 @@ mod tests {
             "study/bb/failure.json",
             "study/notes.txt",
             "other/cc/outputs/x.csv",
+            "output-manifest.json",
         ]
         .into_iter()
         .map(object)
         .collect();
         let runs = runs_in(&objects);
-        assert_eq!(runs.keys().collect::<Vec<_>>(), ["study/aa/", "study/bb/"]);
+        // A run at the location's root holds only what no deeper run does.
+        assert_eq!(runs.keys().collect::<Vec<_>>(), ["", "study/aa/", "study/bb/"]);
+        assert_eq!(
+            runs[""].iter().collect::<Vec<_>>(),
+            ["other/cc/outputs/x.csv", "output-manifest.json", "study/notes.txt"]
+        );
         let aa: Vec<&str> = runs["study/aa/"].iter().map(String::as_str).collect();
         assert_eq!(aa, ["attestation-token.jwt", "output-manifest.json", "outputs/summary.csv"]);
         assert_eq!(runs["study/bb/"].iter().collect::<Vec<_>>(), ["failure.json"]);
