@@ -9,6 +9,7 @@ use dcr_gcp::artifact_registry::ArtifactRegistryClient;
 use dcr_gcp::auth::{StaticToken, TokenSource};
 use dcr_gcp::compute::ComputeClient;
 use dcr_gcp::kms::KmsClient;
+use dcr_gcp::logging::LoggingClient;
 use dcr_gcp::resource_manager::ResourceManagerClient;
 use dcr_gcp::retry::RetryPolicy;
 use dcr_gcp::storage::StorageClient;
@@ -32,6 +33,8 @@ pub struct Clients {
     pub resource_manager: ResourceManagerClient,
     pub compute: ComputeClient,
     pub artifact_registry: ArtifactRegistryClient,
+    /// Cloud Audit Logs: who used the datasets' keys.
+    pub logging: LoggingClient,
     pub is_local: bool,
     /// The provider block's default region and zone (`gcp` only).
     pub region: Option<String>,
@@ -107,6 +110,7 @@ impl Clients {
             resource_manager: ResourceManagerClient::new(t.clone(), &ep.resource_manager),
             compute: ComputeClient::new(t.clone(), &ep.compute),
             artifact_registry: ArtifactRegistryClient::new(t.clone(), &ep.artifact_registry),
+            logging: LoggingClient::new(t.clone(), &ep.logging),
             is_local,
             region: None,
             zone: None,
@@ -168,6 +172,7 @@ fn gcp_endpoints(cfg: &GcpConfig) -> Endpoints {
         (&cfg.resource_manager_endpoint, &mut ep.resource_manager),
         (&cfg.compute_endpoint, &mut ep.compute),
         (&cfg.artifact_registry_endpoint, &mut ep.artifact_registry),
+        (&cfg.logging_endpoint, &mut ep.logging),
     ] {
         if let Some(url) = over {
             *field = with_slash(url);
@@ -193,6 +198,7 @@ mod tests {
             resource_manager_endpoint: None,
             compute_endpoint: Some("http://127.0.0.1:9/compute/v1".into()),
             artifact_registry_endpoint: None,
+            logging_endpoint: None,
         };
         let ep = gcp_endpoints(&cfg);
         assert_eq!(ep.storage, "https://private.example/storage/v1/");

@@ -131,6 +131,7 @@ const SERVICES: &[Service] = &[
         proto: true,
         download: false,
     },
+    Service { name: "logging", doc: "logging.v2.json", mount: "/logging", upload: false, proto: true, download: false },
     Service { name: "compute", doc: "compute.v1.json", mount: "", upload: false, proto: false, download: false },
     Service {
         name: "artifactregistry",

@@ -115,6 +115,7 @@ impl LocalCloudProcess {
             ("resource_manager_endpoint", "cloudresourcemanager/v1"),
             ("compute_endpoint", "compute/v1"),
             ("artifact_registry_endpoint", "artifactregistry/v1"),
+            ("logging_endpoint", "logging/v2"),
         ]
         .iter()
         .map(|(attr, path)| format!("    {attr} = \"{ep}/{path}/\"\n"))

@@ -142,9 +142,23 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     assert_eq!(runs[0]["image_digest"], w["image_digest"]);
     assert_eq!(runs[0]["inputs"][0]["dataset"], dataset.as_str());
     assert_eq!(runs[0]["inputs"][0]["generation"], object_generation);
+    // The key accesses: the run's TEE unwrapped the dataset's key, as its pool's principal; Cloud
+    // Audit Logs (the local cloud's Data Access log) say so.
+    let crypto_key = resource_values(&show, "dcr_dataset", "patients")["crypto_key"].as_str().unwrap().to_string();
+    let accesses = listed["key_accesses"].as_array().unwrap_or_else(|| panic!("no key_accesses: {out}"));
+    let tee = |a: &Value| {
+        a["granted"] == true
+            && a["key"] == crypto_key.as_str()
+            && a["datasets"] == serde_json::json!([dataset])
+            && a["principal"].as_str().is_some_and(|p| {
+                p.starts_with("principal://iam.googleapis.com/projects/") && p.contains("/workloadIdentityPools/")
+            })
+    };
+    assert_eq!(accesses.iter().filter(|a| tee(a)).count(), 1, "one decrypt, by the run's TEE: {out}");
+    assert_eq!(accesses.len(), 1, "{out}");
     ws.write(
         "runs.tf",
-        "data \"dcr_runs\" \"all\" {\n  location = \"gs://research-team-results/\"\n}\n\noutput \"runs\" {\n  value = data.dcr_runs.all.runs\n}\n",
+        "data \"dcr_runs\" \"all\" {\n  location = \"gs://research-team-results/\"\n}\n\noutput \"runs\" {\n  value = data.dcr_runs.all.runs\n}\n\noutput \"key_accesses\" {\n  value = data.dcr_runs.all.key_accesses\n}\n",
     );
     ws.apply();
     let from_terraform: Value = serde_json::from_str(&ws.run_ok(&["output", "-json", "runs"]).stdout).unwrap();
@@ -157,6 +171,8 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     assert_eq!((&r["image_digest"], &r["inputs"][0]["generation"]), (&w["image_digest"], &object_generation));
     assert!(r["released_at"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')), "{r}");
     assert_eq!(r["outputs"], serde_json::json!(["summary.csv"]));
+    let from_terraform: Value = serde_json::from_str(&ws.run_ok(&["output", "-json", "key_accesses"]).stdout).unwrap();
+    assert_eq!(from_terraform.as_array().map(|a| a.iter().filter(|a| tee(a)).count()), Some(1), "{from_terraform}");
 
     // One changed byte, each where it belongs.
     let hex_in_outputs = |b: &[u8]| {
@@ -207,7 +223,8 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
     );
 
     // An object slipped in beside the released files: nothing lands.
-    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
+    let mallory = "user:mallory@dcr.local";
+    let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[mallory]);
     let (bucket, prefix) = uri.trim_start_matches("gs://").split_once('/').unwrap();
     cloud.upload(&cloud.admin_token, bucket, &format!("{prefix}outputs/extra.csv"), b"x\n").unwrap();
     let again = scratch.path().join("again");
@@ -222,6 +239,13 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
         (&Value::Bool(false), &Value::from("outputs")),
         "{out}"
     );
+    // Someone without the key's role tries it: refused, and on record.
+    assert_eq!(cloud.kms_decrypt(&cloud.token_for(mallory), &crypto_key, b"DLK1 any ciphertext", b""), Err(403));
+    let out = dcr(&state_dir, &["runs", "gs://research-team-results/"]);
+    assert_eq!(out.code, 0, "{out}");
+    let refused = out.stdout.lines().find(|l| l.contains("mallory@dcr.local")).unwrap_or_else(|| panic!("{out}"));
+    assert!(refused.contains("REFUSED: Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied"), "{out}");
+    assert!(refused.contains(&crypto_key) && refused.contains(&dataset), "{out}");
     drop(cloud);
 
     ws.destroy();

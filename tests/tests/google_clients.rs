@@ -1,5 +1,6 @@
 //! Fidelity anchored by Google's code: Google's official client libraries (google-cloud-storage,
-//! google-cloud-kms over REST, google-cloud-compute, google-api-python-client and google-auth,
+//! google-cloud-kms over REST, google-cloud-compute, google-api-python-client (IAM, STS, Resource
+//! Manager, Cloud Logging) and google-auth,
 //! pinned in tests/google-clients/requirements.txt) drive a standalone local cloud through every
 //! method it serves. The pytest suite in tests/google-clients/ says what each library must be able
 //! to do; this test starts the local cloud, mints the attestation token a Confidential Space
@@ -84,6 +85,7 @@ const SERVED: &[&str] = &[
     "artifactregistry.projects.locations.repositories.getIamPolicy",
     "artifactregistry.projects.locations.repositories.setIamPolicy",
     "artifactregistry.projects.locations.operations.get",
+    "logging.entries.list",
 ];
 
 /// A Confidential Space token as the simulated TEE would write it for a workload of `DIGEST`.

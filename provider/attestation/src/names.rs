@@ -19,6 +19,9 @@ pub const OUTPUTS_DIR: &str = "outputs/";
 pub const OUTPUT_MANIFEST_OBJECT: &str = "output-manifest.json";
 pub const TOKEN_OBJECT: &str = "attestation-token.jwt";
 pub const FAILURE_OBJECT: &str = "failure.json";
+/// The custom metadata key of a dataset's object that names the Cloud KMS key wrapping its data
+/// key: where an auditor finds which key's use to look up.
+pub const KMS_KEY_METADATA: &str = "dcr-kms-key";
 
 /// A dataset's bucket and name, from which everything else it has is named.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,15 +1,17 @@
 //! The audit trail of a clean room, read from where it lies: every run released under an output
 //! location, each verified as `dcr verify` verifies one (`dcr_attestation::run`: token, nonce,
 //! policy versions, pinned digest, hardware, every output's hash), and the runs that released
-//! nothing with their failure reports. The provider's `data "dcr_runs"` and `dcr runs` share it;
-//! the storage client and the issuers' keys are the caller's.
+//! nothing with their failure reports; and every use of the runs' datasets' keys, from Cloud
+//! Audit Logs ([`key_accesses`]). The provider's `data "dcr_runs"` and `dcr runs` share it; the
+//! clients and the issuers' keys are the caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dcr_attestation::names::{FAILURE_OBJECT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
+use dcr_attestation::names::{FAILURE_OBJECT, KMS_KEY_METADATA, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
 use dcr_attestation::policy::PolicyDocument;
 use dcr_attestation::run::{FoundFile, RunExpected, RunFiles, verify_run};
 use dcr_attestation::workload::{FailureReport, InputRecord, OutputManifest, hex_sha256, split_gs_uri};
+use dcr_gcp::logging::{LogEntry, LoggingClient, key_decrypts_filter};
 use dcr_gcp::storage::{Object, StorageClient};
 use jsonwebtoken::jwk::JwkSet;
 
@@ -19,6 +21,20 @@ pub enum AuditError {
     Location(String),
     #[error("cannot read {what}: {source}")]
     Storage {
+        what: String,
+        #[source]
+        source: dcr_gcp::GcpError,
+    },
+    #[error(
+        "cannot read the audit log of key {key}: {source} (reading Data Access audit logs takes roles/logging.privateLogViewer on the key's project)"
+    )]
+    AuditLog {
+        key: String,
+        #[source]
+        source: dcr_gcp::GcpError,
+    },
+    #[error("cannot read which key wraps {what}: {source}")]
+    DatasetKey {
         what: String,
         #[source]
         source: dcr_gcp::GcpError,
@@ -141,6 +157,73 @@ pub async fn list_runs(
     Ok(records)
 }
 
+/// One use of a dataset's key: a Cloud KMS `Decrypt` call, from the key project's Data Access
+/// audit log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KeyAccess {
+    /// When (RFC 3339).
+    pub time: String,
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub key: String,
+    /// The datasets (`BUCKET/NAME`) among the runs' inputs whose data key it wraps.
+    pub datasets: Vec<String>,
+    /// Who called: a workload identity pool's `principal://…`, or an account's email.
+    pub principal: String,
+    /// Whether KMS decrypted; a refused call is on record too.
+    pub granted: bool,
+    /// Why a refused call was refused.
+    pub status: String,
+}
+
+/// Every decrypt with the keys of the datasets `runs` read, oldest first. The key of a dataset is
+/// the one its object's metadata names (the key the provider wrapped its data key with).
+/// On Google Cloud, the key's project must log Data Access for Cloud KMS (`auditConfigs`, off by
+/// default); the local cloud's project does.
+pub async fn key_accesses(
+    storage: &StorageClient,
+    logging: &LoggingClient,
+    runs: &[RunRecord],
+) -> Result<Vec<KeyAccess>, AuditError> {
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let objects: BTreeMap<&str, &str> =
+        runs.iter().flat_map(|r| &r.inputs).map(|i| (i.object_uri.as_str(), i.dataset.as_str())).collect();
+    for (uri, dataset) in objects {
+        let Some((bucket, object)) = split_gs_uri(uri) else { continue };
+        let found = storage
+            .get_object(bucket, object)
+            .await
+            .map_err(|source| AuditError::DatasetKey { what: uri.to_string(), source })?;
+        if let Some(key) = found.and_then(|o| o.metadata).and_then(|mut m| m.remove(KMS_KEY_METADATA)) {
+            keys.entry(key).or_default().insert(dataset.to_string());
+        }
+    }
+    let mut accesses = Vec::new();
+    for (key, datasets) in keys {
+        let Some(project) = key.strip_prefix("projects/").and_then(|k| k.split('/').next()) else { continue };
+        let entries = logging
+            .list_entries(&[format!("projects/{project}")], &key_decrypts_filter(project, &key))
+            .await
+            .map_err(|source| AuditError::AuditLog { key: key.clone(), source })?;
+        accesses.extend(entries.iter().filter_map(|e| key_access(e, &key, &datasets)));
+    }
+    accesses.sort_by(|a, b| a.time.cmp(&b.time));
+    Ok(accesses)
+}
+
+/// The access an audit entry records, if it is a decrypt with `key`.
+fn key_access(entry: &LogEntry, key: &str, datasets: &BTreeSet<String>) -> Option<KeyAccess> {
+    let audit = entry.proto_payload.as_ref().filter(|a| a.method_name == "Decrypt" && a.resource_name == key)?;
+    let status = audit.status.clone().unwrap_or_default();
+    Some(KeyAccess {
+        time: entry.timestamp.clone(),
+        key: key.to_string(),
+        datasets: datasets.iter().cloned().collect(),
+        principal: audit.authentication_info.principal(),
+        granted: status.code == 0,
+        status: status.message,
+    })
+}
+
 /// The runs among `objects`: each prefix holding an output manifest or a failure report, with
 /// the names under it.
 fn runs_in(objects: &[Object]) -> BTreeMap<String, BTreeSet<String>> {
@@ -212,6 +295,32 @@ mod tests {
 
     fn object(name: &str) -> Object {
         Object { name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn audit_entries_become_key_accesses() {
+        let key = "projects/p/locations/global/keyRings/r/cryptoKeys/k";
+        let datasets = BTreeSet::from(["b/patients".to_string()]);
+        let entry = |method: &str, resource: &str, status: serde_json::Value| -> LogEntry {
+            serde_json::from_value(serde_json::json!({
+                "timestamp": "2026-12-05T06:00:00.000Z",
+                "protoPayload": {"methodName": method, "resourceName": resource, "status": status,
+                                 "authenticationInfo": {"principalSubject": "principal://x/subject/vm"}}}))
+            .unwrap()
+        };
+        let ok = key_access(&entry("Decrypt", key, serde_json::json!({})), key, &datasets).unwrap();
+        assert!(ok.granted);
+        assert_eq!(
+            (ok.principal.as_str(), ok.datasets.as_slice()),
+            ("principal://x/subject/vm", &["b/patients".to_string()][..])
+        );
+        let denied =
+            key_access(&entry("Decrypt", key, serde_json::json!({"code": 7, "message": "no"})), key, &datasets)
+                .unwrap();
+        assert!(!denied.granted);
+        assert_eq!(denied.status, "no");
+        assert!(key_access(&entry("Encrypt", key, serde_json::json!({})), key, &datasets).is_none());
+        assert!(key_access(&entry("Decrypt", "projects/p/other", serde_json::json!({})), key, &datasets).is_none());
     }
 
     #[test]

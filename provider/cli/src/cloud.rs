@@ -9,6 +9,7 @@ use std::sync::Arc;
 use dcr_attestation::claims::{LOCAL_ISSUER, same_issuer};
 use dcr_attestation::workload::split_gs_uri;
 use dcr_gcp::auth::{StaticToken, TokenSource};
+use dcr_gcp::logging::LoggingClient;
 use dcr_gcp::retry::RetryPolicy;
 use dcr_gcp::storage::{Object, StorageClient};
 use dcr_gcp::{Endpoints, Transport};
@@ -32,6 +33,7 @@ pub struct Cloud {
 
 struct Connected {
     storage: StorageClient,
+    logging: LoggingClient,
     /// Keeps the local cloud serving while the command runs.
     _local: Option<LocalCloud>,
 }
@@ -41,13 +43,15 @@ impl Cloud {
         Cloud { backend, connected: tokio::sync::OnceCell::new() }
     }
 
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
     pub async fn storage(&self) -> Result<&StorageClient, CliError> {
         let c = self.connected.get_or_try_init(|| connect(&self.backend)).await?;
         Ok(&c.storage)
+    }
+
+    /// Cloud Audit Logs, where key accesses are on record.
+    pub async fn logging(&self) -> Result<&LoggingClient, CliError> {
+        let c = self.connected.get_or_try_init(|| connect(&self.backend)).await?;
+        Ok(&c.logging)
     }
 
     /// Every object under `gs://BUCKET/PREFIX`.
@@ -135,20 +139,21 @@ async fn connect(backend: &Backend) -> Result<Connected, CliError> {
             })
             .await
             .map_err(|e| unavailable(format!("cannot open the local cloud in {}: {e}", state_dir.display())))?;
-            let storage =
-                storage_client(Endpoints::local(&cloud.endpoint()), Arc::new(StaticToken(cloud.admin_token())))?;
-            Ok(Connected { storage, _local: Some(cloud) })
+            let (storage, logging) =
+                clients(Endpoints::local(&cloud.endpoint()), Arc::new(StaticToken(cloud.admin_token())))?;
+            Ok(Connected { storage, logging, _local: Some(cloud) })
         }
         Backend::Gcp => {
             let tokens = dcr_gcp::auth::from_environment().map_err(|e| {
                 unavailable(format!("no Google Cloud credentials (gcloud auth application-default login): {e}"))
             })?;
-            Ok(Connected { storage: storage_client(Endpoints::google(), tokens)?, _local: None })
+            let (storage, logging) = clients(Endpoints::google(), tokens)?;
+            Ok(Connected { storage, logging, _local: None })
         }
     }
 }
 
-fn storage_client(ep: Endpoints, tokens: Arc<dyn TokenSource>) -> Result<StorageClient, CliError> {
+fn clients(ep: Endpoints, tokens: Arc<dyn TokenSource>) -> Result<(StorageClient, LoggingClient), CliError> {
     let t = Arc::new(Transport::new(tokens, RetryPolicy::default()).map_err(unavailable)?);
-    Ok(StorageClient::new(t, &ep.storage, &ep.storage_upload))
+    Ok((StorageClient::new(t.clone(), &ep.storage, &ep.storage_upload), LoggingClient::new(t, &ep.logging)))
 }

@@ -158,12 +158,7 @@ async fn run(cli: Cli) -> i32 {
     let (result, extra) = match cli.command {
         Command::Pull { datasets, to } => return pull(&cloud, &datasets, &to, json).await,
         Command::Runs { location, policy } => {
-            let result = match cloud.storage().await {
-                Ok(storage) => dcr_audit::list_runs(storage, &location, &cloud, policy.as_deref())
-                    .await
-                    .map_err(|e| dcr_cli::CliError::Unavailable(e.to_string())),
-                Err(e) => Err(e),
-            };
+            let result = audit_trail(&cloud, &location, policy.as_deref()).await;
             report::runs(&result, json);
             return result.map_or_else(|e| e.exit_code(), |_| 0);
         }
@@ -202,4 +197,21 @@ async fn pull(cloud: &Cloud, datasets: &[String], to: &std::path::Path, json: bo
     };
     report::pulled(&result, json);
     result.map_or_else(|e| e.exit_code(), |_| 0)
+}
+
+/// The runs under `location` and every use of their datasets' keys. Key accesses that cannot be
+/// read (no audit log access) leave the runs listed, with a warning saying why.
+async fn audit_trail(
+    cloud: &Cloud,
+    location: &str,
+    policy: Option<&str>,
+) -> Result<report::AuditTrail, dcr_cli::CliError> {
+    let unavailable = |e: dcr_audit::AuditError| dcr_cli::CliError::Unavailable(e.to_string());
+    let storage = cloud.storage().await?;
+    let runs = dcr_audit::list_runs(storage, location, cloud, policy).await.map_err(unavailable)?;
+    let (key_accesses, warning) = match dcr_audit::key_accesses(storage, cloud.logging().await?, &runs).await {
+        Ok(a) => (a, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Ok(report::AuditTrail { runs, key_accesses, warning })
 }

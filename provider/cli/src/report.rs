@@ -118,11 +118,21 @@ pub fn rehearsed(result: &Result<Rehearsed, CliError>, json: bool) {
 }
 
 /// The runs `dcr runs` found.
-pub fn runs(result: &Result<Vec<dcr_audit::RunRecord>, CliError>, json: bool) {
+/// What `dcr runs` found: the runs, and the accesses to their datasets' keys.
+#[derive(serde::Serialize)]
+pub struct AuditTrail {
+    pub runs: Vec<dcr_audit::RunRecord>,
+    pub key_accesses: Vec<dcr_audit::KeyAccess>,
+    /// Why the key accesses could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+pub fn runs(result: &Result<AuditTrail, CliError>, json: bool) {
     match (result, json) {
-        (Ok(runs), true) => println!("{}", serde_json::to_string_pretty(&json!({"runs": runs})).unwrap_or_default()),
-        (Ok(runs), false) => {
-            for r in runs {
+        (Ok(trail), true) => println!("{}", serde_json::to_string_pretty(trail).unwrap_or_default()),
+        (Ok(trail), false) => {
+            for r in &trail.runs {
                 let state = match (&r.failed_check, r.verified) {
                     (_, true) => "verified".to_string(),
                     (Some(c), false) => format!("NOT VERIFIED ({c}): {}", r.detail),
@@ -136,8 +146,18 @@ pub fn runs(result: &Result<Vec<dcr_audit::RunRecord>, CliError>, json: bool) {
                     );
                 }
             }
-            if runs.is_empty() {
+            if trail.runs.is_empty() {
                 println!("no run found");
+            }
+            if !trail.key_accesses.is_empty() {
+                println!("key accesses:");
+            }
+            for a in &trail.key_accesses {
+                let outcome = if a.granted { "decrypted".to_string() } else { format!("REFUSED: {}", a.status) };
+                println!("  {}  {}  {}  {outcome}  ({})", a.time, a.principal, a.key, a.datasets.join(", "));
+            }
+            if let Some(w) = &trail.warning {
+                eprintln!("warning: {w}");
             }
         }
         (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),

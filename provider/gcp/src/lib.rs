@@ -1,5 +1,5 @@
 //! Typed REST clients for the Google Cloud APIs dcr calls: Cloud Storage (JSON API), Cloud KMS, IAM
-//! workload identity federation, STS, Resource Manager, Compute Engine, Artifact Registry and OIDC
+//! workload identity federation, STS, Resource Manager, Compute Engine, Artifact Registry, Cloud Logging (audit logs) and OIDC
 //! discovery.
 //!
 //! The same clients talk to real Google Cloud and to dcr's embedded local cloud; only the base URLs
@@ -14,6 +14,7 @@ pub mod compute;
 pub mod error;
 pub mod iam;
 pub mod kms;
+pub mod logging;
 pub mod oidc;
 pub mod operation;
 pub mod resource_manager;
@@ -39,6 +40,7 @@ pub struct Endpoints {
     pub resource_manager: String,
     pub compute: String,
     pub artifact_registry: String,
+    pub logging: String,
 }
 
 impl Endpoints {
@@ -53,6 +55,7 @@ impl Endpoints {
             resource_manager: "https://cloudresourcemanager.googleapis.com/v1/".into(),
             compute: "https://compute.googleapis.com/compute/v1/".into(),
             artifact_registry: "https://artifactregistry.googleapis.com/v1/".into(),
+            logging: "https://logging.googleapis.com/v2/".into(),
         }
     }
 
@@ -69,6 +72,7 @@ impl Endpoints {
             resource_manager: format!("{base}/cloudresourcemanager/v1/"),
             compute: format!("{base}/compute/v1/"),
             artifact_registry: format!("{base}/artifactregistry/v1/"),
+            logging: format!("{base}/logging/v2/"),
         }
     }
 }

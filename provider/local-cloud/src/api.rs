@@ -81,6 +81,22 @@ impl ApiError {
         }
     }
 
+    /// The `google.rpc.Code` number of [`aip_status`](Self::aip_status), as audit entries record it.
+    pub fn rpc_code(&self) -> i32 {
+        match self.aip_status() {
+            "INVALID_ARGUMENT" => 3,
+            "NOT_FOUND" => 5,
+            "ALREADY_EXISTS" => 6,
+            "PERMISSION_DENIED" => 7,
+            "RESOURCE_EXHAUSTED" => 8,
+            "FAILED_PRECONDITION" => 9,
+            "ABORTED" => 10,
+            "UNIMPLEMENTED" => 12,
+            "UNAUTHENTICATED" => 16,
+            _ => 13,
+        }
+    }
+
     pub fn body(&self, shape: Shape) -> Value {
         match shape {
             Shape::Storage => json!({"error": {

@@ -33,6 +33,7 @@ pub fn role_permissions(role: &str) -> Option<&'static [&'static str]> {
         ],
         "roles/viewer" => &[
             "resourcemanager.projects.get",
+            "logging.logEntries.list",
             "storage.buckets.get",
             "storage.buckets.list",
             "cloudkms.keyRings.get",
@@ -45,6 +46,8 @@ pub fn role_permissions(role: &str) -> Option<&'static [&'static str]> {
             "compute.instances.list",
             "compute.zoneOperations.get",
         ],
+        "roles/logging.viewer" => &["logging.logEntries.list"],
+        "roles/logging.privateLogViewer" => &["logging.logEntries.list", "logging.privateLogEntries.list"],
         "roles/compute.instanceAdmin.v1" => &["compute.instances.*", "compute.zoneOperations.*"],
         "roles/storage.admin" => &["storage.*"],
         "roles/storage.objectAdmin" => &["storage.objects.*"],

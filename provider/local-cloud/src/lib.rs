@@ -22,6 +22,7 @@ mod issuer;
 mod kms;
 mod launch_spec;
 mod launcher_dir;
+mod logging;
 mod request_log;
 mod resource_manager;
 mod rootfs;
@@ -110,6 +111,11 @@ impl LocalCloud {
             let mut policy: serde_json::Value =
                 existing.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(serde_json::json!({"version": 1, "bindings": []}));
             let owners = policy["bindings"].as_array().and_then(|b| b.iter().find(|b| b["role"] == "roles/owner")).is_some();
+            // A new project logs key use (Data Access logs of Cloud KMS), as dcr asks of Google
+            // projects; an existing policy's audit configuration is the owner's and kept.
+            if policy.get("auditConfigs").is_none() {
+                policy["auditConfigs"] = logging::default_audit_configs();
+            }
             if !owners {
                 policy["bindings"].as_array_mut().expect("bindings").push(serde_json::json!({"role": "roles/owner", "members": []}));
             }

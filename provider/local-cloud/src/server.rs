@@ -55,6 +55,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
         ("artifactregistry", Shape::Aip)
     } else if raw_path.starts_with("/compute/v1/") {
         ("compute", Shape::Storage)
+    } else if raw_path.starts_with("/logging/v2/") {
+        ("logging", Shape::Aip)
     } else if raw_path.starts_with("/sts/v1/") {
         ("sts", Shape::Aip)
     } else if raw_path.starts_with(crate::issuer::HTTP_PREFIX) {
@@ -108,7 +110,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                 return Err(ApiError::bad_request("alt=media is only supported on Storage object downloads."));
             }
             "cloudresourcemanager" => crate::resource_manager::handle(&app, &r).await?,
-            "storage" | "cloudkms" | "iam" | "compute" | "artifactregistry" => {
+            "storage" | "cloudkms" | "iam" | "compute" | "artifactregistry" | "logging" => {
                 let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
                     .await
                     .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
@@ -131,6 +133,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request<Body>) -> Response
                     }
                     "compute" => crate::compute::handle(&app, &r, json).await?,
                     "artifactregistry" => crate::artifact_registry::handle(&app, &r, json).await?,
+                    "logging" => crate::logging::handle(&app, &r, json).await?,
                     _ => crate::wif::handle(&app, &r, json).await?,
                 }
             }

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS ar_repositories (
   name TEXT PRIMARY KEY, project TEXT NOT NULL, resource TEXT NOT NULL, policy TEXT NOT NULL,
   policy_etag INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ar_operations (name TEXT PRIMARY KEY, resource TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log_entries (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, log_name TEXT NOT NULL, timestamp TEXT NOT NULL,
+  entry TEXT NOT NULL);
 "#;
 
 #[derive(Clone, Debug)]

@@ -1,6 +1,7 @@
 //! `data "dcr_runs"`: the audit trail of an output location. Every run released there, each
 //! verified as `dcr verify` verifies one, and the runs that released nothing, from
-//! `dcr_audit::list_runs` (shared with `dcr runs`).
+//! `dcr_audit::list_runs` (shared with `dcr runs`); and every use of their datasets' keys, from
+//! Cloud Audit Logs (`dcr_audit::key_accesses`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,17 @@ pub struct RunsData {
     pub location: Attr<String>,
     pub policy: Attr<String>,
     pub runs: Attr<Vec<Run>>,
+    pub key_accesses: Attr<Vec<KeyAccess>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Model)]
+pub struct KeyAccess {
+    pub time: String,
+    pub key: String,
+    pub datasets: Vec<String>,
+    pub principal: String,
+    pub granted: bool,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Model)]
@@ -67,6 +79,17 @@ fn input_type() -> Type {
         ("generation", Type::String),
         ("policy", Type::String),
         ("policy_version", Type::Number),
+    ])
+}
+
+fn key_access_type() -> Type {
+    object(&[
+        ("time", Type::String),
+        ("key", Type::String),
+        ("datasets", Type::list(Type::String)),
+        ("principal", Type::String),
+        ("granted", Type::Bool),
+        ("status", Type::String),
     ])
 }
 
@@ -113,6 +136,16 @@ pub fn schema() -> Schema {
              from the token; empty when it does not verify), `manifest_sha256`, `inputs` (`name`, `dataset`, the \
              object `generation` read, `policy`, `policy_version`), `outputs`, `verified`, and for a run that is not, \
              `failed_check` (a `dcr verify` check, or the stage a run that released nothing stopped at) and `detail`.",
+        ))
+        .attr(Attribute::computed(
+            "key_accesses",
+            Type::list(key_access_type()),
+            "Every Cloud KMS decrypt with the keys of the datasets these runs read, oldest first, from Cloud Audit \
+             Logs: `time` (RFC 3339), `key`, `datasets` (`BUCKET/NAME`), `principal` (a workload identity pool's \
+             `principal://…` for a TEE, an email for an account), `granted`, and `status` (why a refused call was \
+             refused). On Google Cloud the key's project must have Data Access audit logs of \
+             `cloudkms.googleapis.com` on (`google_project_iam_audit_config`, `DATA_READ`) and the caller needs \
+             `roles/logging.privateLogViewer`; without them the list is empty and a warning says why.",
         )),
     )
 }
@@ -155,6 +188,27 @@ impl DataSource for Runs {
                     e.to_string(),
                 ))
             })?;
+        let mut diags = Diagnostics::new();
+        let accesses = match dcr_audit::key_accesses(&clients.storage, &clients.logging, &found).await {
+            Ok(a) => a,
+            Err(e) => {
+                diags.push(Diagnostic::warning("The datasets' key accesses could not be read", e.to_string()));
+                Vec::new()
+            }
+        };
+        data.key_accesses = Attr::Known(
+            accesses
+                .into_iter()
+                .map(|a| KeyAccess {
+                    time: a.time,
+                    key: a.key,
+                    datasets: a.datasets,
+                    principal: a.principal,
+                    granted: a.granted,
+                    status: a.status,
+                })
+                .collect(),
+        );
         data.runs = Attr::Known(
             found
                 .into_iter()
@@ -182,7 +236,7 @@ impl DataSource for Runs {
                 })
                 .collect(),
         );
-        Ok((data.into_value(), Diagnostics::new()))
+        Ok((data.into_value(), diags))
     }
 }
 
@@ -193,7 +247,9 @@ mod tests {
     #[test]
     fn the_model_has_the_schemas_attributes() {
         tfplugin6::model::check_fields::<RunsData>(&schema().block).unwrap();
-        for (ty, mut names) in [(run_type(), Run::fields()), (input_type(), RunInput::fields())] {
+        for (ty, mut names) in
+            [(run_type(), Run::fields()), (input_type(), RunInput::fields()), (key_access_type(), KeyAccess::fields())]
+        {
             let Type::Object(fields) = ty else { panic!("an object type") };
             names.sort();
             assert_eq!(names, fields.keys().map(String::as_str).collect::<Vec<_>>());

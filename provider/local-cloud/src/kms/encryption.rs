@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::wire::{b64, check_crc32c, crc32c_value, parse_b64};
 use super::{Scope, rows};
 use crate::api::{ApiError, ApiResult, check_fields};
+use crate::logging::{DataAccess, record_data_access};
 use crate::store::Store;
 
 const MAX_PLAINTEXT: usize = 64 * 1024;
@@ -62,22 +63,48 @@ pub(super) async fn decrypt(store: &Store, scope: Scope, key: String, body: Valu
     check_crc32c(&body, "additionalAuthenticatedData", &aad)?;
     store
         .call(move |c| {
-            scope.require(c, Some(&key), "cloudkms.cryptoKeyVersions.useToDecrypt", &key)?;
-            let bad = || ApiError::bad_request("Decryption failed: the ciphertext is invalid.");
-            let number = version_of(&ct).ok_or_else(bad)?;
-            let vname = format!("{key}/cryptoKeyVersions/{number}");
-            let version = rows::version(c, &vname)?.ok_or_else(bad)?;
-            if version.state != "ENABLED" {
-                return Err(ApiError::failed_precondition(format!(
-                    "The request cannot be fulfilled: {vname} is not enabled, current state is: {}.",
-                    version.state
-                )));
-            }
-            let plain = open(&version.material, number, &ct, &aad).ok_or_else(bad)?;
-            Ok(json!({"plaintext": b64(&plain), "plaintextCrc32c": crc32c_value(&plain),
-                      "usedPrimary": number == 1, "protectionLevel": "SOFTWARE"}))
+            let result = unwrap(c, &scope, &key, &ct, &aad);
+            // Every decrypt, granted or not, is a use of the key the data owner can audit.
+            let access = DataAccess {
+                project: &scope.project,
+                service: "cloudkms.googleapis.com",
+                method: "Decrypt",
+                resource_name: &key,
+                permission: "cloudkms.cryptoKeyVersions.useToDecrypt",
+                resource: key_resource(&key),
+                request_type: "type.googleapis.com/google.cloud.kms.v1.DecryptRequest",
+                caller: &scope.principal,
+            };
+            record_data_access(c, access, &result)?;
+            result
         })
         .await
+}
+
+fn unwrap(c: &rusqlite::Connection, scope: &Scope, key: &str, ct: &[u8], aad: &[u8]) -> ApiResult<Value> {
+    scope.require(c, Some(key), "cloudkms.cryptoKeyVersions.useToDecrypt", key)?;
+    let bad = || ApiError::bad_request("Decryption failed: the ciphertext is invalid.");
+    let number = version_of(ct).ok_or_else(bad)?;
+    let vname = format!("{key}/cryptoKeyVersions/{number}");
+    let version = rows::version(c, &vname)?.ok_or_else(bad)?;
+    if version.state != "ENABLED" {
+        return Err(ApiError::failed_precondition(format!(
+            "The request cannot be fulfilled: {vname} is not enabled, current state is: {}.",
+            version.state
+        )));
+    }
+    let plain = open(&version.material, number, ct, aad).ok_or_else(bad)?;
+    Ok(json!({"plaintext": b64(&plain), "plaintextCrc32c": crc32c_value(&plain),
+              "usedPrimary": number == 1, "protectionLevel": "SOFTWARE"}))
+}
+
+/// The monitored resource of a key's audit entries, `cloudkms_cryptokey`
+/// (https://cloud.google.com/logging/docs/api/v2/resource-list).
+fn key_resource(key: &str) -> Value {
+    let parts: Vec<&str> = key.split('/').collect();
+    let at = |i: usize| parts.get(i).copied().unwrap_or_default();
+    json!({"type": "cloudkms_cryptokey", "labels": {"project_id": at(1), "location": at(3),
+           "key_ring_id": at(5), "crypto_key_id": at(7)}})
 }
 
 /// The version number a local ciphertext names, if it is one.

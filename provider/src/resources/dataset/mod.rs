@@ -35,7 +35,7 @@ const ENVELOPE_FORMAT: &str = "dcr-envelope-v1";
 /// Custom object metadata keys (everything needed to import the dataset; no data).
 mod meta {
     pub const FORMAT: &str = "dcr-format";
-    pub const KMS_KEY: &str = "dcr-kms-key";
+    pub const KMS_KEY: &str = dcr_attestation::names::KMS_KEY_METADATA;
     pub const SOURCE_SHA: &str = "dcr-source-sha256";
     pub const SOURCE_PATH: &str = "dcr-source-path";
     pub const SOURCE_ROWS: &str = "dcr-source-rows";
