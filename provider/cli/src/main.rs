@@ -72,6 +72,26 @@ enum Command {
         #[arg(long, value_name = "oci:LAYOUT:TAG")]
         base_image: Option<String>,
     },
+    /// Explore the stand-ins in JupyterLab (pinned; the runtime image's pandas and numpy), with
+    /// DCR_INPUTS_DIR and DCR_OUTPUTS_DIR set as in the TEE. Serves on 127.0.0.1 with a random
+    /// token until interrupted; the first run installs JupyterLab into dcr's cache (from PyPI).
+    Lab {
+        /// The stand-ins, as INPUT.csv (dcr pull fills it).
+        #[arg(long, value_name = "DIR")]
+        inputs: PathBuf,
+        /// DCR_OUTPUTS_DIR: what the notebook writes for release (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "outputs")]
+        outputs: PathBuf,
+        /// The directory the lab opens and saves notebooks in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        notebook_dir: PathBuf,
+        /// The port on 127.0.0.1 (default: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The CPython 3.11 to install JupyterLab with.
+        #[arg(long, env = "DCR_PYTHON", default_value = "python3")]
+        python: PathBuf,
+    },
     /// List every run released under an output location, each verified as `dcr verify` does,
     /// and the runs that released nothing with the stage they failed at.
     Runs {
@@ -160,6 +180,14 @@ async fn run(cli: Cli) -> i32 {
         Command::Runs { location, policy } => {
             let result = audit_trail(&cloud, &location, policy.as_deref()).await;
             report::runs(&result, json);
+            return result.map_or_else(|e| e.exit_code(), |_| 0);
+        }
+        Command::Lab { inputs, outputs, notebook_dir, port, python } => {
+            let l = dcr_cli::lab::Lab { inputs, outputs, notebook_dir, port, python };
+            let result = dcr_cli::lab::lab(&l, |serving| report::lab_serving(serving, json)).await;
+            if let Err(e) = &result {
+                report::failed(e, json);
+            }
             return result.map_or_else(|e| e.exit_code(), |_| 0);
         }
         Command::Run { notebook, inputs, parameters, policies, outputs, executed, timeout_seconds, base_image } => {

@@ -65,10 +65,7 @@ pub async fn rehearse(cloud: &Cloud, r: &Rehearse) -> Result<Rehearsed, CliError
         unavailable(format!("cannot read the base image {}: {e} (runtime-image/build.sh builds it)", r.base_image))
     })?;
 
-    let staging = tempfile::Builder::new()
-        .prefix("dcr-run-")
-        .tempdir()
-        .map_err(|e| unavailable(format!("cannot create a temporary directory: {e}")))?;
+    let staging = crate::scratch::private_dir("dcr-run-", None)?;
     let (image_dir, released) = (staging.path().join("image"), staging.path().join("released"));
     let write =
         |p: PathBuf, bytes: &[u8]| std::fs::write(&p, bytes).map_err(|e| unavailable(format!("{}: {e}", p.display())));

@@ -82,8 +82,7 @@ pub fn pulled(result: &Result<Vec<Pulled>, CliError>, json: bool) {
                 println!("{}: {} ({} bytes) from {}", f.input, f.path, f.bytes, f.uri);
             }
         }
-        (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),
-        (Err(e), false) => eprintln!("error: {e}"),
+        (Err(e), _) => failed(e, json),
     }
 }
 
@@ -112,8 +111,7 @@ pub fn rehearsed(result: &Result<Rehearsed, CliError>, json: bool) {
                 eprintln!("executed notebook: {e}");
             }
         }
-        (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),
-        (Err(e), false) => eprintln!("error: {e}"),
+        (Err(e), _) => failed(e, json),
     }
 }
 
@@ -160,8 +158,28 @@ pub fn runs(result: &Result<AuditTrail, CliError>, json: bool) {
                 eprintln!("warning: {w}");
             }
         }
-        (Err(e), true) => println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})),
-        (Err(e), false) => eprintln!("error: {e}"),
+        (Err(e), _) => failed(e, json),
+    }
+}
+
+/// Where the lab serves; stdout is flushed, since a script waits for this line.
+pub fn lab_serving(s: &crate::lab::Serving, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(s).unwrap_or_default());
+    } else {
+        println!("JupyterLab serves the stand-ins in {} (DCR_INPUTS_DIR):", s.inputs);
+        println!("  {}", s.url);
+        println!("What the notebook writes to DCR_OUTPUTS_DIR lands in {}. Ctrl-C stops the lab.", s.outputs);
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// A command's error, as text on stderr or JSON on stdout.
+pub fn failed(e: &CliError, json: bool) {
+    if json {
+        println!("{}", json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}}));
+    } else {
+        eprintln!("error: {e}");
     }
 }
 

@@ -45,8 +45,7 @@ pub async fn verify(cloud: &Cloud, source: &RunSource, e: &Expectations, quiet: 
     match source {
         RunSource::Dir(dir) => verify_dir(cloud, dir, None, e).await,
         RunSource::Uri(uri) => {
-            let staging = tempfile::tempdir()
-                .map_err(|err| unavailable(format!("cannot create a temporary directory: {err}")))?;
+            let staging = crate::scratch::private_dir("dcr-verify-", None)?;
             run_dir::download(cloud, uri, staging.path(), quiet).await?;
             verify_dir(cloud, staging.path(), Some(uri.clone()), e).await
         }
@@ -64,10 +63,7 @@ pub async fn results(
 ) -> Result<VerifiedRun, CliError> {
     let uri = run_dir::run_prefix(uri);
     std::fs::create_dir_all(to).map_err(|err| unavailable(format!("cannot create {}: {err}", to.display())))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".dcr-download-")
-        .tempdir_in(to)
-        .map_err(|err| unavailable(format!("cannot create a directory in {}: {err}", to.display())))?;
+    let staging = crate::scratch::private_dir(".dcr-download-", Some(to))?;
     let written = run_dir::download(cloud, &uri, staging.path(), quiet).await?;
     let verified = verify_dir(cloud, staging.path(), Some(uri.clone()), e).await?;
     for name in written.iter().map(|w| w.split('/').next().unwrap_or(w)).collect::<std::collections::BTreeSet<_>>() {

@@ -1,0 +1,291 @@
+//! `dcr lab`: JupyterLab on the stage-1 stand-ins, for exploring before a notebook is rehearsed
+//! (`dcr run`) and submitted. The notebook finds its data as it will in the TEE: `DCR_INPUTS_DIR`
+//! holds `INPUT.csv` (what `dcr pull` wrote) and files written to `DCR_OUTPUTS_DIR` are what the
+//! output rules will look at. The kernel has the runtime image's pandas, numpy, ipykernel and
+//! papermill versions.
+//!
+//! JupyterLab comes from an embedded lock (`lab/requirements.lock`: every wheel pinned by version
+//! and hash), installed once into a venv named by the lock's hash under dcr's cache directory.
+//! Other users of the machine are treated as attackers: the server listens on 127.0.0.1 only,
+//! with a fresh random token handed to it in the environment (`JUPYTER_TOKEN`), never on its
+//! command line, which every local user can read in `/proc`; kernels use Unix sockets in a 0700
+//! directory rather than loopback ports; nothing is fetched from the internet while it runs.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{CliError, unavailable};
+
+/// The lock `dcr lab` installs.
+pub const LOCK: &str = include_str!("../lab/requirements.lock");
+
+/// How long JupyterLab may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub struct Lab {
+    pub inputs: PathBuf,
+    pub outputs: PathBuf,
+    /// What the lab's file browser shows (where notebooks are opened and saved).
+    pub notebook_dir: PathBuf,
+    /// 0: any free port.
+    pub port: u16,
+    /// The CPython 3.11 to build the venv with.
+    pub python: PathBuf,
+}
+
+/// What `dcr lab` tells its user once the lab answers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Serving {
+    /// With the token: open it in a browser.
+    pub url: String,
+    pub inputs: String,
+    pub outputs: String,
+    pub notebook_dir: String,
+    pub venv: String,
+}
+
+/// The venv of this lock: `CACHE/lab/<first 16 hex of the lock's SHA-256>`.
+pub fn venv_dir(cache: &Path) -> PathBuf {
+    cache.join("lab").join(&dcr_attestation::workload::hex_sha256(LOCK.as_bytes())[..16])
+}
+
+/// Starts JupyterLab and serves until it stops or dcr is interrupted (Ctrl-C, SIGTERM), which
+/// stops it. `ready` is called once, when the lab answers.
+pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> {
+    let inputs = existing_dir(&l.inputs, "--inputs")?;
+    let stand_ins = std::fs::read_dir(&inputs)
+        .map_err(|e| unavailable(format!("cannot read {}: {e}", inputs.display())))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+        .count();
+    if stand_ins == 0 {
+        return Err(CliError::Usage(format!(
+            "no INPUT.csv in {}: fetch the stand-ins with dcr pull BUCKET/NAME --to {}",
+            inputs.display(),
+            inputs.display()
+        )));
+    }
+    std::fs::create_dir_all(&l.outputs)
+        .map_err(|e| unavailable(format!("cannot create {}: {e}", l.outputs.display())))?;
+    let outputs = existing_dir(&l.outputs, "--outputs")?;
+    let notebook_dir = existing_dir(&l.notebook_dir, "--notebook-dir")?;
+    let venv = venv_dir(&dcr_image::build::cache_dir());
+    ensure_venv(&venv, &l.python).await?;
+    quiet_page_config(&venv)?;
+
+    // Connection files (with the kernels' keys) and sockets; removed when dcr lab ends.
+    let runtime = crate::scratch::private_dir("dcr-lab-runtime-", None)?;
+    let port = if l.port == 0 { free_port()? } else { l.port };
+    let token = random_token()?;
+    let mut child = tokio::process::Command::new(venv.join("bin/jupyter-lab"))
+        .args(["--no-browser", "--ip=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg("--ServerApp.port_retries=0")
+        // Jupyter refuses root unless told; root is who runs dcr's local backend (runc) here.
+        .arg("--allow-root")
+        // Nothing leaves the machine on its own: no update checks, news feed or extension
+        // installs from PyPI (the analyst's data is in this lab).
+        .args(["--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None"])
+        .arg("--LabApp.extension_manager=readonly")
+        // Kernels talk over Unix sockets in the private runtime directory below, not loopback TCP
+        // ports any local user could subscribe to (a kernel's IOPub stream carries every output
+        // unencrypted; its HMAC key only signs).
+        .arg("--KernelManager.transport=ipc")
+        .env("JUPYTER_RUNTIME_DIR", runtime.path())
+        .arg(format!("--ServerApp.root_dir={}", notebook_dir.display()))
+        .env("JUPYTER_TOKEN", &token)
+        .env("DCR_INPUTS_DIR", &inputs)
+        .env("DCR_OUTPUTS_DIR", &outputs)
+        // As in the TEE: no bytecode written beside the analyst's files.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(&notebook_dir)
+        .stdin(std::process::Stdio::null())
+        // JupyterLab's log (which prints the token too) goes to the terminal, not to stdout.
+        .stdout(std::io::stderr())
+        // Its own process group: the terminal's Ctrl-C reaches dcr, which stops the whole lab.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| unavailable(format!("cannot start JupyterLab from {}: {e}", venv.display())))?;
+    let pid = child.id();
+
+    let started = Instant::now();
+    loop {
+        if answers(port) {
+            break;
+        }
+        if let Some(status) = child.try_wait().map_err(unavailable)? {
+            return Err(unavailable(format!("JupyterLab exited before serving ({status}); its log is above")));
+        }
+        if started.elapsed() > START_TIMEOUT {
+            stop(pid, &mut child).await;
+            return Err(unavailable(format!(
+                "JupyterLab did not answer on 127.0.0.1:{port} within {} s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ready(&Serving {
+        url: format!("http://127.0.0.1:{port}/lab?token={token}"),
+        inputs: inputs.display().to_string(),
+        outputs: outputs.display().to_string(),
+        notebook_dir: notebook_dir.display().to_string(),
+        venv: venv.display().to_string(),
+    });
+
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(unavailable)?;
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(unavailable)?;
+            if !status.success() {
+                return Err(unavailable(format!("JupyterLab stopped: {status}")));
+            }
+        }
+        _ = tokio::signal::ctrl_c() => stop(pid, &mut child).await,
+        _ = terminate.recv() => stop(pid, &mut child).await,
+    }
+    Ok(())
+}
+
+/// Turns off the lab's news prompt (the announcements plugin asks to fetch Jupyter's feed): the
+/// venv's own page config, so the analyst's other Jupyter installs are untouched.
+fn quiet_page_config(venv: &Path) -> Result<(), CliError> {
+    let dir = venv.join("etc/jupyter/labconfig");
+    std::fs::create_dir_all(&dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    let config = serde_json::json!({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}});
+    std::fs::write(dir.join("page_config.json"), config.to_string())
+        .map_err(|e| unavailable(format!("cannot write {}: {e}", dir.join("page_config.json").display())))
+}
+
+fn existing_dir(dir: &Path, flag: &str) -> Result<PathBuf, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!("{flag} {} is not a directory", dir.display())));
+    }
+    std::path::absolute(dir).map_err(|e| CliError::Usage(format!("{flag} {}: {e}", dir.display())))
+}
+
+/// Builds the venv once. A stamp written after pip has installed every locked wheel marks it
+/// ready: an interrupted install is removed and made again, and a lock file keeps two `dcr lab`
+/// from building it at once.
+async fn ensure_venv(venv: &Path, python: &Path) -> Result<(), CliError> {
+    let stamp = venv.join(".dcr-ready");
+    if stamp.is_file() {
+        return Ok(());
+    }
+    let version = tokio::process::Command::new(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .await
+        .map_err(|e| unavailable(format!("cannot run {}: {e} (pass --python)", python.display())))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    if version != "3.11" {
+        return Err(CliError::Usage(format!(
+            "{} is Python {version}; dcr lab's lock is for CPython 3.11, the runtime image's (Debian 12's python3): pass --python",
+            python.display()
+        )));
+    }
+    let parent = venv.parent().expect("the venv is under the lab cache");
+    std::fs::create_dir_all(parent).map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
+    let lock_path = venv.with_extension("lock");
+    let guard = std::fs::File::create(&lock_path)
+        .map_err(|e| unavailable(format!("cannot create {}: {e}", lock_path.display())))?;
+    guard.lock().map_err(|e| unavailable(format!("cannot lock {}: {e}", lock_path.display())))?;
+    if stamp.is_file() {
+        return Ok(()); // another dcr lab built it while this one waited
+    }
+    let _ = std::fs::remove_dir_all(venv);
+    eprintln!("dcr lab: installing JupyterLab into {} (once)", venv.display());
+    run(tokio::process::Command::new(python).args(["-m", "venv"]).arg(venv), "python -m venv").await?;
+    let requirements = venv.join("requirements.lock");
+    std::fs::write(&requirements, LOCK)
+        .map_err(|e| unavailable(format!("cannot write {}: {e}", requirements.display())))?;
+    run(
+        tokio::process::Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"])
+            .args(["--require-hashes", "--only-binary", ":all:", "-r"])
+            .arg(&requirements),
+        "pip install of dcr lab's lock (PyPI must be reachable the first time)",
+    )
+    .await?;
+    std::fs::write(&stamp, "").map_err(|e| unavailable(format!("cannot write {}: {e}", stamp.display())))
+}
+
+async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), CliError> {
+    let status =
+        cmd.stdin(std::process::Stdio::null()).status().await.map_err(|e| unavailable(format!("{what}: {e}")))?;
+    if status.success() { Ok(()) } else { Err(unavailable(format!("{what} failed ({status})"))) }
+}
+
+fn free_port() -> Result<u16, CliError> {
+    let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).map_err(unavailable)?;
+    Ok(l.local_addr().map_err(unavailable)?.port())
+}
+
+/// 32 random bytes, hex.
+fn random_token() -> Result<String, CliError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| unavailable("no randomness for the lab's token"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether a Jupyter server answers `GET /api` (its version; no token needed) on the port.
+fn answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// SIGTERM to the lab's process group (the server and its kernels), then SIGKILL after 10 s.
+async fn stop(pid: Option<u32>, child: &mut tokio::process::Child) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(lock: &str) -> std::collections::BTreeMap<&str, &str> {
+        lock.lines().filter_map(|l| l.trim_end_matches(" \\").split_once("==")).collect()
+    }
+
+    #[test]
+    fn the_lab_kernel_has_the_runtime_images_package_versions() {
+        let image = versions(include_str!("../../../runtime-image/requirements.lock"));
+        let lab = versions(LOCK);
+        assert!(lab.contains_key("jupyterlab") && image.len() > 10, "{lab:?}");
+        for (name, version) in &image {
+            if let Some(v) = lab.get(name) {
+                assert_eq!(v, version, "{name}: the lab pins {v}, the runtime image {version}");
+            }
+        }
+        for needed in ["pandas", "numpy", "ipykernel", "papermill"] {
+            assert_eq!(lab.get(needed), image.get(needed), "{needed}");
+        }
+        assert!(LOCK.lines().filter(|l| l.contains("==")).count() == LOCK.matches("--hash=sha256:").count());
+    }
+
+    #[test]
+    fn the_venv_is_named_by_the_lock() {
+        let dir = venv_dir(Path::new("/c"));
+        assert_eq!(dir.parent(), Some(Path::new("/c/lab")));
+        assert_eq!(dir.file_name().unwrap().len(), 16);
+        assert_eq!(random_token().unwrap().len(), 64);
+        assert_ne!(random_token().unwrap(), random_token().unwrap());
+    }
+}
