@@ -13,7 +13,7 @@ use dcr_attestation::run::RunCheck;
 use dcr_e2e::clean_room::base_image;
 use dcr_e2e::fixtures::{PROJECT, quickstart, resource_values, sha256_hex};
 use dcr_e2e::google_clients::ScratchDir;
-use dcr_e2e::local_cloud::{LocalCloudProcess, suite_request_log};
+use dcr_e2e::local_cloud::{LocalCloudProcess, encode, suite_request_log};
 use dcr_e2e::terraform::Terraform;
 use dcr_e2e::workspace::{REQUEST_LOG_ENV, dcr_bin, provider_bin};
 use serde_json::Value;
@@ -338,13 +338,7 @@ fn dcr_run_rehearses_the_notebook_on_the_stand_in_offline_and_fails_as_stage_2_d
 
     ws.apply_fails();
     let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
-    let listed = cloud.get(&cloud.admin_token, "/storage/v1/b/research-team-results/o");
-    let names: Vec<String> = listed.json::<Value>().unwrap()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap().to_string())
-        .collect();
+    let names = object_names(&cloud, "research-team-results", "");
     let failure = names.iter().find(|n| n.ends_with("/failure.json")).unwrap_or_else(|| panic!("{names:?}"));
     let report: Value =
         serde_json::from_slice(&cloud.download(&cloud.admin_token, "research-team-results", failure).unwrap()).unwrap();
@@ -354,9 +348,34 @@ fn dcr_run_rehearses_the_notebook_on_the_stand_in_offline_and_fails_as_stage_2_d
     let listed: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
     let states: Vec<(bool, Value)> =
         listed["runs"].as_array().unwrap().iter().map(|r| (r["verified"] == true, r["failed_check"].clone())).collect();
-    // Pinning the new digest changed the policy (version 2); the earlier run was held to version 1,
-    // whose document is no longer there to check it against (the policy bucket keeps no versions).
-    assert!(states.contains(&(false, Value::from("policy"))), "the reviewed notebook's run: {out}");
+    // Pinning the new digest changed the policy (version 2); the earlier run, held to version 1,
+    // still verifies online: the policy bucket keeps every version by its hash.
+    assert!(states.contains(&(true, Value::Null)), "the reviewed notebook's run: {out}");
+    let policy_uri =
+        listed["runs"].as_array().unwrap().iter().find(|r| r["verified"] == true).unwrap()["inputs"][0]["policy_uri"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (bucket, current) = policy_uri.trim_start_matches("gs://").split_once('/').unwrap();
+    let current: Value = serde_json::from_slice(&cloud.download(&cloud.admin_token, bucket, current).unwrap()).unwrap();
+    assert_eq!(current["version"], 2, "{current}");
+    // And with its version gone from the history, it fails the policy check, naming the change.
+    let history = object_names(&cloud, bucket, "history/");
+    assert_eq!(history.len(), 2, "versions 1 and 2: {history:?}");
+    for name in &history {
+        let bytes = cloud.download(&cloud.admin_token, bucket, name).unwrap();
+        assert_eq!(format!("history/{}.json", sha256_hex(&bytes)), *name, "a history object is named by its hash");
+        if serde_json::from_slice::<Value>(&bytes).unwrap()["version"] == 1 {
+            assert!(
+                cloud
+                    .delete(&cloud.admin_token, &format!("/storage/v1/b/{bucket}/o/{}", encode(name)))
+                    .status()
+                    .is_success()
+            );
+        }
+    }
+    let out = dcr(&state_dir, &["--json", "runs", "gs://research-team-results/"]);
+    assert!(out.stdout.contains("\"failed_check\": \"policy\""), "{out}");
     assert!(out.stdout.contains("the policy changed since the run"), "{out}");
     assert!(states.contains(&(false, Value::from("output_rules"))), "the refused run: {out}");
     assert_eq!(states.len(), 2, "{out}");
@@ -365,6 +384,15 @@ fn dcr_run_rehearses_the_notebook_on_the_stand_in_offline_and_fails_as_stage_2_d
     ws.destroy();
     let cloud = LocalCloudProcess::start(&provider_bin(), &state_dir, &[]);
     cloud.remove_ledgers(PROJECT);
+}
+
+/// The names of the objects under `prefix` in `bucket`.
+fn object_names(cloud: &LocalCloudProcess, bucket: &str, prefix: &str) -> Vec<String> {
+    let listed = cloud.get(&cloud.admin_token, &format!("/storage/v1/b/{bucket}/o?prefix={}", encode(prefix)));
+    listed.json::<Value>().unwrap()["items"]
+        .as_array()
+        .map(|items| items.iter().map(|o| o["name"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// `notebook` (JSON text) with a code cell appended.

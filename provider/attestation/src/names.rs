@@ -14,6 +14,8 @@ const DCR_PREFIX: &str = "dcr-";
 const OUTPUT_POOL_PREFIX: &str = "dcr-out-";
 /// The policy document's object name in the policy's bucket.
 pub const POLICY_OBJECT: &str = "policy.json";
+/// Where a policy's bucket keeps every version of its document ([`PolicyLocation::history_object`]).
+pub const POLICY_HISTORY_DIR: &str = "history/";
 /// The objects a run writes under its prefix.
 pub const OUTPUTS_DIR: &str = "outputs/";
 pub const OUTPUT_MANIFEST_OBJECT: &str = "output-manifest.json";
@@ -124,6 +126,13 @@ impl PolicyLocation {
 
     pub fn document_uri(&self) -> String {
         gs_uri(&self.bucket, POLICY_OBJECT)
+    }
+
+    /// Where every version of the document is kept, named by its hex SHA-256: a run's manifest
+    /// records the hash of the document it was held to, so an auditor finds that version after
+    /// the policy has changed. Content-addressed, so no version can be swapped for another.
+    pub fn history_object(sha256_hex: &str) -> String {
+        format!("{POLICY_HISTORY_DIR}{sha256_hex}.json")
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dcr_attestation::names::{FAILURE_OBJECT, KMS_KEY_METADATA, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
+use dcr_attestation::names::{
+    FAILURE_OBJECT, KMS_KEY_METADATA, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, PolicyLocation, TOKEN_OBJECT,
+};
 use dcr_attestation::policy::PolicyDocument;
 use dcr_attestation::run::{FoundFile, RunExpected, RunFiles, verify_run};
 use dcr_attestation::workload::{FailureReport, InputRecord, OutputManifest, hex_sha256, split_gs_uri};
@@ -83,7 +85,7 @@ pub async fn list_runs(
         .await
         .map_err(|source| AuditError::Storage { what: location.to_string(), source })?;
     let mut records = Vec::new();
-    let mut policies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut policies: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     for (run_prefix, files) in runs_in(&objects) {
         let uri = format!("gs://{bucket}/{run_prefix}");
         let read = |name: &str| {
@@ -117,14 +119,12 @@ pub async fn list_runs(
             if input.policy_uri.is_empty() {
                 continue;
             }
-            if !policies.contains_key(&input.policy_uri) {
-                let doc = match split_gs_uri(&input.policy_uri) {
-                    Some((b, o)) => download(storage, b, o).await.unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                policies.insert(input.policy_uri.clone(), doc);
+            let version = (input.policy_uri.clone(), input.policy_sha256.clone());
+            if !policies.contains_key(&version) {
+                // An unreadable document fails the run's policy check, not the listing.
+                policies.insert(version.clone(), policy_document(storage, input).await.unwrap_or_default());
             }
-            expected.policies.push(policies[&input.policy_uri].clone());
+            expected.policies.push(policies[&version].clone());
         }
         let issuer = expected.policies.iter().find_map(|b| PolicyDocument::from_bytes(b).ok()).map(|p| p.issuer);
         let jwks = match issuer {
@@ -155,6 +155,25 @@ pub async fn list_runs(
         });
     }
     Ok(records)
+}
+
+/// The policy document `input` was held to: the one at its `policy_uri` when it still hashes to
+/// the manifest's `policy_sha256`, else that version from the policy bucket's history
+/// (`history/SHA256.json`, which `dcr_policy` writes beside every document). When neither is
+/// there, the current document is returned, and the policy check says what changed.
+pub async fn policy_document(storage: &StorageClient, input: &InputRecord) -> Result<Vec<u8>, AuditError> {
+    let (bucket, object) =
+        split_gs_uri(&input.policy_uri).ok_or_else(|| AuditError::Location(input.policy_uri.clone()))?;
+    let current = download(storage, bucket, object).await?;
+    if input.policy_sha256.is_empty() || hex_sha256(&current) == input.policy_sha256 {
+        return Ok(current);
+    }
+    let history = PolicyLocation::history_object(&input.policy_sha256);
+    match download(storage, bucket, &history).await {
+        Ok(old) => Ok(old),
+        Err(AuditError::Storage { source, .. }) if source.is_not_found() => Ok(current),
+        Err(e) => Err(e),
+    }
 }
 
 /// One use of a dataset's key: a Cloud KMS `Decrypt` call, from the key project's Data Access

@@ -101,12 +101,13 @@ async fn verify_dir(
             if given.contains(&input.policy) || input.policy_uri.is_empty() || fetched.contains(&input.policy_uri) {
                 continue;
             }
-            policies.push(cloud.read(&input.policy_uri).await.map_err(|err| {
+            let document = dcr_audit::policy_document(cloud.storage().await?, input).await.map_err(|err| {
                 unavailable(format!(
                     "cannot read policy {:?} at {}: {err} (give its document with --policy FILE)",
                     input.policy, input.policy_uri
                 ))
-            })?);
+            })?;
+            policies.push(document);
             fetched.push(input.policy_uri.clone());
         }
     }

@@ -16,6 +16,7 @@ use super::model::{Policy, known, strings};
 use super::rules::{checked_condition, document, effective_rules, sha256_hex};
 use super::set_dataset_access;
 use super::{DECRYPTER, DEFAULT_TIMEOUT, OBJECT_VIEWER, PROVIDER_ID, TYPE_NAME, locate_all, null_digest_diagnostic};
+use crate::clients::Clients;
 use crate::provider::ProviderState;
 use crate::resources::common::{
     apply_converging, converge_typed, empty_and_delete_bucket, ensure_bucket, gcp_diag, grant, private_bucket,
@@ -147,6 +148,13 @@ async fn converge_steps(
     }
     // Refresh recorded the hash of the document that is there (null when it is not).
     if prior.policy_sha256.as_deref() != Some(sha.as_str()) {
+        // Every version stays in the bucket's history, so runs held to it still verify after
+        // this change: the one being replaced (written before histories were kept, it may be
+        // missing), then the new one, before it becomes the current document.
+        if let Some(old) = prior.policy_sha256.as_deref() {
+            keep_current_in_history(&c, bucket, old).await?;
+        }
+        write_history(&c, bucket, &sha, bytes.clone()).await?;
         let meta =
             Object { name: OBJECT.to_string(), content_type: Some("application/json".into()), ..Object::default() };
         c.storage.upload_object(bucket, &meta, std::io::Cursor::new(bytes), None).await.map_err(|e| {
@@ -157,6 +165,35 @@ async fn converge_steps(
     state.policy_version = Attr::Known(version as i64);
     state.policy_sha256 = Attr::Known(sha);
     Ok(())
+}
+
+/// Writes `history/SHA.json` unless it is there: a version's bytes never change, so an existing
+/// one (`ifGenerationMatch=0` refused) is already right.
+async fn write_history(c: &Clients, bucket: &str, sha: &str, bytes: Vec<u8>) -> Result<(), Diagnostics> {
+    let name = PolicyLocation::history_object(sha);
+    let meta = Object { name: name.clone(), content_type: Some("application/json".into()), ..Object::default() };
+    match c.storage.upload_object(bucket, &meta, std::io::Cursor::new(bytes), Some(0)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_precondition_failed() => Ok(()),
+        Err(e) => Err(gcp_diag(&format!("Cannot keep the policy document's version in gs://{bucket}/{name}"), e)),
+    }
+}
+
+/// Copies the current document into the history when it is the version `sha` (a document
+/// changed by hand is not history: its hash is not one any run recorded from dcr's writes).
+async fn keep_current_in_history(c: &Clients, bucket: &str, sha: &str) -> Result<(), Diagnostics> {
+    if c.storage.get_object(bucket, &PolicyLocation::history_object(sha)).await.ok().flatten().is_some() {
+        return Ok(());
+    }
+    let mut current = Vec::new();
+    let read = c.storage.download_object(bucket, OBJECT, |b| {
+        current.extend_from_slice(b);
+        Ok(())
+    });
+    if read.await.is_err() || sha256_hex(&current) != sha {
+        return Ok(());
+    }
+    write_history(c, bucket, sha, current).await
 }
 
 async fn delete(provider: &ProviderState, prior: &Value) -> Result<(), Diagnostics> {

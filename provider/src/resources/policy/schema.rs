@@ -124,7 +124,8 @@ pub fn schema() -> Schema {
                 )),
         )
         .attr(
-            Attribute::optional_computed("bucket", Type::String, "Bucket holding the policy document.")
+            Attribute::optional_computed("bucket", Type::String, "Bucket holding the policy document, and every earlier version of it as `history/SHA256.json` (so runs held to an \
+             earlier version still verify).")
                 .default_described("`PROJECT-policy-NAME`")
                 .requires_replace()
                 .check(validate::bucket_name),
