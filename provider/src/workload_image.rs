@@ -11,8 +11,7 @@
 
 use dcr_attestation::names::{self, PolicyLocation, RunLocation};
 use dcr_attestation::workload::{
-    Backend, IMAGE_DIR, MANIFEST_FILE, NOTEBOOK_FILE, PARAMETERS_FILE, WORKLOAD_FORMAT, WorkloadInput,
-    WorkloadManifest, WorkloadOutput, is_input_name,
+    Backend, WORKLOAD_FORMAT, WorkloadInput, WorkloadManifest, WorkloadOutput, is_input_name,
 };
 use dcr_gcp::workload_identity::pool_name;
 use dcr_image::{BaseImage, BuiltImage, FileEntry};
@@ -491,13 +490,12 @@ pub fn build(planned: &ImageSpec, manifest: &WorkloadManifest) -> Result<BuiltIm
         .into());
     }
     let parameters = planned.parameters.as_deref().unwrap_or("{}").as_bytes().to_vec();
-    let files = vec![
-        FileEntry::new(format!("{IMAGE_DIR}/{MANIFEST_FILE}"), 0o644, manifest.to_bytes()),
-        FileEntry::new(format!("{IMAGE_DIR}/{NOTEBOOK_FILE}"), 0o644, notebook),
-        FileEntry::new(format!("{IMAGE_DIR}/{PARAMETERS_FILE}"), 0o644, parameters),
-    ];
+    let files: Vec<FileEntry> = dcr_attestation::workload::image_files(manifest, notebook, parameters)
+        .into_iter()
+        .map(|(path, mode, bytes)| FileEntry::new(path, mode, bytes))
+        .collect();
     let base = base_image(planned)?;
-    dcr_image::build(&base, &files, &format!("dcr_workload {}", manifest.name))
+    dcr_image::build(&base, &files, &dcr_attestation::workload::image_created_by(&manifest.name))
         .map_err(|e| Diagnostics::from(Diagnostic::error("Cannot build the workload image", e.to_string())))
 }
 

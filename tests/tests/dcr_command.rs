@@ -129,6 +129,28 @@ fn dcr_results_and_verify_check_the_quickstart_run_and_name_each_tampering() {
         "{out}"
     );
     assert_eq!(dcr(&state_dir, &["verify", &uri]).code, 0);
+    // The auditor rebuilds the image from the notebook (the manifest and parameters as the
+    // configuration gives them) and pins what comes out: the same digest, or exit 15.
+    let image = resource_values(&show, "dcr_image_digest", "study");
+    assert_eq!(image["digest"], w["image_digest"]);
+    let workload_manifest = scratch.path().join("workload.json");
+    std::fs::write(&workload_manifest, image["manifest"].as_str().unwrap()).unwrap();
+    let rebuilt_from = |notebook: &Path| {
+        let args =
+            ["--notebook", notebook.to_str().unwrap(), "--workload-manifest", workload_manifest.to_str().unwrap()];
+        let parameters = image["parameters"].as_str().unwrap();
+        dcr(&state_dir, &[&["verify", to.to_str().unwrap()][..], &args, &["--parameters", parameters]].concat())
+    };
+    let out = rebuilt_from(&ws.path().join("analysis.ipynb"));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains(&format!("rebuilt the workload image from {}", ws.path().join("analysis.ipynb").display()))
+    );
+    let edited = scratch.path().join("edited.ipynb");
+    let notebook = std::fs::read_to_string(ws.path().join("analysis.ipynb")).unwrap();
+    std::fs::write(&edited, notebook.replacen("min_group_size = 10", "min_group_size = 1", 1)).unwrap();
+    let out = rebuilt_from(&edited);
+    assert_eq!(out.code, RunCheck::ImageDigest.exit_code(), "{out}");
 
     // The audit trail: the run, verified, with the generation of the data it read; from the
     // command and from Terraform.

@@ -29,6 +29,23 @@ pub const REHEARSAL_FILE: &str = "rehearsal.json";
 /// for what the rules let out (and the executed notebook).
 pub const REHEARSAL_DIR: &str = "/dcr-rehearsal";
 
+/// The files of a workload image's one layer, as `(path, mode, contents)`: the manifest, the
+/// notebook and its parameters under [`IMAGE_DIR`]. Their bytes and [`image_created_by`] are all a
+/// workload image adds to its base, so the provider (which builds it) and an auditor (who rebuilds
+/// it, `dcr verify --notebook`) get the same digest from the same inputs.
+pub fn image_files(manifest: &WorkloadManifest, notebook: Vec<u8>, parameters: Vec<u8>) -> Vec<(String, u32, Vec<u8>)> {
+    vec![
+        (format!("{IMAGE_DIR}/{MANIFEST_FILE}"), 0o644, manifest.to_bytes()),
+        (format!("{IMAGE_DIR}/{NOTEBOOK_FILE}"), 0o644, notebook),
+        (format!("{IMAGE_DIR}/{PARAMETERS_FILE}"), 0o644, parameters),
+    ]
+}
+
+/// The image config's history entry of a workload's layer.
+pub fn image_created_by(workload: &str) -> String {
+    format!("dcr_workload {workload}")
+}
+
 /// Object names a run writes under its output prefix.
 pub use crate::names::{FAILURE_OBJECT, OUTPUT_MANIFEST_OBJECT, OUTPUTS_DIR, TOKEN_OBJECT};
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod lab;
 pub mod progress;
 pub mod pull;
+pub mod rebuild;
 pub mod rehearse;
 pub mod report;
 pub mod run_dir;

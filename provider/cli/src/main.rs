@@ -111,6 +111,8 @@ enum Command {
         run: String,
         #[command(flatten)]
         expect: ExpectArgs,
+        #[command(flatten)]
+        rebuild: RebuildArgs,
     },
     /// Download a run's released files, manifest and token into a directory, and verify them.
     /// Nothing lands in the directory unless every check passes.
@@ -144,6 +146,44 @@ struct ExpectArgs {
     /// Require confidential hardware and a production image even where the policies do not.
     #[arg(long)]
     require_confidential_hardware: bool,
+}
+
+/// Rebuilding the image to pin its digest.
+#[derive(Args)]
+struct RebuildArgs {
+    /// Rebuild the workload image from this notebook (with --workload-manifest) and require the
+    /// attested digest to be the rebuilt one.
+    #[arg(long, value_name = "NOTEBOOK", requires = "workload_manifest")]
+    notebook: Option<PathBuf>,
+    /// The workload manifest the image was built with (`data "dcr_image_digest"`'s `manifest`).
+    #[arg(long, value_name = "FILE", requires = "notebook")]
+    workload_manifest: Option<PathBuf>,
+    /// The workload's parameters, exactly as given to it (`jsonencode({…})` output).
+    #[arg(long, value_name = "JSON", default_value = "{}", requires = "notebook")]
+    parameters: String,
+    /// The base runtime image, oci:LAYOUT_DIR:TAG (default: the one runtime-image/build.sh builds).
+    #[arg(long, value_name = "oci:LAYOUT:TAG", requires = "notebook")]
+    base_image: Option<String>,
+}
+
+impl RebuildArgs {
+    /// The rebuilt image's digest, when a notebook is given: one more pin.
+    fn digest(self, json: bool) -> Result<Option<String>, dcr_cli::CliError> {
+        let (Some(notebook), Some(workload_manifest)) = (self.notebook, self.workload_manifest) else {
+            return Ok(None);
+        };
+        let r = dcr_cli::rebuild::Rebuild {
+            notebook,
+            workload_manifest,
+            parameters: self.parameters,
+            base_image: self.base_image.unwrap_or_else(dcr_image::build::default_base_image),
+        };
+        let digest = dcr_cli::rebuild::image_digest(&r)?;
+        if !json {
+            eprintln!("rebuilt the workload image from {}: {digest}", r.notebook.display());
+        }
+        Ok(Some(digest))
+    }
 }
 
 impl ExpectArgs {
@@ -205,9 +245,17 @@ async fn run(cli: Cli) -> i32 {
             report::rehearsed(&result, json);
             return result.map_or_else(|e| e.exit_code(), |r| r.exit_code);
         }
-        Command::Verify { run, expect } => {
+        Command::Verify { run, expect, rebuild } => {
+            let mut expect = expect.expectations();
+            match rebuild.digest(json) {
+                Ok(rebuilt) => expect.image_digests.extend(rebuilt),
+                Err(e) => {
+                    report::failed(&e, json);
+                    return e.exit_code();
+                }
+            }
             let source = RunSource::parse(&run);
-            (dcr_cli::verify::verify(&cloud, &source, &expect.expectations(), json).await, json!({"source": run}))
+            (dcr_cli::verify::verify(&cloud, &source, &expect, json).await, json!({"source": run}))
         }
         Command::Results { output_uri, to, expect } => {
             let r = dcr_cli::verify::results(&cloud, &output_uri, &to, &expect.expectations(), json).await;
