@@ -300,6 +300,34 @@ PY
   echo "released files: $work/result"
 }
 
+# The dcr command against Google (Application Default Credentials, or each party's own): the
+# consumer's `dcr verify` of the run where it lies, and the owner's audit trail, whose key accesses
+# must show the TEE's decrypt of the dataset's key in the owner's Data Access log (which the owner's
+# project must log: docs/guides/gcp.md, "Log every use of a dataset's key").
+audit_trail() {
+  local results
+  results="$(tf consumer output -raw results)"
+  (
+    party_env consumer
+    "$repo/target/debug/dcr" --gcp verify "$results" --require-confidential-hardware
+  )
+  (
+    party_env owner
+    "$repo/target/debug/dcr" --gcp --json runs "${results%/*/}/" >"$work/result/runs.json"
+  )
+  python3 - "$work/result/runs.json" "$results" <<'PY'
+import json, sys
+trail, run = json.load(open(sys.argv[1])), sys.argv[2]
+listed = [r for r in trail["runs"] if r["uri"] == run]
+if not listed or not listed[0]["verified"]:
+    sys.exit(f"gcp-live: dcr runs does not list {run} verified: {json.dumps(trail['runs'])}")
+tee = [a for a in trail["key_accesses"] if a["granted"] and "/workloadIdentityPools/" in a["principal"]]
+if not tee:
+    sys.exit(f"gcp-live: no decrypt by a pool's principal in the owner's audit log: {json.dumps(trail)}")
+print(f"dcr runs: {run} verified; {len(trail['key_accesses'])} key access(es), e.g. {json.dumps(tee[0])}")
+PY
+}
+
 consumer_destroy() {
   tf consumer destroy -auto-approve -input=false
   applied_consumer=0
@@ -329,6 +357,7 @@ step "consumer: plan the image digest" consumer_digest
 step "owner: pin the digest" owner_pin
 step "consumer: run the notebook in Confidential Space" consumer_run
 step "verify the released result and its token" verify_result
+step "the dcr command: verify the run, list the owner's audit trail" audit_trail
 if [ "$keep" = 1 ]; then
   echo "gcp-live: DCR_LIVE_KEEP=1: everything stays; destroy with terraform -chdir=$work/consumer destroy, then $work/owner"
   exit 0
