@@ -33,6 +33,8 @@ pub struct Lab {
     pub port: u16,
     /// The CPython 3.11 to build the venv with.
     pub python: PathBuf,
+    /// No progress on the terminal (`--json`).
+    pub quiet: bool,
 }
 
 /// What `dcr lab` tells its user once the lab answers.
@@ -72,7 +74,7 @@ pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> 
     let outputs = existing_dir(&l.outputs, "--outputs")?;
     let notebook_dir = existing_dir(&l.notebook_dir, "--notebook-dir")?;
     let venv = venv_dir(&dcr_image::build::cache_dir());
-    ensure_venv(&venv, &l.python).await?;
+    ensure_venv(&venv, &l.python, l.quiet).await?;
     quiet_page_config(&venv)?;
 
     // Connection files (with the kernels' keys) and sockets; removed when dcr lab ends.
@@ -171,7 +173,7 @@ fn existing_dir(dir: &Path, flag: &str) -> Result<PathBuf, CliError> {
 /// Builds the venv once. A stamp written after pip has installed every locked wheel marks it
 /// ready: an interrupted install is removed and made again, and a lock file keeps two `dcr lab`
 /// from building it at once.
-async fn ensure_venv(venv: &Path, python: &Path) -> Result<(), CliError> {
+async fn ensure_venv(venv: &Path, python: &Path, quiet: bool) -> Result<(), CliError> {
     let stamp = venv.join(".dcr-ready");
     if stamp.is_file() {
         return Ok(());
@@ -199,6 +201,7 @@ async fn ensure_venv(venv: &Path, python: &Path) -> Result<(), CliError> {
     }
     let _ = std::fs::remove_dir_all(venv);
     eprintln!("dcr lab: installing JupyterLab into {} (once)", venv.display());
+    let spinner = crate::progress::spinner("installing JupyterLab and the runtime image's packages", quiet);
     run(tokio::process::Command::new(python).args(["-m", "venv"]).arg(venv), "python -m venv").await?;
     let requirements = venv.join("requirements.lock");
     std::fs::write(&requirements, LOCK)
@@ -211,6 +214,7 @@ async fn ensure_venv(venv: &Path, python: &Path) -> Result<(), CliError> {
         "pip install of dcr lab's lock (PyPI must be reachable the first time)",
     )
     .await?;
+    spinner.finish_and_clear();
     std::fs::write(&stamp, "").map_err(|e| unavailable(format!("cannot write {}: {e}", stamp.display())))
 }
 

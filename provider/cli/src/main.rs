@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> i32 {
             return result.map_or_else(|e| e.exit_code(), |_| 0);
         }
         Command::Lab { inputs, outputs, notebook_dir, port, python } => {
-            let l = dcr_cli::lab::Lab { inputs, outputs, notebook_dir, port, python };
+            let l = dcr_cli::lab::Lab { inputs, outputs, notebook_dir, port, python, quiet: json };
             let result = dcr_cli::lab::lab(&l, |serving| report::lab_serving(serving, json)).await;
             if let Err(e) = &result {
                 report::failed(e, json);
