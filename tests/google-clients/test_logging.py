@@ -1,6 +1,6 @@
 """google-api-python-client's Cloud Logging v2 (`entries.list`) against the local cloud's Cloud
-Audit Logs: every Cloud KMS Decrypt is on record in the project's Data Access log, in the shape
-Google writes (https://cloud.google.com/kms/docs/logging), granted or refused.
+Audit Logs: every Cloud KMS Encrypt and Decrypt is on record in the project's Data Access log, in
+the shape Google writes (https://cloud.google.com/kms/docs/logging), granted or refused.
 """
 
 import pytest
@@ -21,12 +21,12 @@ def logging_api(endpoint, credentials):
     )
 
 
-def decrypts_of(api, project, key):
+def uses_of(api, project, key, method="Decrypt"):
     body = {
         "resourceNames": [f"projects/{project}"],
         "filter": (
             f'logName="projects/{project}/logs/cloudaudit.googleapis.com%2Fdata_access" '
-            f'AND protoPayload.methodName="Decrypt" AND protoPayload.resourceName="{key}"'
+            f'AND protoPayload.methodName="{method}" AND protoPayload.resourceName="{key}"'
         ),
         "pageSize": 1,
     }
@@ -39,7 +39,7 @@ def decrypts_of(api, project, key):
         body["pageToken"] = page["nextPageToken"]
 
 
-def test_every_decrypt_is_in_the_data_access_log(endpoint, project, admin_credentials, reader, reader_credentials):
+def test_every_use_of_a_key_is_in_the_data_access_log(endpoint, project, admin_credentials, reader, reader_credentials):
     client = kms.KeyManagementServiceClient(
         credentials=admin_credentials, transport="rest", client_options=ClientOptions(api_endpoint=f"{endpoint}/cloudkms")
     )
@@ -57,7 +57,7 @@ def test_every_decrypt_is_in_the_data_access_log(endpoint, project, admin_creden
 
     api = logging_api(endpoint, admin_credentials)
     # pageSize 1: two pages, followed by their tokens.
-    granted, denied = decrypts_of(api, project, key.name)
+    granted, denied = uses_of(api, project, key.name)
     for entry in (granted, denied):
         assert entry["logName"] == f"projects/{project}/logs/cloudaudit.googleapis.com%2Fdata_access"
         assert entry["resource"] == {
@@ -75,12 +75,15 @@ def test_every_decrypt_is_in_the_data_access_log(endpoint, project, admin_creden
     assert denied["protoPayload"]["authenticationInfo"] == {"principalEmail": reader.split(":", 1)[1]}
     assert denied["protoPayload"]["authorizationInfo"][0]["granted"] is False
     assert granted["timestamp"] <= denied["timestamp"]
+    [encrypted] = uses_of(api, project, key.name, "Encrypt")
+    assert encrypted["protoPayload"]["authorizationInfo"][0]["permission"] == "cloudkms.cryptoKeyVersions.useToEncrypt"
+    assert encrypted["protoPayload"]["request"]["@type"] == "type.googleapis.com/google.cloud.kms.v1.EncryptRequest"
     newest = api.entries().list(body={"resourceNames": [f"projects/{project}"], "orderBy": "timestamp desc", "pageSize": 1}).execute()
     assert newest["entries"][0]["insertId"] == denied["insertId"]
 
     # Data Access logs are private: a principal without roles/logging.privateLogViewer cannot read them.
     with pytest.raises(HttpError) as err:
-        decrypts_of(logging_api(endpoint, reader_credentials), project, key.name)
+        uses_of(logging_api(endpoint, reader_credentials), project, key.name)
     assert err.value.resp.status == 403
     # What the local cloud's filter subset cannot read is refused, not misread.
     with pytest.raises(HttpError) as err:

@@ -28,27 +28,41 @@ pub(super) async fn encrypt(store: &Store, scope: Scope, key: String, body: Valu
     }
     store
         .call(move |c| {
-            scope.require(c, Some(&key), "cloudkms.cryptoKeyVersions.useToEncrypt", &key)?;
-            let vname = format!("{key}/cryptoKeyVersions/1");
-            let primary = rows::version(c, &vname)?.ok_or_else(|| {
-                if rows::key(c, &key).ok().flatten().is_some() {
-                    ApiError::failed_precondition(format!("{key} has no primary version."))
-                } else {
-                    ApiError::not_found(format!("CryptoKey {key} not found."))
-                }
-            })?;
-            if primary.state != "ENABLED" {
-                return Err(ApiError::failed_precondition(format!(
-                    "{vname} is not enabled, current state is: {}.",
-                    primary.state
-                )));
-            }
-            let ct = seal(&primary.material, 1, &plaintext, &aad)?;
-            Ok(json!({"name": vname, "ciphertext": b64(&ct), "ciphertextCrc32c": crc32c_value(&ct),
-                      "protectionLevel": "SOFTWARE", "verifiedPlaintextCrc32c": verified_plaintext,
-                      "verifiedAdditionalAuthenticatedDataCrc32c": verified_aad}))
+            audited(c, &scope, &key, "Encrypt", "cloudkms.cryptoKeyVersions.useToEncrypt", |c| {
+                seal_with_primary(c, &scope, &key, &plaintext, &aad, verified_plaintext, verified_aad)
+            })
         })
         .await
+}
+
+fn seal_with_primary(
+    c: &rusqlite::Connection,
+    scope: &Scope,
+    key: &str,
+    plaintext: &[u8],
+    aad: &[u8],
+    verified_plaintext: bool,
+    verified_aad: bool,
+) -> ApiResult<Value> {
+    scope.require(c, Some(key), "cloudkms.cryptoKeyVersions.useToEncrypt", key)?;
+    let vname = format!("{key}/cryptoKeyVersions/1");
+    let primary = rows::version(c, &vname)?.ok_or_else(|| {
+        if rows::key(c, key).ok().flatten().is_some() {
+            ApiError::failed_precondition(format!("{key} has no primary version."))
+        } else {
+            ApiError::not_found(format!("CryptoKey {key} not found."))
+        }
+    })?;
+    if primary.state != "ENABLED" {
+        return Err(ApiError::failed_precondition(format!(
+            "{vname} is not enabled, current state is: {}.",
+            primary.state
+        )));
+    }
+    let ct = seal(&primary.material, 1, plaintext, aad)?;
+    Ok(json!({"name": vname, "ciphertext": b64(&ct), "ciphertextCrc32c": crc32c_value(&ct),
+              "protectionLevel": "SOFTWARE", "verifiedPlaintextCrc32c": verified_plaintext,
+              "verifiedAdditionalAuthenticatedDataCrc32c": verified_aad}))
 }
 
 pub(super) async fn decrypt(store: &Store, scope: Scope, key: String, body: Value) -> ApiResult<Value> {
@@ -63,22 +77,37 @@ pub(super) async fn decrypt(store: &Store, scope: Scope, key: String, body: Valu
     check_crc32c(&body, "additionalAuthenticatedData", &aad)?;
     store
         .call(move |c| {
-            let result = unwrap(c, &scope, &key, &ct, &aad);
-            // Every decrypt, granted or not, is a use of the key the data owner can audit.
-            let access = DataAccess {
-                project: &scope.project,
-                service: "cloudkms.googleapis.com",
-                method: "Decrypt",
-                resource_name: &key,
-                permission: "cloudkms.cryptoKeyVersions.useToDecrypt",
-                resource: key_resource(&key),
-                request_type: "type.googleapis.com/google.cloud.kms.v1.DecryptRequest",
-                caller: &scope.principal,
-            };
-            record_data_access(c, access, &result)?;
-            result
+            audited(c, &scope, &key, "Decrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", |c| {
+                unwrap(c, &scope, &key, &ct, &aad)
+            })
         })
         .await
+}
+
+/// Runs `op`, a use of `key` (Encrypt and Decrypt are DATA_READ methods,
+/// https://cloud.google.com/kms/docs/logging), and records it in the project's Data Access log,
+/// granted or refused: every use of a dataset's key is one its owner can audit.
+fn audited(
+    c: &rusqlite::Connection,
+    scope: &Scope,
+    key: &str,
+    method: &str,
+    permission: &str,
+    op: impl FnOnce(&rusqlite::Connection) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let result = op(c);
+    let access = DataAccess {
+        project: &scope.project,
+        service: "cloudkms.googleapis.com",
+        method,
+        resource_name: key,
+        permission,
+        resource: key_resource(key),
+        request_type: &format!("type.googleapis.com/google.cloud.kms.v1.{method}Request"),
+        caller: &scope.principal,
+    };
+    record_data_access(c, access, &result)?;
+    result
 }
 
 fn unwrap(c: &rusqlite::Connection, scope: &Scope, key: &str, ct: &[u8], aad: &[u8]) -> ApiResult<Value> {
