@@ -9,7 +9,8 @@
 //! And what other users of the machine could reach: the lab listens on 127.0.0.1 only, refuses
 //! requests without its token, the token is on no process's command line, and the kernel's
 //! channels are Unix sockets in a 0700 directory (over TCP, any local user could subscribe to its
-//! IOPub stream, which carries every output).
+//! IOPub stream, which carries every output). When another process answers on the lab's port,
+//! dcr lab refuses rather than hand out a URL with the token that leads there.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -232,6 +233,31 @@ fn dcr_lab_serves_the_stand_in_to_a_browser_as_the_tee_lays_it_out() {
     let status = lab.stop().expect("dcr lab stops on SIGTERM");
     assert!(status.success(), "{status}");
     assert!(listening_addresses(port).is_empty(), "JupyterLab still listens after dcr lab stopped");
+
+    // A server of someone else's on the port the lab is to use: dcr lab refuses to hand out the
+    // token with a URL that leads there.
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let impostor_port = impostor.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in impostor.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        }
+    });
+    let refused = Command::new(dcr_bin())
+        .args(["--json", "lab", "--port", &impostor_port.to_string(), "--inputs"])
+        .arg(&inputs)
+        .arg("--outputs")
+        .arg(&outputs)
+        .arg("--notebook-dir")
+        .arg(&notebooks)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("another process answers on 127.0.0.1:") && !said.contains("token="), "{said}");
 
     ws.destroy();
 }

@@ -85,7 +85,7 @@ pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> 
         .args(["--no-browser", "--ip=127.0.0.1"])
         .arg(format!("--port={port}"))
         .arg("--ServerApp.port_retries=0")
-        // Jupyter refuses root unless told; root is who runs dcr's local backend (runc) here.
+        // Jupyter refuses root unless told; dcr's local backend runs as root (runc needs it).
         .arg("--allow-root")
         // Nothing leaves the machine on its own: no update checks, news feed or extension
         // installs from PyPI (the analyst's data is in this lab).
@@ -104,7 +104,7 @@ pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> 
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(&notebook_dir)
         .stdin(std::process::Stdio::null())
-        // JupyterLab's log (which prints the token too) goes to the terminal, not to stdout.
+        // JupyterLab's log goes to the terminal; stdout is dcr's (the URL, or --json).
         .stdout(std::io::stderr())
         // Its own process group: the terminal's Ctrl-C reaches dcr, which stops the whole lab.
         .process_group(0)
@@ -116,6 +116,14 @@ pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> 
     let started = Instant::now();
     loop {
         if answers(port) {
+            // Between choosing the port and JupyterLab binding it, another local user could have
+            // bound it: the URL, token included, must lead to our server only.
+            if !listens_on(pid, port) {
+                stop(pid, &mut child).await;
+                return Err(unavailable(format!(
+                    "another process answers on 127.0.0.1:{port}, not this lab: run dcr lab again (or pass --port)"
+                )));
+            }
             break;
         }
         if let Some(status) = child.try_wait().map_err(unavailable)? {
@@ -250,6 +258,27 @@ fn answers(port: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
+/// Whether a socket of process `pid` listens on 127.0.0.1:`port` (/proc/net/tcp's LISTEN rows,
+/// matched by inode to the process's file descriptors).
+fn listens_on(pid: Option<u32>, port: u16) -> bool {
+    let Some(pid) = pid else { return false };
+    let wanted = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&wanted.as_str()) && f.get(3) == Some(&"0A")).then(|| f.get(9).map(|i| i.to_string()))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+        let target = target.to_string_lossy();
+        inodes.iter().any(|i| target == format!("socket:[{i}]").as_str())
+    })
+}
+
 /// SIGTERM to the lab's process group (the server and its kernels), then SIGKILL after 10 s.
 async fn stop(pid: Option<u32>, child: &mut tokio::process::Child) {
     if let Some(pid) = pid {
@@ -282,6 +311,16 @@ mod tests {
             assert_eq!(lab.get(needed), image.get(needed), "{needed}");
         }
         assert!(LOCK.lines().filter(|l| l.contains("==")).count() == LOCK.matches("--hash=sha256:").count());
+    }
+
+    #[test]
+    fn a_listener_is_known_by_its_process() {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(Some(std::process::id()), port));
+        assert!(!listens_on(Some(1), port), "pid 1 does not hold this test's socket");
+        drop(listener);
+        assert!(!listens_on(Some(std::process::id()), port));
     }
 
     #[test]
