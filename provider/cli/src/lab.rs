@@ -74,7 +74,8 @@ pub async fn lab(l: &Lab, ready: impl FnOnce(&Serving)) -> Result<(), CliError> 
     let outputs = existing_dir(&l.outputs, "--outputs")?;
     let notebook_dir = existing_dir(&l.notebook_dir, "--notebook-dir")?;
     let venv = venv_dir(&dcr_image::build::cache_dir());
-    ensure_venv(&venv, &l.python, l.quiet).await?;
+    // Held until dcr lab ends: a newer dcr's clean-up leaves this venv alone while it is in use.
+    let _in_use = ensure_venv(&venv, &l.python, l.quiet).await?;
     quiet_page_config(&venv)?;
 
     // Connection files (with the kernels' keys) and sockets; removed when dcr lab ends.
@@ -178,14 +179,23 @@ fn existing_dir(dir: &Path, flag: &str) -> Result<PathBuf, CliError> {
     std::path::absolute(dir).map_err(|e| CliError::Usage(format!("{flag} {}: {e}", dir.display())))
 }
 
-/// Builds the venv once. A stamp written after pip has installed every locked wheel marks it
-/// ready: an interrupted install is removed and made again, and a lock file keeps two `dcr lab`
-/// from building it at once.
-async fn ensure_venv(venv: &Path, python: &Path, quiet: bool) -> Result<(), CliError> {
+/// Builds the venv once and returns its lock file, locked shared for as long as the lab uses the
+/// venv. A stamp written after pip has installed every locked wheel marks it ready: an interrupted
+/// install is removed and made again, and an exclusive lock keeps two `dcr lab` from building it at
+/// once. Once built, the venvs of older locks are removed (each is about 400 MB).
+async fn ensure_venv(venv: &Path, python: &Path, quiet: bool) -> Result<std::fs::File, CliError> {
+    let parent = venv.parent().expect("the venv is under the lab cache");
+    std::fs::create_dir_all(parent).map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
+    let lock_path = venv.with_extension("lock");
+    let lock_failed = |e: std::io::Error| unavailable(format!("cannot lock {}: {e}", lock_path.display()));
+    let guard = std::fs::File::create(&lock_path)
+        .map_err(|e| unavailable(format!("cannot create {}: {e}", lock_path.display())))?;
     let stamp = venv.join(".dcr-ready");
+    guard.lock_shared().map_err(lock_failed)?;
     if stamp.is_file() {
-        return Ok(());
+        return Ok(guard);
     }
+    guard.unlock().map_err(lock_failed)?;
     let version = tokio::process::Command::new(python)
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
@@ -198,32 +208,54 @@ async fn ensure_venv(venv: &Path, python: &Path, quiet: bool) -> Result<(), CliE
             python.display()
         )));
     }
-    let parent = venv.parent().expect("the venv is under the lab cache");
-    std::fs::create_dir_all(parent).map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
-    let lock_path = venv.with_extension("lock");
-    let guard = std::fs::File::create(&lock_path)
-        .map_err(|e| unavailable(format!("cannot create {}: {e}", lock_path.display())))?;
-    guard.lock().map_err(|e| unavailable(format!("cannot lock {}: {e}", lock_path.display())))?;
-    if stamp.is_file() {
-        return Ok(()); // another dcr lab built it while this one waited
+    guard.lock().map_err(lock_failed)?;
+    if !stamp.is_file() {
+        let _ = std::fs::remove_dir_all(venv);
+        eprintln!("dcr lab: installing JupyterLab into {} (once)", venv.display());
+        let spinner = crate::progress::spinner("installing JupyterLab and the runtime image's packages", quiet);
+        run(tokio::process::Command::new(python).args(["-m", "venv"]).arg(venv), "python -m venv").await?;
+        let requirements = venv.join("requirements.lock");
+        std::fs::write(&requirements, LOCK)
+            .map_err(|e| unavailable(format!("cannot write {}: {e}", requirements.display())))?;
+        run(
+            tokio::process::Command::new(venv.join("bin/python"))
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"])
+                .args(["--require-hashes", "--only-binary", ":all:", "-r"])
+                .arg(&requirements),
+            "pip install of dcr lab's lock (PyPI must be reachable the first time)",
+        )
+        .await?;
+        spinner.finish_and_clear();
+        std::fs::write(&stamp, "").map_err(|e| unavailable(format!("cannot write {}: {e}", stamp.display())))?;
+        for removed in remove_stale_venvs(venv) {
+            eprintln!("dcr lab: removed {}, the venv of an older lock", removed.display());
+        }
     }
-    let _ = std::fs::remove_dir_all(venv);
-    eprintln!("dcr lab: installing JupyterLab into {} (once)", venv.display());
-    let spinner = crate::progress::spinner("installing JupyterLab and the runtime image's packages", quiet);
-    run(tokio::process::Command::new(python).args(["-m", "venv"]).arg(venv), "python -m venv").await?;
-    let requirements = venv.join("requirements.lock");
-    std::fs::write(&requirements, LOCK)
-        .map_err(|e| unavailable(format!("cannot write {}: {e}", requirements.display())))?;
-    run(
-        tokio::process::Command::new(venv.join("bin/python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"])
-            .args(["--require-hashes", "--only-binary", ":all:", "-r"])
-            .arg(&requirements),
-        "pip install of dcr lab's lock (PyPI must be reachable the first time)",
-    )
-    .await?;
-    spinner.finish_and_clear();
-    std::fs::write(&stamp, "").map_err(|e| unavailable(format!("cannot write {}: {e}", stamp.display())))
+    // flock(2) turns the exclusive lock into a shared one in place.
+    guard.lock_shared().map_err(lock_failed)?;
+    Ok(guard)
+}
+
+/// Removes the venvs beside `current` (named, as it is, by 16 hex digits) that no `dcr lab` is
+/// using: those whose lock file can be locked exclusively. Their lock files stay (empty), so a
+/// process still waiting on one never locks a file that another has already replaced.
+fn remove_stale_venvs(current: &Path) -> Vec<PathBuf> {
+    let Some(parent) = current.parent() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let dir = entry.path();
+        let name = entry.file_name();
+        let is_venv_name = name.len() == 16 && name.to_string_lossy().bytes().all(|b| b.is_ascii_hexdigit());
+        if dir == current || !is_venv_name || !dir.is_dir() {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::create(dir.with_extension("lock")) else { continue };
+        if lock.try_lock().is_ok() && std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
 }
 
 async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), CliError> {
@@ -321,6 +353,29 @@ mod tests {
         assert!(!listens_on(Some(1), port), "pid 1 does not hold this test's socket");
         drop(listener);
         assert!(!listens_on(Some(std::process::id()), port));
+    }
+
+    #[test]
+    fn only_unused_venvs_of_other_locks_are_removed() {
+        let cache = crate::scratch::private_dir("dcr-lab-cache-", None).unwrap();
+        let lab = cache.path().join("lab");
+        let current = lab.join("00000000000000aa");
+        let stale = lab.join("00000000000000bb");
+        let in_use = lab.join("00000000000000cc");
+        let not_a_venv = lab.join("notes");
+        for dir in [&current, &stale, &in_use, &not_a_venv] {
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+        }
+        let lab_running = std::fs::File::create(in_use.with_extension("lock")).unwrap();
+        lab_running.lock_shared().unwrap();
+
+        assert_eq!(remove_stale_venvs(&current), vec![stale.clone()]);
+        assert!(!stale.exists());
+        assert!(current.is_dir() && in_use.is_dir() && not_a_venv.is_dir());
+
+        drop(lab_running);
+        assert_eq!(remove_stale_venvs(&current), vec![in_use.clone()]);
+        assert!(current.is_dir() && not_a_venv.is_dir());
     }
 
     #[test]
