@@ -146,7 +146,7 @@ pub struct Rehearsal {
 }
 
 /// What a run released, uploaded beside the outputs as `output-manifest.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputManifest {
     pub format: String,
     pub workload: String,

@@ -133,13 +133,7 @@ pub async fn list_runs(
         };
         let files = RunFiles { manifest: &manifest_bytes, token: &token, outputs: &outputs };
         let checked = verify_run(&files, &jwks, &expected);
-        let m = manifest.unwrap_or_else(|| OutputManifest {
-            format: String::new(),
-            workload: String::new(),
-            image_digest: String::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        });
+        let m = manifest.unwrap_or_default();
         records.push(RunRecord {
             uri,
             workload: m.workload,
@@ -292,20 +286,14 @@ async fn hash_object(storage: &StorageClient, bucket: &str, object: &str, name: 
         })
         .await
         .map_err(|source| AuditError::Storage { what: format!("gs://{bucket}/{object}"), source })?;
-    let sha256 = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(FoundFile { name: name.to_string(), size, sha256 })
+    Ok(FoundFile { name: name.to_string(), size, sha256: hex::encode(ctx.finish()) })
 }
 
 async fn download(storage: &StorageClient, bucket: &str, object: &str) -> Result<Vec<u8>, AuditError> {
-    let mut bytes = Vec::new();
     storage
-        .download_object(bucket, object, |b| {
-            bytes.extend_from_slice(b);
-            Ok(())
-        })
+        .read_object(bucket, object)
         .await
-        .map_err(|source| AuditError::Storage { what: format!("gs://{bucket}/{object}"), source })?;
-    Ok(bytes)
+        .map_err(|source| AuditError::Storage { what: format!("gs://{bucket}/{object}"), source })
 }
 
 #[cfg(test)]

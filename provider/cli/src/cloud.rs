@@ -82,13 +82,7 @@ impl Cloud {
     /// A small object's bytes (a policy document).
     pub async fn read(&self, uri: &str) -> Result<Vec<u8>, CliError> {
         let (bucket, object) = gs(uri)?;
-        let mut bytes = Vec::new();
-        self.download(bucket, object, |b| {
-            bytes.extend_from_slice(b);
-            Ok(())
-        })
-        .await?;
-        Ok(bytes)
+        self.storage().await?.read_object(bucket, object).await.map_err(unavailable)
     }
 
     /// The keys that verify `issuer`'s tokens: the simulated issuer's, published in the local

@@ -273,7 +273,7 @@ fn free_port() -> Result<u16, CliError> {
 fn random_token() -> Result<String, CliError> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| unavailable("no randomness for the lab's token"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 /// Whether a Jupyter server answers `GET /api` (its version; no token needed) on the port.
@@ -313,8 +313,10 @@ fn listens_on(pid: Option<u32>, port: u16) -> bool {
 
 /// SIGTERM to the lab's process group (the server and its kernels), then SIGKILL after 10 s.
 async fn stop(pid: Option<u32>, child: &mut tokio::process::Child) {
-    if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // The group is the lab's own (`process_group(0)`): its leader's pid names it.
+        // SAFETY: kill(2) reads no memory; a group that has already gone is an ESRCH, ignored.
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
     }
     if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
         let _ = child.kill().await;

@@ -115,7 +115,6 @@ pub fn rehearsed(result: &Result<Rehearsed, CliError>, json: bool) {
     }
 }
 
-/// The runs `dcr runs` found.
 /// What `dcr runs` found: the runs, and the accesses to their datasets' keys.
 #[derive(serde::Serialize)]
 pub struct AuditTrail {

@@ -86,7 +86,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), CliError> {
         ctx.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((size, ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()))
+    Ok((size, hex::encode(ctx.finish())))
 }
 
 /// `name` as a path under a directory, when it is a plain relative path: no `..`, no root, no

@@ -234,6 +234,18 @@ impl StorageClient {
         Ok(())
     }
 
+    /// A small object's bytes, whole (a document, a manifest, a token); stream large ones with
+    /// [`download_object`](Self::download_object).
+    pub async fn read_object(&self, bucket: &str, name: &str) -> Result<Vec<u8>, GcpError> {
+        let mut bytes = Vec::new();
+        self.download_object(bucket, name, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await?;
+        Ok(bytes)
+    }
+
     /// The object's bytes as a stream of network chunks, for callers that pace the download
     /// themselves. `generation` pins one version of the object.
     pub async fn open_download(

@@ -81,7 +81,8 @@ impl ApiError {
         }
     }
 
-    /// The `google.rpc.Code` number of [`aip_status`](Self::aip_status), as audit entries record it.
+    /// The `google.rpc.Code` number of [`aip_status`](Self::aip_status), as audit entries record it
+    /// (the numbers of googleapis' google/rpc/code.proto).
     pub fn rpc_code(&self) -> i32 {
         match self.aip_status() {
             "INVALID_ARGUMENT" => 3,

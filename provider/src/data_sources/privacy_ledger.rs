@@ -1,7 +1,6 @@
 //! `data "dcr_privacy_ledger"`: what the DP-synthetic stand-ins of a dataset have spent, read from
 //! the ledger beside its data, for auditors and for budgets shared across configurations.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -48,7 +47,7 @@ pub struct LedgerEntry {
 }
 
 fn entry_type() -> Type {
-    let fields = [
+    Type::object([
         ("mechanism", Type::String),
         ("rho", Type::Number),
         ("epsilon", Type::Number),
@@ -56,8 +55,7 @@ fn entry_type() -> Type {
         ("rows", Type::Number),
         ("time", Type::String),
         ("stand_in_sha256", Type::String),
-    ];
-    Type::Object(fields.into_iter().map(|(k, t)| (k.to_string(), t)).collect::<BTreeMap<_, _>>())
+    ])
 }
 
 pub fn schema() -> Schema {
@@ -136,9 +134,6 @@ mod tests {
     #[test]
     fn the_model_has_the_schemas_attributes() {
         tfplugin6::model::check_fields::<PrivacyLedgerData>(&schema().block).unwrap();
-        let Type::Object(fields) = entry_type() else { panic!("an object type") };
-        let mut names = LedgerEntry::fields();
-        names.sort();
-        assert_eq!(names, fields.keys().map(String::as_str).collect::<Vec<_>>());
+        tfplugin6::model::check_object_fields::<LedgerEntry>(&entry_type()).unwrap();
     }
 }

@@ -3,7 +3,6 @@
 //! `dcr_audit::list_runs` (shared with `dcr runs`); and every use of their datasets' keys, from
 //! Cloud Audit Logs (`dcr_audit::key_accesses`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,12 +67,8 @@ pub struct RunInput {
     pub policy_version: i64,
 }
 
-fn object(fields: &[(&str, Type)]) -> Type {
-    Type::Object(fields.iter().map(|(k, t)| (k.to_string(), t.clone())).collect::<BTreeMap<_, _>>())
-}
-
 fn input_type() -> Type {
-    object(&[
+    Type::object([
         ("name", Type::String),
         ("dataset", Type::String),
         ("generation", Type::String),
@@ -83,7 +78,7 @@ fn input_type() -> Type {
 }
 
 fn key_access_type() -> Type {
-    object(&[
+    Type::object([
         ("time", Type::String),
         ("key", Type::String),
         ("datasets", Type::list(Type::String)),
@@ -94,7 +89,7 @@ fn key_access_type() -> Type {
 }
 
 fn run_type() -> Type {
-    object(&[
+    Type::object([
         ("uri", Type::String),
         ("workload", Type::String),
         ("image_digest", Type::String),
@@ -247,13 +242,9 @@ mod tests {
     #[test]
     fn the_model_has_the_schemas_attributes() {
         tfplugin6::model::check_fields::<RunsData>(&schema().block).unwrap();
-        for (ty, mut names) in
-            [(run_type(), Run::fields()), (input_type(), RunInput::fields()), (key_access_type(), KeyAccess::fields())]
-        {
-            let Type::Object(fields) = ty else { panic!("an object type") };
-            names.sort();
-            assert_eq!(names, fields.keys().map(String::as_str).collect::<Vec<_>>());
-        }
+        tfplugin6::model::check_object_fields::<Run>(&run_type()).unwrap();
+        tfplugin6::model::check_object_fields::<RunInput>(&input_type()).unwrap();
+        tfplugin6::model::check_object_fields::<KeyAccess>(&key_access_type()).unwrap();
         assert_eq!(rfc3339(1_795_608_000), "2026-11-25T12:00:00Z");
     }
 }

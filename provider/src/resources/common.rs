@@ -127,13 +127,8 @@ pub async fn grant(r: &dyn IamResource, role: &str, member: &str, present: bool)
 
 /// An object's bytes, or `None` when it does not exist (small objects: documents, manifests, tokens).
 pub async fn read_object(c: &Clients, bucket: &str, object: &str) -> Result<Option<Vec<u8>>, Diagnostics> {
-    let mut bytes = Vec::new();
-    let read = c.storage.download_object(bucket, object, |chunk| {
-        bytes.extend_from_slice(chunk);
-        Ok(())
-    });
-    match read.await {
-        Ok(()) => Ok(Some(bytes)),
+    match c.storage.read_object(bucket, object).await {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(gcp_diag(&format!("Cannot read gs://{bucket}/{object}"), e)),
     }

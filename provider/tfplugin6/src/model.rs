@@ -340,6 +340,25 @@ pub fn check_fields<M: Model>(block: &Block) -> Result<(), String> {
     }
 }
 
+/// Checks that a model's fields are exactly an object type's attributes: the model of a list
+/// element (an object attribute's value) as [`check_fields`] checks a block's.
+pub fn check_object_fields<M: Model>(object: &crate::value::Type) -> Result<(), String> {
+    let crate::value::Type::Object(attributes) = object else {
+        return Err(format!("{}: {object:?} is not an object type", std::any::type_name::<M>()));
+    };
+    let mut names = M::fields();
+    names.sort_unstable();
+    let wanted: Vec<&str> = attributes.keys().map(String::as_str).collect();
+    if names == wanted {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: the model's fields are {names:?}, the object's attributes {wanted:?}",
+            std::any::type_name::<M>()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +466,11 @@ mod tests {
             .block(NestedBlock::list("more", Block::new("m")));
         let e = check_fields::<Column>(&renamed).unwrap_err();
         assert!(e.contains(r#"schema lacks ["type"]"#) && e.contains(r#"model lacks ["kind", "more"]"#), "{e}");
+
+        let object = |names: &[&'static str]| Type::object(names.iter().map(|n| (*n, Type::String)));
+        assert_eq!(check_object_fields::<Column>(&object(&["type", "name", "max"])), Ok(()));
+        for wrong in [object(&["name", "kind", "max"]), object(&["name", "type"]), Type::list(Type::String)] {
+            assert!(check_object_fields::<Column>(&wrong).is_err(), "{wrong:?}");
+        }
     }
 }

@@ -36,6 +36,10 @@ impl Type {
     pub fn map(t: Type) -> Type {
         Type::Map(Box::new(t))
     }
+    /// An object type of named attributes.
+    pub fn object<'a>(attributes: impl IntoIterator<Item = (&'a str, Type)>) -> Type {
+        Type::Object(attributes.into_iter().map(|(name, t)| (name.to_string(), t)).collect())
+    }
 
     /// The JSON form Terraform uses for types (`"string"`, `["list","string"]`, ...).
     pub fn to_json(&self) -> Json {

@@ -67,15 +67,8 @@ pub async fn fetch(
 
     let (pbucket, pobject) = split_gs_uri(&input.policy_uri)
         .ok_or_else(|| fail(format!("policy_uri {:?} is not gs://", input.policy_uri)))?;
-    let policy_bytes = propagation::retry(&what("read the policy document"), Call::FirstUse, patience, || async {
-        let mut bytes = Vec::new();
-        storage
-            .download_object(pbucket, pobject, |b| {
-                bytes.extend_from_slice(b);
-                Ok(())
-            })
-            .await
-            .map(|()| bytes)
+    let policy_bytes = propagation::retry(&what("read the policy document"), Call::FirstUse, patience, || {
+        storage.read_object(pbucket, pobject)
     })
     .await
     .map_err(|e| fail(format!("cannot read the policy document: {e}")))?;

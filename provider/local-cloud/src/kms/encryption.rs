@@ -29,7 +29,7 @@ pub(super) async fn encrypt(store: &Store, scope: Scope, key: String, body: Valu
     store
         .call(move |c| {
             audited(c, &scope, &key, "Encrypt", "cloudkms.cryptoKeyVersions.useToEncrypt", |c| {
-                seal_with_primary(c, &scope, &key, &plaintext, &aad, verified_plaintext, verified_aad)
+                seal_with_primary(c, &key, &plaintext, &aad, verified_plaintext, verified_aad)
             })
         })
         .await
@@ -37,14 +37,12 @@ pub(super) async fn encrypt(store: &Store, scope: Scope, key: String, body: Valu
 
 fn seal_with_primary(
     c: &rusqlite::Connection,
-    scope: &Scope,
     key: &str,
     plaintext: &[u8],
     aad: &[u8],
     verified_plaintext: bool,
     verified_aad: bool,
 ) -> ApiResult<Value> {
-    scope.require(c, Some(key), "cloudkms.cryptoKeyVersions.useToEncrypt", key)?;
     let vname = format!("{key}/cryptoKeyVersions/1");
     let primary = rows::version(c, &vname)?.ok_or_else(|| {
         if rows::key(c, key).ok().flatten().is_some() {
@@ -78,15 +76,16 @@ pub(super) async fn decrypt(store: &Store, scope: Scope, key: String, body: Valu
     store
         .call(move |c| {
             audited(c, &scope, &key, "Decrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", |c| {
-                unwrap(c, &scope, &key, &ct, &aad)
+                unwrap(c, &key, &ct, &aad)
             })
         })
         .await
 }
 
-/// Runs `op`, a use of `key` (Encrypt and Decrypt are DATA_READ methods,
-/// https://cloud.google.com/kms/docs/logging), and records it in the project's Data Access log,
-/// granted or refused: every use of a dataset's key is one its owner can audit.
+/// Checks the caller's `permission` on `key` and runs `op`, a use of the key (Encrypt and Decrypt
+/// are DATA_READ methods, https://cloud.google.com/kms/docs/logging), then records the call in
+/// the project's Data Access log, granted or refused: every use of a dataset's key is one its
+/// owner can audit.
 fn audited(
     c: &rusqlite::Connection,
     scope: &Scope,
@@ -95,7 +94,7 @@ fn audited(
     permission: &str,
     op: impl FnOnce(&rusqlite::Connection) -> ApiResult<Value>,
 ) -> ApiResult<Value> {
-    let result = op(c);
+    let result = scope.require(c, Some(key), permission, key).and_then(|()| op(c));
     let access = DataAccess {
         project: &scope.project,
         service: "cloudkms.googleapis.com",
@@ -110,8 +109,7 @@ fn audited(
     result
 }
 
-fn unwrap(c: &rusqlite::Connection, scope: &Scope, key: &str, ct: &[u8], aad: &[u8]) -> ApiResult<Value> {
-    scope.require(c, Some(key), "cloudkms.cryptoKeyVersions.useToDecrypt", key)?;
+fn unwrap(c: &rusqlite::Connection, key: &str, ct: &[u8], aad: &[u8]) -> ApiResult<Value> {
     let bad = || ApiError::bad_request("Decryption failed: the ciphertext is invalid.");
     let number = version_of(ct).ok_or_else(bad)?;
     let vname = format!("{key}/cryptoKeyVersions/{number}");

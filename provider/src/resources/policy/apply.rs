@@ -185,15 +185,10 @@ async fn keep_current_in_history(c: &Clients, bucket: &str, sha: &str) -> Result
     if c.storage.get_object(bucket, &PolicyLocation::history_object(sha)).await.ok().flatten().is_some() {
         return Ok(());
     }
-    let mut current = Vec::new();
-    let read = c.storage.download_object(bucket, OBJECT, |b| {
-        current.extend_from_slice(b);
-        Ok(())
-    });
-    if read.await.is_err() || sha256_hex(&current) != sha {
-        return Ok(());
+    match c.storage.read_object(bucket, OBJECT).await {
+        Ok(current) if sha256_hex(&current) == sha => write_history(c, bucket, sha, current).await,
+        _ => Ok(()),
     }
-    write_history(c, bucket, sha, current).await
 }
 
 async fn delete(provider: &ProviderState, prior: &Value) -> Result<(), Diagnostics> {
